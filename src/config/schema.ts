@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { ipv4ToInt, isIpv4 } from '../core/addresses.ts';
+
+// mayu 0.11's config.yaml, accepted unchanged, plus a few documented additions (README).
+// Keys we do not know are reported as warnings, not errors, so configs of later 0.x versions load.
+
+const ipv4 = z.string().refine(isIpv4, { message: 'expected an IPv4 address like 10.0.3.31' });
+
+const range = z
+  .strictObject({ start: ipv4, end: ipv4 })
+  .refine((r) => ipv4ToInt(r.start) <= ipv4ToInt(r.end), { message: 'start must not be above end' });
+
+const tag = z.string().regex(/^[^=\s]+=.*$/, { message: 'expected a "key=value" tag' });
+
+export const profileSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'expected a name of letters, digits, ".", "_" or "-"' }),
+  quantity: z.number().int().nonnegative().optional(),
+  tags: z.array(tag).default([]),
+  coreos_version: z.coerce.string().optional(),
+  disable_engine: z.boolean().default(false),
+  etcd_cluster_token: z.string().optional(),
+  /** Only in profiles/*.yaml: position among the profile files (lower first). */
+  order: z.number().optional(),
+});
+
+export const networkSchema = z.looseObject({
+  pxe: z.boolean().default(true),
+  uefi: z.boolean().default(false),
+  interface: z.string().min(1).default('eth0'),
+  bind_addr: ipv4,
+  bootstrap_range: range.optional(),
+  ip_range: range,
+  dns: z.array(ipv4).default([]),
+  router: ipv4.optional(),
+  network_model: z.enum(['singlenic', 'bond']).default('singlenic'),
+  /** 0.11 hard-coded a /22; later mayu versions made it this key. */
+  subnet_size: z.number().int().min(1).max(32).default(22),
+  bond_interfaces: z.array(z.string()).default([]),
+});
+
+export const configSchema = z
+  .looseObject({
+    default_coreos_version: z.coerce.string().min(1),
+    network: networkSchema,
+    profiles: z.array(profileSchema).default([]),
+    templates_env: z.record(z.string(), z.unknown()).default({}),
+    /** Serve Ignition (POST /final-ignition-config.json) instead of cloud-config to installers. */
+    use_ignition: z.boolean().default(false),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.profiles.forEach((p, i) => {
+      if (seen.has(p.name)) ctx.addIssue({ code: 'custom', path: ['profiles', i, 'name'], message: `duplicate profile name "${p.name}"` });
+      seen.add(p.name);
+    });
+    const b = c.network.bootstrap_range;
+    const ip = c.network.ip_range;
+    if (b && ipv4ToInt(b.start) <= ipv4ToInt(ip.end) && ipv4ToInt(ip.start) <= ipv4ToInt(b.end)) {
+      ctx.addIssue({ code: 'custom', path: ['network', 'ip_range'], message: 'overlaps network.bootstrap_range' });
+    }
+    if (c.network.pxe && !b) {
+      ctx.addIssue({ code: 'custom', path: ['network', 'bootstrap_range'], message: 'required when network.pxe is true' });
+    }
+  });
+
+export type ProfileConfig = z.infer<typeof profileSchema>;
+export type NetworkConfig = z.infer<typeof networkSchema>;
+export type MayuConfig = z.infer<typeof configSchema>;
+
+/** Top-level and network keys this version reads; anything else is reported as ignored. */
+export const KNOWN_KEYS = {
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition'],
+  network: Object.keys(networkSchema.shape),
+};

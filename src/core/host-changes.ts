@@ -1,0 +1,204 @@
+// Every request that changes a host is turned here into a list of steps, each one commit with
+// 0.11's message. Pure: callers pass in the current hosts, randomness and the clock.
+import { allocateAddress, isIpv4, type IpRange } from './addresses.ts';
+import { cloneHost, formatTime, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
+import type { HostData } from './host-data.ts';
+import { applyProfile, chooseProfile, countByProfile, type Profile } from './profiles.ts';
+import { assertTransition } from './states.ts';
+
+export interface Step {
+  /** Commit message without the `<serial>: ` prefix. */
+  message: string;
+  host: Host;
+}
+
+/** A request the core refuses: becomes a 400 with this message. */
+export class HostChangeError extends Error {}
+
+export interface CreationContext {
+  hosts: Iterable<Host>;
+  profiles: readonly Profile[];
+  ipRange: IpRange;
+  defaultEtcdToken: string;
+  /** 16 random bytes for the machine id. */
+  randomBytes: Uint8Array;
+}
+
+/** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
+export function machineIdFrom(random: Uint8Array, cabinet = 0, machineOnCabinet = 0): string {
+  if (random.length !== 16) throw new Error('machine id needs 16 random bytes');
+  const bytes = Uint8Array.from(random);
+  bytes[0] = cabinet & 255;
+  bytes[1] = machineOnCabinet & 255;
+  return Buffer.from(bytes).toString('hex');
+}
+
+/** The creation sequence of a new serial (protocol section 4): 4 or 5 steps, computed up front so an exhausted range writes nothing. */
+export function creationSteps(serial: string, ctx: CreationContext): Step[] {
+  const hosts = [...ctx.hosts];
+  const steps: Step[] = [];
+  let host = newHost(serial);
+  steps.push({ message: 'host created', host });
+
+  const machineId = machineIdFrom(ctx.randomBytes, host.Cabinet, host.MachineOnCabinet);
+  host = { ...host, MachineID: machineId, Hostname: machineId.slice(0, 16) };
+  steps.push({ message: 'updated with predefined settings', host });
+
+  host = { ...host, InternalAddr: allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr)) };
+  steps.push({ message: 'updated host InternalAddr', host });
+
+  host = applyProfile(host, chooseProfile(ctx.profiles, countByProfile(hosts)));
+  steps.push({ message: 'updated host profile and metadata', host });
+
+  if (!host.EtcdClusterToken) {
+    host = { ...host, EtcdClusterToken: ctx.defaultEtcdToken };
+    steps.push({ message: 'set default etcd discovery token', host });
+  }
+  return steps.map((s) => ({ message: s.message, host: cloneHost(s.host) }));
+}
+
+/** Builds steps from successive edits, dropping those that change nothing. */
+class StepList {
+  readonly steps: Step[] = [];
+  constructor(private current: Host) {}
+  apply(message: string, edit: (h: Host) => void): void {
+    const next = cloneHost(this.current);
+    edit(next);
+    if (hostsEqual(next, this.current)) return;
+    this.current = next;
+    this.steps.push({ message, host: next });
+  }
+}
+
+function sameList(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return (a ?? []).length === b.length && b.every((x, i) => a![i] === x);
+}
+
+/** Final-config POST: record hardware data and move to installing (retries while installing are fine). */
+export function finalConfigSteps(host: Host, data: HostData): Step[] {
+  assertTransition(host.State, 'installing');
+  const list = new StepList(host);
+  const macs = data.NetDevs.map((d) => d.MacAddress);
+  list.apply('collected host mac addresses', (h) => {
+    if (!sameList(h.MacAddresses, macs)) h.MacAddresses = macs;
+  });
+  list.apply('updated host connected nic', (h) => {
+    h.ConnectedNIC = data.ConnectedNIC;
+  });
+  if (data.IPMIAddress) list.apply('updated host ipmi address', (h) => {
+    h.IPMIAddr = data.IPMIAddress;
+  });
+  list.apply('updated host state to installing', (h) => {
+    h.State = 'installing';
+  });
+  return list.steps;
+}
+
+export function setInstalledSteps(host: Host): Step[] {
+  assertTransition(host.State, 'installed');
+  const list = new StepList(host);
+  list.apply('updated state to installed', (h) => {
+    h.State = 'installed';
+  });
+  return list.steps;
+}
+
+/** boot_complete on every boot: always a commit (LastBoot moves); empty versions keep the stored ones. */
+export function bootCompleteSteps(host: Host, reported: Partial<Host>, now: Date): Step[] {
+  assertTransition(host.State, 'running');
+  const list = new StepList(host);
+  list.apply('updated state to running', (h) => {
+    h.State = 'running';
+    h.LastBoot = formatTime(now);
+    for (const f of VERSION_FIELDS) {
+      const v = reported[f];
+      if (v) h[f] = v;
+    }
+  });
+  return list.steps;
+}
+
+/**
+ * set_state keeps 0.11's meaning: `running` is stored as `configured` with KeepDiskData=false,
+ * `configured` sets KeepDiskData=true (reinstall keeping data disks).
+ */
+export function setStateSteps(host: Host, requested: HostState): Step[] {
+  const target: HostState = requested === 'running' ? 'configured' : requested;
+  assertTransition(host.State, target);
+  const list = new StepList(host);
+  list.apply('updated host state', (h) => {
+    h.State = target;
+    if (requested === 'configured') h.KeepDiskData = true;
+    if (requested === 'running') h.KeepDiskData = false;
+  });
+  return list.steps;
+}
+
+export function markFreshSteps(host: Host): Step[] {
+  assertTransition(host.State, 'configured');
+  const list = new StepList(host);
+  list.apply('host flagged as fresh', (h) => {
+    h.State = 'configured';
+    h.KeepDiskData = false;
+  });
+  return list.steps;
+}
+
+export function setMetadataSteps(host: Host, metadata: string[]): Step[] {
+  const bad = metadata.find((m) => !/^[^=\s]+=.*$/.test(m));
+  if (bad !== undefined) throw new HostChangeError(`invalid metadata ${JSON.stringify(bad)}: expected key=value`);
+  const list = new StepList(host);
+  list.apply('updated host metadata', (h) => {
+    h.FleetMetadata = [...metadata];
+  });
+  return list.steps;
+}
+
+export function setProviderIdSteps(host: Host, providerId: string): Step[] {
+  const list = new StepList(host);
+  list.apply('updated host provider id', (h) => {
+    h.ProviderId = providerId;
+  });
+  return list.steps;
+}
+
+export function setIpmiAddrSteps(host: Host, addr: string): Step[] {
+  if (addr !== '' && !isIpv4(addr)) throw new HostChangeError(`invalid IPMI address ${JSON.stringify(addr.slice(0, 40))}: expected IPv4`);
+  const list = new StepList(host);
+  list.apply('updated host ipmi address', (h) => {
+    h.IPMIAddr = addr;
+  });
+  return list.steps;
+}
+
+export function setCabinetSteps(host: Host, cabinet: number): Step[] {
+  if (!Number.isSafeInteger(cabinet) || cabinet < 0) throw new HostChangeError(`invalid cabinet ${cabinet}: expected an unsigned integer`);
+  const list = new StepList(host);
+  list.apply('updated host cabinet', (h) => {
+    h.Cabinet = cabinet;
+  });
+  return list.steps;
+}
+
+export function setEtcdTokenSteps(host: Host, token: string): Step[] {
+  if (!/^[0-9a-zA-Z._-]{0,128}$/.test(token)) throw new HostChangeError('invalid etcd cluster token: expected up to 128 letters, digits, ".", "_" or "-"');
+  const list = new StepList(host);
+  list.apply('updated host etcd cluster token', (h) => {
+    h.EtcdClusterToken = token;
+  });
+  return list.steps;
+}
+
+const OVERRIDE_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+export function overrideSteps(host: Host, overrides: Record<string, OverrideValue>): Step[] {
+  const keys = Object.keys(overrides).sort();
+  if (keys.length === 0) throw new HostChangeError('nothing to override');
+  const bad = keys.find((k) => !OVERRIDE_KEY.test(k));
+  if (bad !== undefined) throw new HostChangeError(`invalid override key ${JSON.stringify(bad.slice(0, 70))}: use letters, digits and "_"`);
+  const list = new StepList(host);
+  list.apply(`updated host overrides: ${keys.join(', ')}`, (h) => {
+    h.Overrides = { ...(h.Overrides ?? {}), ...structuredClone(overrides) };
+  });
+  return list.steps;
+}

@@ -1,0 +1,52 @@
+// One writer for the whole store: items queue up while a batch is being written, and the next
+// batch takes all of them at once (group commit). A failed batch fails everything queued after
+// it too, because those changes were computed on top of it.
+
+interface Pending<T> {
+  item: T;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class BatchWriter<T> {
+  private queue: Pending<T>[] = [];
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly writeBatch: (items: T[]) => Promise<void>,
+    /** Called with every failed item, newest first, before their promises reject. */
+    private readonly rollback: (itemsNewestFirst: T[], err: Error) => void,
+  ) {}
+
+  submit(item: T): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.running ??= this.drain();
+    });
+  }
+
+  /** Resolves when everything submitted so far has been written (or failed). */
+  async settled(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async drain(): Promise<void> {
+    // Let callers of the same tick join the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      try {
+        await this.writeBatch(batch.map((p) => p.item));
+        for (const p of batch) p.resolve();
+      } catch (e) {
+        const err = e instanceof Error ? e : new Error(String(e));
+        const failed = [...batch, ...this.queue];
+        this.queue = [];
+        this.rollback(failed.map((p) => p.item).reverse(), err);
+        for (const p of failed) p.reject(err);
+      }
+    }
+    this.running = undefined;
+  }
+}

@@ -1,0 +1,86 @@
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { decodeHost, encodeHost } from '../core/host.ts';
+import type { Step } from '../core/host-changes.ts';
+import { BatchWriter } from './batch-writer.ts';
+import { writeFileAtomic } from './durable-fs.ts';
+import { encodeClusterJson } from './git-store.ts';
+import { HostTable } from './host-table.ts';
+import { StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
+
+// --no-git: the same folder layout without history. Each change replaces conf.json atomically
+// and durably; there is no audit trail, so history() refuses.
+
+interface Write {
+  serial: string;
+  content: string;
+  undo?: { prev: ReturnType<HostTable['get']> };
+}
+
+export class FileStore implements HostStore {
+  readonly kind = 'files' as const;
+  private readonly table = new HostTable();
+  private readonly writer: BatchWriter<Write>;
+  private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
+
+  private constructor(private readonly dir: string) {
+    this.writer = new BatchWriter((items) => this.write(items), (items) => {
+      for (const i of items) if (i.undo) this.table.restore(i.serial, i.undo.prev);
+    });
+  }
+
+  static async open(opts: { dir: string; randomBytes: (n: number) => Uint8Array }): Promise<FileStore> {
+    const store = new FileStore(opts.dir);
+    await mkdir(opts.dir, { recursive: true });
+    try {
+      const raw = JSON.parse(await readFile(path.join(opts.dir, 'cluster.json'), 'utf8')) as { Config?: ClusterConfig };
+      store.cluster = { DefaultEtcdClusterToken: raw.Config?.DefaultEtcdClusterToken ?? '' };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`${opts.dir}/cluster.json: ${(err as Error).message}`);
+    }
+    if (!store.cluster.DefaultEtcdClusterToken) {
+      store.cluster = { DefaultEtcdClusterToken: Buffer.from(opts.randomBytes(16)).toString('hex') };
+      await writeFileAtomic(path.join(opts.dir, 'cluster.json'), encodeClusterJson(store.cluster));
+    }
+    for (const entry of await readdir(opts.dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+      const file = path.join(opts.dir, entry.name, 'conf.json');
+      try {
+        store.table.load(entry.name, decodeHost(JSON.parse(await readFile(file, 'utf8'))));
+      } catch (err) {
+        throw new StoreError(`${file}: ${(err as Error).message}`);
+      }
+    }
+    return store;
+  }
+
+  get(serial: string) { return this.table.get(serial); }
+  all() { return this.table.all(); }
+  scan() { return this.table.values(); }
+  size() { return this.table.size(); }
+  clusterConfig() { return { ...this.cluster }; }
+  settled() { return this.writer.settled(); }
+
+  apply(serial: string, steps: readonly Step[]): Promise<void> {
+    const last = steps.at(-1);
+    if (!last) return this.settled();
+    const prev = this.table.apply(serial, steps);
+    return this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } });
+  }
+
+  async history(): Promise<CommitInfo[]> {
+    throw new StoreError('no history: mayu runs with --no-git');
+  }
+
+  async close(): Promise<void> {
+    await this.settled();
+  }
+
+  private async write(items: Write[]): Promise<void> {
+    const latest = new Map(items.map((i) => [i.serial, i.content]));
+    await Promise.all([...latest].map(async ([serial, content]) => {
+      await mkdir(path.join(this.dir, serial), { recursive: true });
+      await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
+    }));
+  }
+}

@@ -1,0 +1,73 @@
+import git from 'isomorphic-git';
+import type { CommitInfo } from './store.ts';
+
+// Per-host audit trail. Commits written by this process are indexed as they are made; the
+// history before start-up is read once, on the first request, by walking commit objects only
+// (filtering by path would read every root tree and is ~30x slower).
+
+type FsClient = Parameters<typeof git.readCommit>[0]['fs'];
+
+function serialOf(message: string): string | undefined {
+  const i = message.indexOf(': ');
+  return i > 0 ? message.slice(0, i) : undefined;
+}
+
+function toInfo(commit: string, message: string, timestamp: number): CommitInfo {
+  return { commit, message: message.replace(/\n$/, ''), time: new Date(timestamp * 1000).toISOString().replace('.000Z', 'Z') };
+}
+
+export class GitHistory {
+  private base: string | undefined;
+  private older: Promise<Map<string, CommitInfo[]>> | undefined;
+  /** Commits of this process, oldest first. */
+  private readonly recent: { serial: string | undefined; info: CommitInfo }[] = [];
+  private readonly recentBySerial = new Map<string, CommitInfo[]>();
+
+  constructor(private readonly fs: FsClient, private readonly dir: string) {}
+
+  setBase(head: string): void {
+    this.base = head;
+  }
+
+  record(commit: string, message: string, timestamp: number): void {
+    const serial = serialOf(message);
+    const info = toInfo(commit, message, timestamp);
+    this.recent.push({ serial, info });
+    if (serial) {
+      const list = this.recentBySerial.get(serial) ?? [];
+      list.push(info);
+      this.recentBySerial.set(serial, list);
+    }
+  }
+
+  /** Drops commits recorded after `head` (their batch failed to land). */
+  forgetAfter(head: string | undefined): void {
+    while (this.recent.length > 0 && this.recent[this.recent.length - 1]!.info.commit !== head) {
+      const { serial } = this.recent.pop()!;
+      if (serial) this.recentBySerial.get(serial)?.pop();
+    }
+  }
+
+  async forSerial(serial: string): Promise<CommitInfo[]> {
+    const older = (await this.loadOlder()).get(serial) ?? [];
+    const recent = [...(this.recentBySerial.get(serial) ?? [])].reverse();
+    return [...recent, ...older];
+  }
+
+  private loadOlder(): Promise<Map<string, CommitInfo[]>> {
+    this.older ??= (async () => {
+      const bySerial = new Map<string, CommitInfo[]>();
+      if (!this.base) return bySerial;
+      const log = await git.log({ fs: this.fs, dir: this.dir, ref: this.base, cache: {} });
+      for (const entry of log) {
+        const serial = serialOf(entry.commit.message);
+        if (!serial) continue;
+        const list = bySerial.get(serial) ?? [];
+        list.push(toInfo(entry.oid, entry.commit.message, entry.commit.author.timestamp));
+        bySerial.set(serial, list);
+      }
+      return bySerial;
+    })();
+    return this.older;
+  }
+}

@@ -1,0 +1,38 @@
+import type { Step } from '../core/host-changes.ts';
+import { HostTable } from './host-table.ts';
+import { hostCommitMessage, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
+
+/** For tests of the service and routes: same contract as the git store, nothing on disk. */
+export class MemoryStore implements HostStore {
+  readonly kind = 'files' as const;
+  private readonly table = new HostTable();
+  private readonly log: (CommitInfo & { serial: string })[] = [];
+
+  constructor(private readonly config: ClusterConfig = { DefaultEtcdClusterToken: '0'.repeat(32) }) {}
+
+  get(serial: string) { return this.table.get(serial); }
+  all() { return this.table.all(); }
+  scan() { return this.table.values(); }
+  size() { return this.table.size(); }
+  clusterConfig() { return { ...this.config }; }
+
+  async apply(serial: string, steps: readonly Step[]): Promise<void> {
+    this.table.apply(serial, steps);
+    for (const s of steps) {
+      this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, s.message) });
+    }
+  }
+
+  async settled(): Promise<void> {}
+
+  async history(serial: string): Promise<CommitInfo[]> {
+    return this.log.filter((c) => c.serial === serial).reverse().map(({ serial: _s, ...c }) => c);
+  }
+
+  /** Every commit message so far, oldest first. */
+  messages(): string[] {
+    return this.log.map((c) => c.message);
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,42 @@
+import type { Host } from '../core/host.ts';
+import type { Step } from '../core/host-changes.ts';
+
+export interface CommitInfo {
+  commit: string;
+  /** RFC 3339, UTC. */
+  time: string;
+  message: string;
+}
+
+export interface ClusterConfig {
+  DefaultEtcdClusterToken: string;
+}
+
+/**
+ * The cluster directory. Reads come from memory (loaded once at open). apply() updates memory
+ * synchronously, so a caller that computes steps from get() and applies them without awaiting
+ * in between can never interleave with another change; its promise resolves once every step is
+ * durable (one commit each in git mode), or rejects and rolls memory back.
+ */
+export interface HostStore {
+  readonly kind: 'git' | 'files';
+  get(serial: string): Host | undefined;
+  all(): Host[];
+  /** The live records, not copies: for read-only scans on hot paths (address allocation, profile counts). */
+  scan(): Iterable<Readonly<Host>>;
+  size(): number;
+  clusterConfig(): ClusterConfig;
+  apply(serial: string, steps: readonly Step[]): Promise<void>;
+  /** Resolves when everything applied so far is durable: answers that read state wait on it. */
+  settled(): Promise<void>;
+  /** Newest first. */
+  history(serial: string): Promise<CommitInfo[]>;
+  close(): Promise<void>;
+}
+
+export class StoreError extends Error {}
+
+/** Commit message of a host change, as 0.11 wrote it. */
+export function hostCommitMessage(serial: string, message: string): string {
+  return `${serial}: ${message}`;
+}

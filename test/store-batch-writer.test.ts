@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BatchWriter } from '../src/store/batch-writer.ts';
+
+describe('batch writer (group commit queue)', () => {
+  it('groups what arrives while a batch is written, in order', async () => {
+    const batches: number[][] = [];
+    const writer = new BatchWriter<number>(async (items) => {
+      batches.push(items);
+      await new Promise((r) => setTimeout(r, 5));
+    }, () => {});
+    await Promise.all([1, 2, 3].map((n) => writer.submit(n)));
+    await Promise.all([writer.submit(4), writer.submit(5)]);
+    assert.deepEqual(batches, [[1, 2, 3], [4, 5]]);
+  });
+
+  it('fails a batch and everything queued behind it, rolling back newest first', async () => {
+    const rolledBack: number[] = [];
+    let calls = 0;
+    const writer = new BatchWriter<number>(async () => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 5));
+      if (calls === 1) throw new Error('disk full');
+    }, (items) => rolledBack.push(...items));
+    const first = writer.submit(1);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    const second = writer.submit(2); // queued while batch [1] is being written
+    await assert.rejects(first, /disk full/);
+    await assert.rejects(second, /disk full/);
+    assert.deepEqual(rolledBack, [2, 1]);
+    await writer.submit(3);
+    assert.equal(calls, 2, 'writer keeps working after a failure');
+  });
+});

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { creationSteps, setStateSteps } from '../src/core/host-changes.ts';
+import { encodeHost } from '../src/core/host.ts';
+import { GitStore } from '../src/store/git-store.ts';
+import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
+
+const open = (dir: string) => GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+
+function create(store: GitStore, serial: string) {
+  return store.apply(serial, creationSteps(serial, {
+    hosts: store.scan(),
+    profiles: [],
+    ipRange: { start: '10.1.0.1', end: '10.1.3.255' },
+    defaultEtcdToken: store.clusterConfig().DefaultEtcdClusterToken,
+    randomBytes: randomBytes(16),
+  }));
+}
+
+describe('git store', () => {
+  it('starts a new cluster with initial commit and the default token, readable by native git', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const store = await open(dir);
+    const token = store.clusterConfig().DefaultEtcdClusterToken;
+    assert.match(token, /^[0-9a-f]{32}$/);
+    assert.deepEqual(gitSubjects(dir), ['initial commit', `Set default etcd cluster to '${token}'`]);
+    assert.equal(JSON.parse(git(dir, 'show', 'HEAD:cluster.json')).Config.DefaultEtcdClusterToken, token);
+    await store.close();
+  });
+
+  it('lands 20 concurrent host creations as 100 commits, each change its own, fsck clean', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const store = await open(dir);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => create(store, `h${i}`)));
+    assert.equal(gitCommitCount(dir), 2 + 20 * 5);
+    gitFsck(dir);
+    // conf.json in git and in the working tree equal the in-memory host, byte for byte.
+    const h = store.get('h7')!;
+    assert.equal(git(dir, 'show', 'HEAD:h7/conf.json'), encodeHost(h));
+    assert.equal(await readFile(path.join(dir, 'h7', 'conf.json'), 'utf8'), encodeHost(h));
+    const addrs = new Set(store.all().map((x) => x.InternalAddr));
+    assert.equal(addrs.size, 20);
+    await store.close();
+  });
+
+  it('reloads the same hosts and per-host history after a restart', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const first = await open(dir);
+    await create(first, 'abc');
+    await first.apply('abc', setStateSteps({ ...first.get('abc')!, State: 'running' }, 'configured'));
+    const before = first.all();
+    await first.close();
+
+    const second = await open(dir);
+    assert.deepEqual(second.all(), before);
+    const history = await second.history('abc');
+    assert.equal(history.length, 6);
+    assert.equal(history[0]!.message, 'abc: updated host state');
+    assert.equal(history[5]!.message, 'abc: host created');
+    assert.equal(history[0]!.commit, git(dir, 'rev-parse', 'HEAD').trim());
+    await create(second, 'def');
+    assert.equal((await second.history('def')).length, 5, 'commits of this process are indexed too');
+    await second.close();
+  });
+
+  it('refuses to start on a folder that is a git repo without commits', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    git(dir, 'init', '-q');
+    await assert.rejects(open(dir), /not a mayu cluster repo/);
+  });
+});
