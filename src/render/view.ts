@@ -1,0 +1,173 @@
+import type { MayuConfig } from '../config/schema.ts';
+import { prefixToNetmask } from '../core/addresses.ts';
+import type { Host } from '../core/host.ts';
+import { RenderError } from './render-error.ts';
+
+// The view every template is rendered with. Keys are snake_case and always present ("" / [] /
+// false when unknown), so the strict renderer only fires on real typos in templates.
+
+export interface ViewOptions {
+  /** Base URL the machines reach this server on, e.g. http://10.0.3.251:4080 (no trailing slash needed). */
+  mayuUrl: string;
+  mayuVersion: string;
+  /** Installer POSTs for Ignition instead of cloud-config; default config.use_ignition. */
+  useIgnition?: boolean;
+  /** Disk the installer writes to; env.install_disk (templates_env or a host override) wins. Default /dev/sda. */
+  installDisk?: string;
+  /** etcd discovery base; the host's token is appended by the templates. Default <mayuUrl>/etcd (0.11's proxy). */
+  etcdDiscoveryUrl?: string;
+}
+
+export interface HostView {
+  serial: string;
+  hostname: string;
+  machine_id: string;
+  internal_addr: string;
+  ipmi_addr: string;
+  connected_nic: string;
+  mac_addresses: string[];
+  profile: string;
+  provider_id: string;
+  state: string;
+  etcd_cluster_token: string;
+  /** The host's CoreOSVersion, else config.default_coreos_version. */
+  coreos_version: string;
+  fleet_metadata: string[];
+  /** fleet_metadata joined with "," (fleet's metadata= format; mustache cannot join). */
+  fleet_metadata_csv: string;
+  fleet_disable_engine: boolean;
+  keep_disk_data: boolean;
+  cabinet: number;
+  machine_on_cabinet: number;
+}
+
+export interface NetworkView {
+  pxe: boolean;
+  uefi: boolean;
+  interface: string;
+  bind_addr: string;
+  /** "" when no router is configured. */
+  router: string;
+  dns: string[];
+  has_dns: boolean;
+  subnet_size: number;
+  netmask: string;
+  network_model: string;
+  bootstrap_range: { start: string; end: string };
+  /** The host's BondInterfaces, else network.bond_interfaces. */
+  bond_interfaces: string[];
+  /** systemd-networkd [Match] of bond members: bond_interfaces by name, else the host's MACs, else en*. */
+  bond_slave_names: string[];
+  bond_slave_macs: string[];
+}
+
+export interface SshKeyView {
+  key: string;
+  /** For separators in JSON/YAML flow lists: `{{^first}}, {{/first}}"{{key}}"`. */
+  first: boolean;
+}
+
+export interface TemplateView {
+  mayu_url: string;
+  mayu_version: string;
+  use_ignition: boolean;
+  install_disk: string;
+  etcd_discovery_url: string;
+  host: HostView;
+  network: NetworkView;
+  /** config.templates_env with the host's Overrides on top: a fresh deep copy per call. */
+  env: Record<string, unknown>;
+  /** env.ssh_authorized_keys as list items. */
+  ssh_keys: SshKeyView[];
+}
+
+/** env keys the shipped templates read, so a config without them still renders. */
+const ENV_DEFAULTS: Readonly<Record<string, unknown>> = { ssh_authorized_keys: [] };
+
+function viewError(message: string): RenderError {
+  return new RenderError(message, { template: '(view)' });
+}
+
+function sshKeys(raw: unknown): SshKeyView[] {
+  // YAML `ssh_authorized_keys:` with nothing after it is null: no keys.
+  const list = raw == null ? [] : typeof raw === 'string' ? [raw] : raw;
+  if (!Array.isArray(list) || !list.every((k): k is string => typeof k === 'string')) {
+    throw viewError('env.ssh_authorized_keys must be a list of strings (templates_env or a host override)');
+  }
+  return list.map((key, i) => ({ key, first: i === 0 }));
+}
+
+function hostView(host: Host | undefined, config: MayuConfig): HostView {
+  const h: Partial<Host> = host ?? {};
+  const fleetMetadata = [...(h.FleetMetadata ?? [])];
+  return {
+    serial: h.Serial ?? '',
+    hostname: h.Hostname ?? '',
+    machine_id: h.MachineID ?? '',
+    internal_addr: h.InternalAddr ?? '',
+    ipmi_addr: h.IPMIAddr ?? '',
+    connected_nic: h.ConnectedNIC ?? '',
+    mac_addresses: [...(h.MacAddresses ?? [])],
+    profile: h.Profile ?? '',
+    provider_id: h.ProviderId ?? '',
+    state: h.State ?? '',
+    etcd_cluster_token: h.EtcdClusterToken ?? '',
+    coreos_version: h.CoreOSVersion || config.default_coreos_version,
+    fleet_metadata: fleetMetadata,
+    fleet_metadata_csv: fleetMetadata.join(','),
+    fleet_disable_engine: h.FleetDisableEngine ?? false,
+    keep_disk_data: h.KeepDiskData ?? false,
+    cabinet: h.Cabinet ?? 0,
+    machine_on_cabinet: h.MachineOnCabinet ?? 0,
+  };
+}
+
+function networkView(host: Host | undefined, config: MayuConfig): NetworkView {
+  const n = config.network;
+  const bondInterfaces = [...(host?.BondInterfaces?.length ? host.BondInterfaces : n.bond_interfaces)];
+  const macs = bondInterfaces.length ? [] : [...(host?.MacAddresses ?? [])];
+  return {
+    pxe: n.pxe,
+    uefi: n.uefi,
+    interface: n.interface,
+    bind_addr: n.bind_addr,
+    router: n.router ?? '',
+    dns: [...n.dns],
+    has_dns: n.dns.length > 0,
+    subnet_size: n.subnet_size,
+    netmask: prefixToNetmask(n.subnet_size),
+    network_model: n.network_model,
+    bootstrap_range: { start: n.bootstrap_range?.start ?? '', end: n.bootstrap_range?.end ?? '' },
+    bond_interfaces: bondInterfaces,
+    bond_slave_names: bondInterfaces.length ? bondInterfaces : macs.length ? [] : ['en*'],
+    bond_slave_macs: macs,
+  };
+}
+
+/**
+ * Builds the view for one render. Everything is copied: mayu 0.11 merged overrides into the shared
+ * templates_env map, so one host's overrides leaked into every later host.
+ */
+export function buildView(host: Host | undefined, config: MayuConfig, opts: ViewOptions): TemplateView {
+  const env: Record<string, unknown> = {
+    ...structuredClone(ENV_DEFAULTS),
+    ...structuredClone(config.templates_env),
+    ...structuredClone(host?.Overrides ?? {}),
+  };
+  const mayuUrl = opts.mayuUrl.replace(/\/+$/, '');
+  const envDisk = env['install_disk'];
+  if (envDisk !== undefined && (typeof envDisk !== 'string' || !envDisk.startsWith('/dev/'))) {
+    throw viewError('env.install_disk must be a device path like /dev/sda (templates_env or a host override)');
+  }
+  return {
+    mayu_url: mayuUrl,
+    mayu_version: opts.mayuVersion,
+    use_ignition: opts.useIgnition ?? config.use_ignition,
+    install_disk: envDisk ?? opts.installDisk ?? '/dev/sda',
+    etcd_discovery_url: (opts.etcdDiscoveryUrl ?? `${mayuUrl}/etcd`).replace(/\/+$/, ''),
+    host: hostView(host, config),
+    network: networkView(host, config),
+    env,
+    ssh_keys: sshKeys(env['ssh_authorized_keys']),
+  };
+}

@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as yaml from 'js-yaml';
+import { loadTemplates, RenderError, type Renderer } from '../src/render/renderer.ts';
+import { buildView, type TemplateView } from '../src/render/view.ts';
+import { HOSTILE_VALUES, sampleConfig, sampleHost, TEMPLATE_DIRS, VIEW_OPTS } from './fixtures/render/sample.ts';
+
+// CI installs Debian's `ignition` package; the validator is assumed, not optional.
+const IGNITION_VALIDATE = '/usr/bin/ignition-validate';
+
+let tmp: string;
+let renderer: Renderer;
+
+before(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'mayu-render-'));
+  renderer = await loadTemplates(TEMPLATE_DIRS);
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+async function ignitionValidate(json: string): Promise<void> {
+  const file = path.join(tmp, `ignition-${process.hrtime.bigint()}.json`);
+  await writeFile(file, json);
+  const res = spawnSync(IGNITION_VALIDATE, [file], { encoding: 'utf8' });
+  assert.equal(res.error, undefined, `cannot run ${IGNITION_VALIDATE}: ${String(res.error)}`);
+  assert.equal(res.status, 0, `ignition-validate: ${res.stdout}${res.stderr}`);
+}
+
+function dataUrlContent(source: string): string {
+  assert.match(source, /^data:,/);
+  return decodeURIComponent(source.slice('data:,'.length));
+}
+
+interface IgnitionDoc {
+  passwd: { users: { name: string; sshAuthorizedKeys: string[] }[] };
+  storage: { files: { path: string; contents: { source: string } }[] };
+}
+
+function fileContent(doc: IgnitionDoc, file: string): string {
+  const entry = doc.storage.files.find((f) => f.path === file);
+  assert.ok(entry, `no ${file} in the Ignition config`);
+  return dataUrlContent(entry.contents.source);
+}
+
+const MODELS = ['singlenic', 'bond'] as const;
+const view = (model: string, hostFields = {}, env = {}): TemplateView =>
+  buildView(sampleHost(hostFields), sampleConfig({ network: { network_model: model }, templates_env: env }), VIEW_OPTS);
+
+describe('iPXE script', () => {
+  it('boots the installer with the 0.11 command line plus initrd= and panic=1', () => {
+    const lines = renderer.ipxeScript(buildView(undefined, sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
+    const U = VIEW_OPTS.mayuUrl;
+    assert.deepEqual(lines, [
+      '#!ipxe',
+      `kernel ${U}/images/vmlinuz initrd=initrd.cpio.gz coreos.autologin maybe-install-coreos=stable panic=1 console=ttyS0,115200n8 mayu=${U} next-script=${U}/first-stage-script/__SERIAL__`,
+      `initrd ${U}/images/initrd.cpio.gz`,
+      'boot',
+    ]);
+  });
+  it('a hostile URL cannot add lines, arguments or ${} expansions', () => {
+    const hostile = 'http://h:1/a b\nshell ${x}';
+    const out = renderer.ipxeScript(buildView(undefined, sampleConfig(), { ...VIEW_OPTS, mayuUrl: hostile }));
+    assert.equal(out.trimEnd().split('\n').length, 4);
+    assert.doesNotMatch(out, /\$\{/);
+    assert.equal(decodeURIComponent(/ mayu=(\S+) /.exec(out)![1]!), hostile);
+  });
+});
+
+describe('first-stage script', () => {
+  function valuesBlock(script: string): string {
+    const m = /# --- values rendered by mayu ---\n([\s\S]*?)# --- end of values ---/.exec(script);
+    assert.ok(m, 'values block not found');
+    return m[1]!;
+  }
+
+  for (const useIgnition of [false, true]) {
+    it(`parses (sh -n) and posts to the ${useIgnition ? 'Ignition' : 'cloud-config'} route`, () => {
+      const script = renderer.firstStageScript(buildView(sampleHost(), sampleConfig(), { ...VIEW_OPTS, useIgnition }));
+      execFileSync('sh', ['-n'], { input: script });
+      assert.match(script, /^#!\/bin\/sh\n/);
+      assert.match(script, new RegExp(`CONFIG_KIND='${useIgnition ? 'ignition' : 'cloud-config'}'`));
+      assert.match(script, /timeout "\$HTTP_TIMEOUT" wget /);
+      assert.doesNotMatch(script, /^[^#\n]*wget -T/m); // busybox wget -T segfaults
+      assert.match(script, /\/admin\/host\/\$SERIAL\/set_installed/);
+    });
+  }
+
+  it('reboots only after a 2xx answer to set_installed', () => {
+    const script = renderer.firstStageScript(view('singlenic'));
+    const loop = script.slice(script.indexOf('installed_url='));
+    assert.ok(loop.indexOf('2??) break') < loop.indexOf('reboot -f'));
+    assert.match(loop, /fail "PUT \$installed_url failed/);
+    // the only reboot command is the last line, reached by the loop's break
+    assert.deepEqual(script.match(/^\s*reboot\b.*$/gm), ['reboot -f']);
+    assert.ok(script.trimEnd().endsWith('\nreboot -f'));
+  });
+
+  for (const value of HOSTILE_VALUES) {
+    it(`a hostile serial and install disk come out byte-identical: ${JSON.stringify(value)}`, () => {
+      const disk = `/dev/${value}`;
+      const script = renderer.firstStageScript(view('singlenic', { Serial: value }, { install_disk: disk }));
+      execFileSync('sh', ['-n'], { input: script });
+      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s' "$SERIAL" "$INSTALL_DISK"`]);
+      assert.deepEqual(out, Buffer.from(`${value}\0${disk}`));
+    });
+  }
+});
+
+describe('cloud-config', () => {
+  for (const model of MODELS) {
+    it(`renders valid YAML for network_model ${model}`, () => {
+      const text = renderer.cloudConfig(view(model));
+      assert.match(text, /^#cloud-config\n/);
+      const doc = yaml.load(text) as { hostname: string; coreos: { units: { name: string; content?: string }[] }; ssh_authorized_keys: string[] };
+      assert.equal(doc.hostname, '00006811af601fe8');
+      assert.deepEqual(doc.ssh_authorized_keys, ['ssh-ed25519 AAAAC3Nza core@example']);
+      const names = doc.coreos.units.map((u) => u.name);
+      if (model === 'singlenic') {
+        assert.deepEqual(names, ['etcd2.service', 'fleet.service', '10-static.network']);
+        assert.match(doc.coreos.units[2]!.content!, /^\[Match\]\nName=ens3\n\n\[Network\]\nAddress=10\.0\.3\.31\/22\nGateway=10\.0\.3\.1\nDNS=8\.8\.8\.8\nDNS=1\.1\.1\.1\n$/);
+      } else {
+        assert.deepEqual(names, ['etcd2.service', 'fleet.service', '10-bond0.netdev', '20-bond0-members.network', '30-bond0.network']);
+        assert.match(doc.coreos.units[3]!.content!, /MACAddress=00:16:3e:a0:b7:df\nMACAddress=00:16:3e:a0:b7:e0\n/);
+        assert.match(doc.coreos.units[4]!.content!, /Address=10\.0\.3\.31\/22/);
+      }
+    });
+  }
+
+  it('hostile values parse back unchanged', () => {
+    for (const value of HOSTILE_VALUES) {
+      const text = renderer.cloudConfig(view('singlenic', { Hostname: value, Serial: value }, { ssh_authorized_keys: [value, 'k2'] }));
+      const doc = yaml.load(text) as { hostname: string; ssh_authorized_keys: string[]; write_files: { content: string }[] };
+      assert.equal(doc.hostname, value);
+      assert.deepEqual(doc.ssh_authorized_keys, [value, 'k2']);
+      assert.equal(doc.write_files[0]!.content, `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\n`);
+    }
+  });
+});
+
+describe('Ignition', () => {
+  for (const model of MODELS) {
+    it(`passes ignition-check and ignition-validate for network_model ${model}`, async () => {
+      const json = renderer.ignition(view(model));
+      const doc = JSON.parse(json) as IgnitionDoc;
+      assert.equal(json, JSON.stringify(doc, null, 2));
+      assert.equal(fileContent(doc, '/etc/hostname'), '00006811af601fe8\n');
+      assert.equal(fileContent(doc, '/etc/mayu-env'), `SERIAL=004b27ed-692e-b32e\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\n`);
+      if (model === 'singlenic') {
+        assert.equal(fileContent(doc, '/etc/systemd/network/10-static.network'), '[Match]\nName=ens3\n\n[Network]\nAddress=10.0.3.31/22\nGateway=10.0.3.1\nDNS=8.8.8.8\nDNS=1.1.1.1\n');
+      } else {
+        assert.match(fileContent(doc, '/etc/systemd/network/10-bond0.netdev'), /Kind=bond/);
+        assert.match(fileContent(doc, '/etc/systemd/network/20-bond0-members.network'), /MACAddress=00:16:3e:a0:b7:df\nMACAddress=00:16:3e:a0:b7:e0\n/);
+        assert.match(fileContent(doc, '/etc/systemd/network/30-bond0.network'), /Address=10\.0\.3\.31\/22/);
+      }
+      await ignitionValidate(json);
+    });
+  }
+
+  it('hostile values come back unchanged and the config stays valid', async () => {
+    for (const value of HOSTILE_VALUES) {
+      const json = renderer.ignition(view('bond', { Hostname: value }, { ssh_authorized_keys: ['k1', value] }));
+      const doc = JSON.parse(json) as IgnitionDoc;
+      assert.deepEqual(doc.passwd.users[0]!.sshAuthorizedKeys, ['k1', value]);
+      assert.equal(fileContent(doc, '/etc/hostname'), `${value}\n`);
+      await ignitionValidate(json);
+    }
+  });
+});
+
+describe('dnsmasq.conf', () => {
+  const extra = { installed_macs: ['00:16:3e:a0:b7:df', '52:54:00:00:01:01'], tftp_root: '/var/lib/mayu/tftproot', http_port: 4081 };
+
+  it('has the 0.11 options, the speed options and one dhcp-mac per installed MAC', () => {
+    const lines = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra }).split('\n');
+    for (const line of [
+      'port=0', 'interface=br0', 'listen-address=10.0.3.251', 'bind-interfaces', 'except-interface=lo', 'dhcp-authoritative', 'no-ping',
+      'dhcp-option=option:router,10.0.3.1', 'dhcp-option=option:dns-server,8.8.8.8,1.1.1.1',
+      'dhcp-range=10.0.3.10,10.0.3.30,1m', 'enable-tftp', 'tftp-root=/var/lib/mayu/tftproot',
+      'dhcp-match=set:ipxe,175', 'dhcp-match=set:efi64,option:client-arch,7', 'dhcp-match=set:efi64,option:client-arch,9',
+      'dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,10.0.3.251', 'dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,10.0.3.251',
+      'dhcp-boot=tag:ipxe,http://10.0.3.251:4081/ipxebootscript',
+      'enable-ra', 'dhcp-range=::,constructor:br0,ra-only', 'dhcp-option=tag:ipxe,encap:175,176,1b',
+      'dhcp-mac=set:installed,00:16:3e:a0:b7:df', 'dhcp-mac=set:installed,52:54:00:00:01:01', 'dhcp-ignore=tag:installed',
+    ]) {
+      assert.ok(lines.includes(line), `missing line ${line}`);
+    }
+    assert.equal(lines.filter((l) => l.startsWith('dhcp-mac=')).length, 2);
+  });
+
+  it('leaves out the PXE part when network.pxe is false', () => {
+    const text = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig({ network: { pxe: false } }), VIEW_OPTS), ...extra });
+    for (const absent of ['enable-tftp', 'dhcp-boot=', 'dhcp-range=', 'enable-ra']) assert.ok(!text.includes(absent), absent);
+    assert.match(text, /^dhcp-mac=set:installed,00:16:3e:a0:b7:df$/m);
+  });
+
+  it('refuses a MAC that would add a line, naming the tag', () => {
+    const err = (() => {
+      try {
+        renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra, installed_macs: ['00:11:22:33:44:55\ndhcp-range=1.2.3.4'] });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    assert.ok(err instanceof RenderError);
+    assert.equal(err.template, 'dnsmasq_template.conf');
+    assert.equal(err.tag, '{{.}}');
+  });
+});
+
+describe('broken templates', () => {
+  /** A copy of the shipped templates with one file changed. */
+  async function templatesWith(file: string, change: (text: string) => string | undefined): Promise<{ templatesDir: string; snippetsDir: string }> {
+    const dir = await mkdtemp(path.join(tmp, 'tpl-'));
+    await cp(TEMPLATE_DIRS.templatesDir, path.join(dir, 'templates'), { recursive: true });
+    await cp(TEMPLATE_DIRS.snippetsDir, path.join(dir, 'template_snippets'), { recursive: true });
+    const target = path.join(dir, file);
+    const changed = change(await readFile(target, 'utf8'));
+    if (changed === undefined) await rm(target);
+    else await writeFile(target, changed);
+    return { templatesDir: path.join(dir, 'templates'), snippetsDir: path.join(dir, 'template_snippets') };
+  }
+
+  it('a missing template file fails at load, naming the file', async () => {
+    await assert.rejects(loadTemplates(await templatesWith('templates/first_stage_script.sh', () => undefined)), /first_stage_script\.sh is missing/);
+  });
+  it('a missing network snippet fails at load, naming the file', async () => {
+    await assert.rejects(loadTemplates(await templatesWith('template_snippets/ignition/net_bond.json', () => undefined)), /net_bond\.json is missing/);
+  });
+  it('a mustache syntax error fails at load, naming the file', async () => {
+    await assert.rejects(loadTemplates(await templatesWith('templates/last_stage_cloudconfig.yaml', (t) => `${t}{{#open}}\n`)), (err: RenderError) => {
+      assert.ok(err instanceof RenderError);
+      assert.match(err.message, /last_stage_cloudconfig\.yaml.*syntax error/);
+      return true;
+    });
+  });
+
+  const broken: { title: string; file: string; change: (t: string) => string; message: RegExp; tag?: string }[] = [
+    { title: 'invalid JSON', file: 'templates/last_stage_ignition.json', change: (t) => t.replace('"enabled": true }', '"enabled": true },'), message: /not valid JSON/ },
+    { title: 'an unknown Ignition key', file: 'templates/last_stage_ignition.json', change: (t) => t.replace('"files": [', '"filez": [], "files": ['), message: /not a valid Ignition 3\.3\.0 config: \$\.storage: Unrecognized key: "filez"/ },
+    { title: 'a typo in a tag', file: 'templates/last_stage_ignition.json', change: (t) => t.replace('{{host.serial}}', '{{host.serail}}'), message: /last_stage_ignition\.json.*\{\{host\.serail\}\} is not defined/, tag: '{{host.serail}}' },
+    { title: 'a typo in the network partial', file: 'template_snippets/ignition/net_singlenic.json', change: (t) => t.replace('{{host.internal_addr}}', '{{host.internal_adr}}'), message: /partial "network".*\{\{host\.internal_adr\}\}/, tag: '{{host.internal_adr}}' },
+  ];
+  for (const c of broken) {
+    it(`Ignition with ${c.title} gives a RenderError`, async () => {
+      const r = await loadTemplates(await templatesWith(c.file, c.change));
+      assert.throws(() => r.ignition(view('singlenic')), (err: RenderError) => {
+        assert.ok(err instanceof RenderError, String(err));
+        assert.equal(err.template, 'last_stage_ignition.json');
+        assert.match(err.message, c.message);
+        if (c.tag) assert.equal(err.tag, c.tag);
+        return true;
+      });
+    });
+  }
+
+  it('cloud-config that is not YAML gives a RenderError', async () => {
+    const r = await loadTemplates(await templatesWith('templates/last_stage_cloudconfig.yaml', (t) => t.replace('write_files:', 'write_files: [')));
+    assert.throws(() => r.cloudConfig(view('singlenic')), /last_stage_cloudconfig\.yaml": output is not valid YAML/);
+  });
+  it('cloud-config without the #cloud-config line gives a RenderError', async () => {
+    const r = await loadTemplates(await templatesWith('templates/last_stage_cloudconfig.yaml', (t) => t.replace('#cloud-config\n', '')));
+    assert.throws(() => r.cloudConfig(view('singlenic')), /#cloud-config/);
+  });
+});
