@@ -1,0 +1,11 @@
+// mayuctl entry: the only place that touches process.argv, stdout/stderr and the exit code.
+
+import { hideBin } from 'yargs/helpers';
+import { runMayuctl } from './mayuctl/cli.ts';
+
+const code = await runMayuctl(hideBin(process.argv), {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+});
+// Let pending writes to a pipe finish before exiting.
+process.exitCode = code;

@@ -1,0 +1,141 @@
+// Argument parsing for mayuctl (yargs). Runs one command line and returns the exit code; the
+// entry (src/cli/mayuctl.ts) owns process.argv and process.exit.
+
+import yargs, { type Argv } from 'yargs';
+import { MayuClient } from './client.ts';
+import {
+  bootCompleteCommand, errorText, historyCommand, listCommand, overrideCommand, setCommand, statusCommand, versionCommand,
+  type CommandContext, type Output,
+} from './commands.ts';
+import { DEFAULT_LIST_FIELDS, LIST_FIELD_NAMES } from './format.ts';
+import { SET_KEYS } from './request-body.ts';
+
+const EPILOGUE = `Exit codes: 0 success; 1 any error (usage, unknown host, field or key, HTTP status above 399,
+connection failure).
+
+Compatibility with 0.11's mayuctl: 0.11 used https unless --no-tls was given. This mayu serves
+plain HTTP, so mayuctl uses http by default; --no-tls is still accepted (and changes nothing),
+--tls selects https.`;
+
+interface GlobalArgs {
+  host: string;
+  port: number;
+  tls: boolean;
+  debug: boolean;
+}
+
+export async function runMayuctl(argv: readonly string[], output: Output): Promise<number> {
+  let exitCode = 0;
+
+  /** Wraps a command handler: builds the client, turns a thrown error into stderr + exit 1. */
+  const run =
+    <A extends GlobalArgs>(command: (ctx: CommandContext, args: A) => Promise<void> | void) =>
+    async (args: A): Promise<void> => {
+      const client = new MayuClient({
+        host: args.host,
+        port: args.port,
+        tls: args.tls,
+        debug: args.debug ? (line) => output.err(line) : undefined,
+      });
+      try {
+        await command({ ...output, client }, args);
+      } catch (err) {
+        output.err(errorText(err, args.debug));
+        exitCode = 1;
+      }
+    };
+
+  const serialArg = (y: Argv<GlobalArgs>) => y.positional('serial', { type: 'string', demandOption: true, describe: 'machine serial' });
+  const jsonOpt = { type: 'boolean', default: false, describe: 'print the JSON answer instead of text' } as const;
+
+  const parser = yargs([...argv])
+    .scriptName('mayuctl')
+    .usage('$0 <command> [options]\n\nManage a mayu cluster.')
+    .option('host', { type: 'string', default: 'localhost', describe: 'host name of the mayu service' })
+    .option('port', { type: 'number', default: 4080, describe: 'port of the mayu service' })
+    .option('tls', {
+      type: 'boolean',
+      default: false,
+      describe: 'use https (default plain http; --no-tls, 0.11\'s flag, is accepted)',
+    })
+    .option('debug', { alias: 'd', type: 'boolean', default: false, describe: 'print requests and answers on stderr' })
+    .check((args) => {
+      if (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535) throw new Error(`invalid port: ${args.port}`);
+      return true;
+    })
+    .command(
+      'list',
+      'List machines.',
+      (y) =>
+        y
+          .option('fields', {
+            type: 'string',
+            default: DEFAULT_LIST_FIELDS.join(','),
+            describe: `columns to print; valid fields: ${LIST_FIELD_NAMES.join(',')}`,
+          })
+          .option('legend', { type: 'boolean', default: true, describe: 'print the column headers (--no-legend omits them)' })
+          .option('json', { ...jsonOpt, describe: 'print the hosts as JSON (ignores --fields)' }),
+      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json })),
+    )
+    .command(
+      'status <serial>',
+      'Status of a host.',
+      (y) => serialArg(y).option('json', jsonOpt),
+      run((ctx, a) => statusCommand(ctx, a.serial, a.json)),
+    )
+    .command(
+      'set <serial> <key> <value>',
+      `Set metadata of machines (${SET_KEYS.join(', ')}).`,
+      (y) =>
+        serialArg(y)
+          .positional('key', { type: 'string', demandOption: true, describe: SET_KEYS.join(' | ') })
+          .positional('value', { type: 'string', demandOption: true, describe: 'metadata: comma list k=v,...; cabinet: number; state: unknown | configured | installing | installed | running' }),
+      run((ctx, a) => setCommand(ctx, a.serial, a.key, a.value)),
+    )
+    .command(
+      'override <serial> <property> <value>',
+      'Override a globally defined template property for one host.',
+      (y) =>
+        serialArg(y)
+          .positional('property', { type: 'string', demandOption: true })
+          .positional('value', { type: 'string', demandOption: true }),
+      run((ctx, a) => overrideCommand(ctx, a.serial, a.property, a.value)),
+    )
+    .command(
+      'boot-complete',
+      "Change the state of this host to 'running' (only run on provisioned machines).",
+      (y) =>
+        y
+          .option('update-versions', { type: 'boolean', default: false, describe: 'also report the installed software versions' })
+          .option('env-file', { type: 'string', default: '/etc/mayu-env', describe: 'file with SERIAL and MAYU_VERSION' })
+          .option('os-release', { type: 'string', default: '/etc/os-release', describe: 'file with VERSION_ID' }),
+      run((ctx, a) => bootCompleteCommand(ctx, { updateVersions: a.updateVersions, envFile: a.envFile, osRelease: a.osRelease })),
+    )
+    .command('version', 'Show cli version.', (y) => y, run((ctx) => versionCommand(ctx)))
+    .command(
+      'history <serial>',
+      "Show a host's audit trail (newest first).",
+      (y) => serialArg(y).option('json', jsonOpt),
+      run((ctx, a) => historyCommand(ctx, a.serial, a.json)),
+    )
+    .demandCommand(1, 'a command is required')
+    .strict()
+    .recommendCommands()
+    .version(false)
+    .help()
+    .alias('h', 'help')
+    .epilogue(EPILOGUE)
+    .wrap(100)
+    .locale('en');
+
+  // With a callback, yargs hands back help / usage text instead of printing or exiting.
+  await parser.parseAsync([...argv], {}, (err, _args, text) => {
+    if (err) {
+      output.err(text ? text : String(err.message));
+      exitCode = 1;
+    } else if (text) {
+      output.out(text);
+    }
+  });
+  return exitCode;
+}

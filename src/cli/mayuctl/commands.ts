@@ -1,0 +1,136 @@
+// The mayuctl commands, independent of argument parsing: each one talks to mayu through a
+// MayuClient, writes through the given Output and throws on failure (errorText() renders it).
+
+import { readFile } from 'node:fs/promises';
+import { decodeHost, HostDecodeError, type Host } from '../../core/host.ts';
+import { BadAnswerError, HttpStatusError, type MayuClient } from './client.ts';
+import { parseEnvFile } from './env-file.ts';
+import { formatHistory, formatList, formatStatus, parseFields, type HistoryEntry } from './format.ts';
+import { bootCompleteRequest, overrideRequest, setRequest } from './request-body.ts';
+import { packageVersion } from './version.ts';
+
+export interface Output {
+  /** Writes text plus a newline to stdout. */
+  out(text: string): void;
+  /** Writes text plus a newline to stderr. */
+  err(text: string): void;
+}
+
+export interface CommandContext extends Output {
+  client: MayuClient;
+}
+
+/** A failure whose message is the whole story (no status line to add). */
+export class CliError extends Error {}
+
+const pretty = (value: unknown): string => JSON.stringify(value, null, 2);
+
+function decodeHosts(raw: readonly unknown[]): Host[] {
+  return raw.map((item, i) => {
+    try {
+      return decodeHost(item);
+    } catch (err) {
+      if (err instanceof HostDecodeError) throw new BadAnswerError(`host #${i} in /admin/hosts: ${err.message}`);
+      throw err;
+    }
+  });
+}
+
+export interface ListArgs {
+  fields: string;
+  legend: boolean;
+  json: boolean;
+}
+
+export async function listCommand(ctx: CommandContext, args: ListArgs): Promise<void> {
+  // Fields are checked before any request, as 0.11 did.
+  const fields = args.json ? [] : parseFields(args.fields);
+  const raw = await ctx.client.listHosts();
+  if (args.json) {
+    ctx.out(pretty(raw));
+    return;
+  }
+  const table = formatList(decodeHosts(raw), { fields, legend: args.legend });
+  // 0.11 printed an empty line for an empty table; nothing is kinder to `| wc -l`.
+  if (table !== '') ctx.out(table);
+}
+
+export async function statusCommand(ctx: CommandContext, serial: string, json: boolean): Promise<void> {
+  const raw = await ctx.client.listHosts();
+  const hosts = decodeHosts(raw);
+  // The server stores serials lower-cased; accept the serial as printed on the machine.
+  const wanted = serial.toLowerCase();
+  const index = hosts.findIndex((h) => (h.Serial ?? '').toLowerCase() === wanted);
+  const host = hosts[index];
+  if (!host) throw new CliError(`host ${serial} not found.`);
+  ctx.out(json ? pretty(raw[index]) : formatStatus(host));
+}
+
+export async function setCommand(ctx: CommandContext, serial: string, key: string, value: string): Promise<void> {
+  const { route, body } = setRequest(key, value);
+  await ctx.client.putHost(serial, route, body);
+}
+
+export async function overrideCommand(ctx: CommandContext, serial: string, property: string, value: string): Promise<void> {
+  const { route, body } = overrideRequest(property, value);
+  await ctx.client.putHost(serial, route, body);
+}
+
+export interface BootCompleteArgs {
+  updateVersions: boolean;
+  envFile: string;
+  osRelease: string;
+}
+
+async function readEnv(path: string, required: boolean): Promise<Record<string, string>> {
+  try {
+    return parseEnvFile(await readFile(path, 'utf8'));
+  } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new CliError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+export async function bootCompleteCommand(ctx: CommandContext, args: BootCompleteArgs): Promise<void> {
+  const mayuEnv = await readEnv(args.envFile, true);
+  const serial = mayuEnv['SERIAL'];
+  if (!serial) throw new CliError(`Can't find serial in host environment (${args.envFile})`);
+  // os-release only matters for the CoreOS version; a missing one must not block the report.
+  const osRelease = args.updateVersions ? await readEnv(args.osRelease, false) : {};
+  const { route, body } = bootCompleteRequest(mayuEnv, osRelease, args.updateVersions);
+  await ctx.client.putHost(serial, route, body);
+}
+
+export function versionCommand(output: Output): void {
+  output.out(`mayuctl version ${packageVersion()}`);
+}
+
+function parseHistory(data: unknown): HistoryEntry[] {
+  const ok = (e: unknown): e is HistoryEntry => {
+    const o = e as Record<string, unknown> | null;
+    return typeof o === 'object' && o !== null && typeof o['commit'] === 'string' && typeof o['time'] === 'string' && typeof o['message'] === 'string';
+  };
+  if (!Array.isArray(data) || !data.every(ok)) throw new BadAnswerError('history: expected a JSON array of {commit, time, message}');
+  return data;
+}
+
+export async function historyCommand(ctx: CommandContext, serial: string, json: boolean): Promise<void> {
+  let data: unknown;
+  try {
+    data = await ctx.client.history(serial);
+  } catch (err) {
+    // The server's text ("host doesn't exist", ...) says it better than a status code.
+    if (err instanceof HttpStatusError && err.body !== '') throw new CliError(err.body);
+    throw err;
+  }
+  const entries = parseHistory(data);
+  if (json) ctx.out(pretty(entries));
+  else if (entries.length > 0) ctx.out(formatHistory(entries));
+}
+
+/** What to print on stderr for a failed command. */
+export function errorText(err: unknown, debug = false): string {
+  if (err instanceof HttpStatusError) return err.body === '' ? err.message : `${err.message}\n${err.body}`;
+  if (err instanceof Error) return debug && err.stack && !(err instanceof CliError) ? err.stack : err.message;
+  return String(err);
+}
