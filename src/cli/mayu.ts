@@ -1,0 +1,69 @@
+// `mayu`: the server. The only module that reads flags and the environment.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { ConfigError } from '../config/load.ts';
+import { PROJECT_ROOT, startServer } from '../server.ts';
+
+const version = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const inRoot = (p: string) => path.join(PROJECT_ROOT, p);
+
+await yargs(hideBin(process.argv))
+  .scriptName('mayu')
+  .version(version)
+  .strict()
+  .command(
+    ['serve', '$0'],
+    'serve PXE boot scripts, configs and the admin API (flags named as in mayu 0.11)',
+    (y) => y
+      .option('config', { type: 'string', default: inRoot('config.yaml'), describe: 'mayu 0.11 config.yaml' })
+      .option('profiles-dir', { type: 'string', default: inRoot('profiles'), describe: 'extra profiles, one per *.yaml (after config.yaml\'s, by `order` then file name)' })
+      .option('cluster-directory', { type: 'string', default: inRoot('clusters'), describe: 'cluster git repo (created on first start)' })
+      .option('templates-dir', { type: 'string', default: inRoot('templates') })
+      .option('template-snippets', { type: 'string', default: inRoot('template_snippets') })
+      .option('images-cache-dir', { type: 'string', default: inRoot('images'), describe: 'installer kernel/initrd and <version>/install_image.bin.bz2' })
+      .option('tftproot', { type: 'string', default: inRoot('tftproot') })
+      .option('dnsmasq-conf', { type: 'string', default: inRoot('run/dnsmasq.conf'), describe: 'where the generated dnsmasq.conf is written (network.pxe: true)' })
+      .option('http-port', { type: 'number', default: 4080 })
+      .option('http-bind-address', { type: 'string', default: '0.0.0.0' })
+      .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
+      .option('use-ignition', { type: 'boolean', describe: 'serve Ignition instead of cloud-config (default: config use_ignition)' })
+      .option('debug', { type: 'boolean', default: false, describe: 'debug logging' }),
+    async (argv) => {
+      const logger = pino({ level: argv.debug ? 'debug' : 'info', base: { name: 'mayu' } });
+      try {
+        const server = await startServer({
+          configFile: path.resolve(argv.config),
+          profilesDir: path.resolve(argv['profiles-dir']),
+          clusterDir: path.resolve(argv['cluster-directory']),
+          templatesDir: path.resolve(argv['templates-dir']),
+          snippetsDir: path.resolve(argv['template-snippets']),
+          imagesDir: path.resolve(argv['images-cache-dir']),
+          tftpRoot: path.resolve(argv.tftproot),
+          dnsmasqConf: path.resolve(argv['dnsmasq-conf']),
+          httpPort: argv['http-port'],
+          httpBindAddress: argv['http-bind-address'],
+          useGit: argv.git,
+          useIgnition: argv['use-ignition'],
+          version,
+          logger,
+        });
+        const stop = async (signal: string) => {
+          logger.info({ signal }, 'stopping');
+          await server.close();
+          process.exit(0);
+        };
+        process.once('SIGINT', () => void stop('SIGINT'));
+        process.once('SIGTERM', () => void stop('SIGTERM'));
+      } catch (err) {
+        // Fail fast with the reason: a broken config or repo must not half-start.
+        const message = err instanceof ConfigError ? err.message : `${(err as Error).message}`;
+        logger.fatal({ err }, 'mayu cannot start');
+        process.stderr.write(`mayu: cannot start:\n${message}\n`);
+        process.exit(1);
+      }
+    },
+  )
+  .parseAsync();

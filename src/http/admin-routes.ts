@@ -1,0 +1,85 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { decodeHost, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
+import type { MayuService } from '../service/mayu-service.ts';
+import { readBody, readJsonObject } from './body.ts';
+import { HttpError } from './errors.ts';
+
+// Operator and installer reports under /admin (protocol section 2). Every PUT answers 202 with
+// an empty body; bodies are whole Host objects (mayuctl) of which each route reads one field.
+
+/** 0.11 answered every PUT with 202 and an empty body (koa would send "Accepted"). */
+function accepted(ctx: Context): void {
+  ctx.status = 202;
+  ctx.body = '';
+}
+
+export function adminRoutes(service: MayuService): Router {
+  const router = new Router({ prefix: '/admin' });
+
+  router.get('/hosts', async (ctx) => {
+    ctx.body = (await service.list()).map(hostToJsonObject);
+  });
+
+  router.get('/host/:serial', async (ctx) => {
+    const host = await service.get(ctx.params.serial!);
+    if (!host) throw new HttpError(404, `host ${ctx.params.serial} not found`);
+    ctx.body = hostToJsonObject(host);
+  });
+
+  router.get('/host/:serial/history', async (ctx) => {
+    ctx.body = await service.history(ctx.params.serial!);
+  });
+
+  /** PUT route whose body is a Host; `apply` gets the decoded host and the raw object. */
+  const put = (route: string, apply: (serial: string, body: Host, raw: Record<string, unknown>) => Promise<unknown>) => {
+    router.put(`/host/:serial/${route}`, async (ctx) => {
+      const raw = await readJsonObject(ctx, route);
+      let body: Host;
+      try {
+        body = decodeHost(raw);
+      } catch (err) {
+        throw new HttpError(400, `unable to parse json data in ${route} request: ${(err as Error).message}`);
+      }
+      await apply(ctx.params.serial!, body, raw);
+      accepted(ctx);
+    });
+  };
+
+  /** PUT route with no body (installer reports). */
+  const putEmpty = (route: string, apply: (serial: string) => Promise<unknown>) => {
+    router.put(`/host/:serial/${route}`, async (ctx) => {
+      await readBody(ctx);
+      await apply(ctx.params.serial!);
+      accepted(ctx);
+    });
+  };
+
+  putEmpty('set_installed', (s) => service.setInstalled(s));
+  putEmpty('mark_fresh', (s) => service.markFresh(s));
+  router.put('/host/:serial/boot_complete', async (ctx) => {
+    // The installed OS may send no body at all; an empty one means "no versions to report".
+    const text = (await readBody(ctx)).trim();
+    let reported: Host;
+    try {
+      reported = decodeHost(text === '' ? {} : JSON.parse(text));
+    } catch {
+      throw new HttpError(400, 'unable to parse json data in boot_complete request');
+    }
+    await service.bootComplete(ctx.params.serial!, reported);
+    accepted(ctx);
+  });
+  put('set_metadata', (s, b) => service.setMetadata(s, b.FleetMetadata ?? []));
+  put('set_provider_id', (s, b) => service.setProviderId(s, b.ProviderId ?? ''));
+  put('set_ipmi_addr', (s, b) => service.setIpmiAddr(s, b.IPMIAddr ?? ''));
+  put('set_cabinet', (s, b) => service.setCabinet(s, b.Cabinet ?? 0));
+  put('set_etcd_cluster_token', (s, b) => service.setEtcdToken(s, b.EtcdClusterToken ?? ''));
+  put('set_state', (s, b, raw) => {
+    // decodeHost defaults State to "unknown"; a body without State must not mean that.
+    if (!isHostState(raw.State)) throw new HttpError(400, `unable to parse json data in set_state request: State must be one of unknown, configured, installing, installed, running`);
+    return service.setState(s, b.State);
+  });
+  put('override', (s, b) => service.override(s, b.Overrides ?? {}));
+
+  return router;
+}

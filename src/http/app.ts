@@ -1,0 +1,42 @@
+import Koa from 'koa';
+import type { Logger } from 'pino';
+import type { MayuService } from '../service/mayu-service.ts';
+import { adminRoutes } from './admin-routes.ts';
+import { statusFor } from './errors.ts';
+import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
+
+export interface AppDeps extends MachineRouteDeps {
+  service: MayuService;
+  logger: Logger;
+}
+
+/** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa();
+  app.silent = true;
+  const { logger } = deps;
+
+  app.use(async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    try {
+      await next();
+    } catch (err) {
+      const status = statusFor(err);
+      const message = err instanceof Error ? err.message : String(err);
+      ctx.status = status ?? 500;
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = status ? message : `internal error: ${message}`;
+      if (!status) logger.error({ err, method: ctx.method, url: ctx.url }, 'request failed');
+    } finally {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip }, 'request');
+    }
+  });
+
+  for (const router of [machineRoutes(deps), adminRoutes(deps.service)]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+  }
+  app.on('error', (err) => logger.error({ err }, 'koa error'));
+  return app;
+}

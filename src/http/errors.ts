@@ -1,0 +1,25 @@
+import { HostDecodeError } from '../core/host.ts';
+import { HostChangeError } from '../core/host-changes.ts';
+import { HostDataError } from '../core/host-data.ts';
+import { RangeExhaustedError } from '../core/addresses.ts';
+import { InvalidSerialError } from '../core/serial.ts';
+import { IllegalTransitionError } from '../core/states.ts';
+import { UnknownHostError } from '../service/mayu-service.ts';
+
+/** An error whose message is meant for the client as the plain-text body. */
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+const CLIENT_ERRORS = [UnknownHostError, HostChangeError, IllegalTransitionError, InvalidSerialError, HostDataError, HostDecodeError];
+
+/** Status for an error thrown by the core or service; undefined means a server fault (500). */
+export function statusFor(err: unknown): number | undefined {
+  if (err instanceof HttpError) return err.status;
+  if (CLIENT_ERRORS.some((c) => err instanceof c)) return 400;
+  // Not the client's fault, and not ours either: the operator must widen ip_range.
+  if (err instanceof RangeExhaustedError) return 503;
+  return undefined;
+}

@@ -1,0 +1,66 @@
+import path from 'node:path';
+import Router, { type RouterMiddleware } from '@koa/router';
+import { parseHostData } from '../core/host-data.ts';
+import type { Host } from '../core/host.ts';
+import type { MayuService } from '../service/mayu-service.ts';
+import { readJson } from './body.ts';
+import { HttpError } from './errors.ts';
+import { sendFile } from './file-response.ts';
+import type { Outputs } from '../render/outputs.ts';
+
+// Routes the netbooting machine calls, in boot order (protocol section 1).
+
+export interface MachineRouteDeps {
+  service: MayuService;
+  outputs: Outputs;
+  imagesDir: string;
+  version: string;
+  /** OS image version of a host without its own (config default_coreos_version). */
+  defaultImageVersion: string;
+}
+
+export function machineRoutes(deps: MachineRouteDeps): Router {
+  const { service, outputs, imagesDir } = deps;
+  const router = new Router();
+  const text = (body: string, type = 'text/plain; charset=utf-8') => ({ body, type });
+
+  router.get('/', (ctx) => {
+    ctx.body = `this is the iPXE server of mayu ${deps.version}`;
+  });
+
+  router.get('/ipxebootscript', (ctx) => {
+    Object.assign(ctx, text(outputs.ipxeScript()));
+  });
+
+  for (const name of ['vmlinuz', 'initrd.cpio.gz', 'hostinfo-helper']) {
+    const route = name === 'hostinfo-helper' ? '/hostinfo-helper' : `/images/${name}`;
+    router.get(route, (ctx) => sendFile(ctx, path.join(imagesDir, name), `images/${name}`));
+    router.head(route, (ctx) => sendFile(ctx, path.join(imagesDir, name), `images/${name}`));
+  }
+
+  const installImage: RouterMiddleware = async (ctx) => {
+    const host = await service.get(ctx.params.serial!);
+    if (!host) throw new HttpError(404, `unknown host ${ctx.params.serial}: it must fetch its first-stage script first`);
+    const version = host.CoreOSVersion || deps.defaultImageVersion;
+    const rel = path.join(version, 'install_image.bin.bz2');
+    if (rel.startsWith('..') || path.isAbsolute(rel)) throw new HttpError(400, `invalid image version ${JSON.stringify(version)}`);
+    await sendFile(ctx, path.join(imagesDir, rel), `images/${rel}`);
+  };
+  router.get('/images/:serial/install_image.bin.bz2', installImage);
+  router.head('/images/:serial/install_image.bin.bz2', installImage);
+
+  router.get('/first-stage-script/:serial', async (ctx) => {
+    const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
+    Object.assign(ctx, text(body));
+  });
+
+  const finalConfig = (route: string, render: (h: Host) => string, type: string): RouterMiddleware => async (ctx) => {
+    const data = parseHostData(await readJson(ctx, route));
+    const { body } = await service.recordHostData(data, render);
+    Object.assign(ctx, text(body, type));
+  };
+  router.post('/final-cloud-config.yaml', finalConfig('final-cloud-config', (h) => outputs.cloudConfig(h), 'text/yaml; charset=utf-8'));
+  router.post('/final-ignition-config.json', finalConfig('final-ignition-config', (h) => outputs.ignition(h), 'application/json'));
+
+  return router;
+}

@@ -1,0 +1,151 @@
+// The one place where requests become host changes: routes and CLIs call this, it asks the pure
+// core for the steps, and hands them to the store. Every method reads the current host and
+// applies its steps without awaiting in between, so concurrent requests never interleave.
+import type { IpRange } from '../core/addresses.ts';
+import {
+  bootCompleteSteps, creationSteps, finalConfigSteps, markFreshSteps, overrideSteps, setCabinetSteps,
+  setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProviderIdSteps, setStateSteps,
+  type Step,
+} from '../core/host-changes.ts';
+import type { HostData } from '../core/host-data.ts';
+import type { Host, HostState, OverrideValue } from '../core/host.ts';
+import type { Profile } from '../core/profiles.ts';
+import { normalizeSerial } from '../core/serial.ts';
+import type { CommitInfo, HostStore } from '../store/store.ts';
+
+/** 400 `host doesn't exist`, verbatim from 0.11. */
+export class UnknownHostError extends Error {
+  constructor() {
+    super("host doesn't exist");
+  }
+}
+
+export interface HostChangeEvent {
+  serial: string;
+  from: HostState | undefined;
+  to: HostState;
+  messages: string[];
+  host: Host;
+}
+
+export interface ServiceDeps {
+  store: HostStore;
+  profiles: readonly Profile[];
+  ipRange: IpRange;
+  randomBytes: (n: number) => Uint8Array;
+  now: () => Date;
+  /** Called after a change is durable (dnsmasq host lists, events). Must not throw. */
+  onChange?: (event: HostChangeEvent) => void;
+}
+
+/** Renders the answer for the host as it will be once the change lands; a throw writes nothing. */
+export type RenderFor = (host: Host) => string;
+
+export class MayuService {
+  constructor(private readonly deps: ServiceDeps) {}
+
+  async list(): Promise<Host[]> {
+    await this.deps.store.settled();
+    return this.deps.store.all().sort((a, b) => ((a.Serial ?? '') < (b.Serial ?? '') ? -1 : 1));
+  }
+
+  /** A known host, after every change applied so far is durable. */
+  async get(rawSerial: string): Promise<Host | undefined> {
+    const serial = normalizeSerial(rawSerial);
+    await this.deps.store.settled();
+    return this.deps.store.get(serial);
+  }
+
+  async history(rawSerial: string): Promise<CommitInfo[]> {
+    const serial = normalizeSerial(rawSerial);
+    if (!this.deps.store.get(serial)) throw new UnknownHostError();
+    await this.deps.store.settled();
+    return this.deps.store.history(serial);
+  }
+
+  /** First-stage script request: creates the host on first contact, renders its script. */
+  registerAndRender(rawSerial: string, render: RenderFor): Promise<{ host: Host; body: string }> {
+    const serial = normalizeSerial(rawSerial);
+    const existing = this.deps.store.get(serial);
+    const steps = existing ? [] : this.creation(serial);
+    return this.commit(serial, existing, steps, render);
+  }
+
+  /** Final-config POST: create if new, record hardware data, state installing, render the config. */
+  recordHostData(data: HostData, render: RenderFor): Promise<{ host: Host; body: string }> {
+    const serial = normalizeSerial(data.Serial);
+    const existing = this.deps.store.get(serial);
+    const created = existing ? [] : this.creation(serial);
+    const base = created.at(-1)?.host ?? existing!;
+    const steps = [...created, ...finalConfigSteps(base, data)];
+    return this.commit(serial, existing, steps, render);
+  }
+
+  setInstalled(serial: string) {
+    return this.change(serial, (h) => setInstalledSteps(h));
+  }
+
+  bootComplete(serial: string, reported: Partial<Host>) {
+    return this.change(serial, (h) => bootCompleteSteps(h, reported, this.deps.now()));
+  }
+
+  setState(serial: string, state: HostState) {
+    return this.change(serial, (h) => setStateSteps(h, state));
+  }
+
+  markFresh(serial: string) {
+    return this.change(serial, (h) => markFreshSteps(h));
+  }
+
+  setMetadata(serial: string, metadata: string[]) {
+    return this.change(serial, (h) => setMetadataSteps(h, metadata));
+  }
+
+  setProviderId(serial: string, id: string) {
+    return this.change(serial, (h) => setProviderIdSteps(h, id));
+  }
+
+  setIpmiAddr(serial: string, addr: string) {
+    return this.change(serial, (h) => setIpmiAddrSteps(h, addr));
+  }
+
+  setCabinet(serial: string, cabinet: number) {
+    return this.change(serial, (h) => setCabinetSteps(h, cabinet));
+  }
+
+  setEtcdToken(serial: string, token: string) {
+    return this.change(serial, (h) => setEtcdTokenSteps(h, token));
+  }
+
+  override(serial: string, overrides: Record<string, OverrideValue>) {
+    return this.change(serial, (h) => overrideSteps(h, overrides));
+  }
+
+  private creation(serial: string): Step[] {
+    return creationSteps(serial, {
+      hosts: this.deps.store.scan(),
+      profiles: this.deps.profiles,
+      ipRange: this.deps.ipRange,
+      defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
+      randomBytes: this.deps.randomBytes(16),
+    });
+  }
+
+  private async change(rawSerial: string, compute: (host: Host) => Step[]): Promise<Host> {
+    const serial = normalizeSerial(rawSerial);
+    const host = this.deps.store.get(serial);
+    if (!host) throw new UnknownHostError();
+    const { host: after } = await this.commit(serial, host, compute(host));
+    return after;
+  }
+
+  private async commit(serial: string, before: Host | undefined, steps: Step[], render?: RenderFor): Promise<{ host: Host; body: string }> {
+    const after = steps.at(-1)?.host ?? before!;
+    const body = render ? render(after) : '';
+    await this.deps.store.apply(serial, steps);
+    if (steps.length > 0) {
+      this.deps.onChange?.({ serial, from: before?.State, to: after.State, messages: steps.map((s) => s.message), host: after });
+    }
+    return { host: after, body };
+  }
+}
