@@ -1,0 +1,111 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const FIXTURES = path.join(ROOT, 'test/fixtures');
+
+export interface MayuProcess {
+  url: string;
+  port: number;
+  workDir: string;
+  clusterDir: string;
+  dnsmasqConf: string;
+  proc: ChildProcess;
+  /** Every log line so far, parsed. */
+  logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+export interface StartOptions {
+  workDir?: string;
+  config?: string;
+  templatesDir?: string;
+  imagesDir?: string;
+  args?: string[];
+}
+
+export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), prefix));
+}
+
+/** The real `mayu serve` as a child process on 127.0.0.1, port 0; resolves once it listens. */
+export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
+  const workDir = opts.workDir ?? (await tempDir());
+  const clusterDir = path.join(workDir, 'clusters');
+  const dnsmasqConf = path.join(workDir, 'dnsmasq.conf');
+  const args = [
+    '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
+    '--config', opts.config ?? path.join(FIXTURES, 'config.yaml'),
+    '--profiles-dir', path.join(workDir, 'profiles'),
+    '--cluster-directory', clusterDir,
+    '--dnsmasq-conf', dnsmasqConf,
+    '--images-cache-dir', opts.imagesDir ?? path.join(workDir, 'images'),
+    '--tftproot', path.join(workDir, 'tftproot'),
+    '--http-port', '0',
+    '--http-bind-address', '127.0.0.1',
+    ...(opts.templatesDir ? ['--templates-dir', opts.templatesDir] : []),
+    ...(opts.args ?? []),
+  ];
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: proc.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'mayu listening') resolve(entry.port as number);
+      } catch {
+        logs.push({ raw: line });
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`mayu exited with ${code} before listening:\n${stderr}`)));
+  });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    workDir,
+    clusterDir,
+    dnsmasqConf,
+    proc,
+    logs,
+    async stop() {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+    async kill9() {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Runs `mayu serve` expecting it to refuse to start; returns its exit code and stderr. */
+export async function mayuFailsToStart(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((r) => proc.once('exit', r));
+  return { code, stderr };
+}
+
+export async function writeText(file: string, text: string): Promise<string> {
+  await writeFile(file, text);
+  return file;
+}
+
+/** HostData as the first-stage script posts it. */
+export function hostData(serial: string, mac: string, nic = 'ens3') {
+  return { Serial: serial, NetDevs: [{ Name: nic, MacAddress: mac }], IPMIAddress: '', ConnectedNIC: nic };
+}
+
+export function macFor(i: number): string {
+  return `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+}
