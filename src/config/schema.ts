@@ -6,9 +6,12 @@ import { ipv4ToInt, isIpv4 } from '../core/addresses.ts';
 
 const ipv4 = z.string().refine(isIpv4, { message: 'expected an IPv4 address like 10.0.3.31' });
 
+/** zod runs object refinements even when a field already failed: compare only valid addresses. */
+const ordered = (a: string, b: string) => !isIpv4(a) || !isIpv4(b) || ipv4ToInt(a) <= ipv4ToInt(b);
+
 const range = z
   .strictObject({ start: ipv4, end: ipv4 })
-  .refine((r) => ipv4ToInt(r.start) <= ipv4ToInt(r.end), { message: 'start must not be above end' });
+  .refine((r) => ordered(r.start, r.end), { message: 'start must not be above end' });
 
 const tag = z.string().regex(/^[^=\s]+=.*$/, { message: 'expected a "key=value" tag' });
 
@@ -55,7 +58,7 @@ export const configSchema = z
     });
     const b = c.network.bootstrap_range;
     const ip = c.network.ip_range;
-    if (b && ipv4ToInt(b.start) <= ipv4ToInt(ip.end) && ipv4ToInt(ip.start) <= ipv4ToInt(b.end)) {
+    if (b && ip && isIpv4(b.start) && isIpv4(ip.start) && ordered(b.start, ip.end) && ordered(ip.start, b.end)) {
       ctx.addIssue({ code: 'custom', path: ['network', 'ip_range'], message: 'overlaps network.bootstrap_range' });
     }
     if (c.network.pxe && !b) {
