@@ -33,6 +33,9 @@ export interface ServerOptions {
   useIgnition?: boolean;
   version: string;
   logger: Logger;
+  /** Randomness (machine ids, etcd token) and clock; tests pass fixed ones. */
+  randomBytes?: (n: number) => Uint8Array;
+  now?: () => Date;
 }
 
 export interface RunningServer {
@@ -51,9 +54,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const { config } = loaded;
   const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir });
 
-  const rng = (n: number) => randomBytes(n);
+  const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
   const store: HostStore = opts.useGit
-    ? await GitStore.open({ dir: opts.clusterDir, randomBytes: rng })
+    ? await GitStore.open({ dir: opts.clusterDir, randomBytes: rng, now: opts.now })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
 
@@ -66,7 +69,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     profiles: loaded.profiles,
     ipRange: config.network.ip_range,
     randomBytes: rng,
-    now: () => new Date(),
+    now: opts.now ?? (() => new Date()),
     onChange: (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages }, 'host changed');
       if (e.from !== e.to) dnsmasq?.schedule();

@@ -65,9 +65,10 @@ export class GitStore implements HostStore {
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
     const store = new GitStore({
-      author: { name: 'mayu commiter', email: 'mayu@localhost' },
-      now: () => new Date(),
-      ...options,
+      author: options.author ?? { name: 'mayu commiter', email: 'mayu@localhost' },
+      now: options.now ?? (() => new Date()),
+      dir: options.dir,
+      randomBytes: options.randomBytes,
     });
     await store.load();
     return store;
