@@ -56,7 +56,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
   const store: HostStore = opts.useGit
-    ? await GitStore.open({ dir: opts.clusterDir, randomBytes: rng, now: opts.now })
+    ? await GitStore.open({
+        dir: opts.clusterDir,
+        randomBytes: rng,
+        now: opts.now,
+        onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'compaction failed') : logger.info(r, 'loose objects packed')),
+      })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
 

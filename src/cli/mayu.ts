@@ -6,6 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError } from '../config/load.ts';
 import { PROJECT_ROOT, startServer } from '../server.ts';
+import { compactLooseObjects, resolveHead } from '../store/git-compaction.ts';
 
 const version = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const inRoot = (p: string) => path.join(PROJECT_ROOT, p);
@@ -64,6 +65,17 @@ await yargs(hideBin(process.argv))
         process.stderr.write(`mayu: cannot start:\n${message}\n`);
         process.exit(1);
       }
+    },
+  )
+  .command(
+    'compact',
+    'pack the cluster repo\'s loose objects now (mayu also does this by itself as they pile up); safe while mayu runs',
+    (y) => y.option('cluster-directory', { type: 'string', default: inRoot('clusters') }),
+    async (argv) => {
+      const gitdir = path.join(path.resolve(argv['cluster-directory']), '.git');
+      const head = await resolveHead(gitdir);
+      const result = await compactLooseObjects(gitdir, head);
+      process.stdout.write(`${result.objects} loose objects packed into ${result.pack ?? 'nothing'} (${result.packBytes} bytes)\n`);
     },
   )
   .parseAsync();

@@ -30,8 +30,12 @@ export class DurableFs {
       chmod: fsp.chmod,
       unlink: fsp.unlink,
       rmdir: fsp.rmdir,
+      // Temp file + rename: a process killed mid-write must not leave a torn object, because
+      // isomorphic-git never rewrites an object file that exists.
       writeFile: async (file: string, data: Uint8Array | string, opts?: unknown) => {
-        await fsp.writeFile(file, data, opts as Parameters<typeof fsp.writeFile>[2]);
+        const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+        await fsp.writeFile(tmp, data, opts as Parameters<typeof fsp.writeFile>[2]);
+        await fsp.rename(tmp, file);
         this.files.add(file);
         this.dirs.add(path.dirname(file));
       },

@@ -5,6 +5,7 @@ import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { DurableFs, writeFileAtomic } from './durable-fs.ts';
+import { compactLooseObjects, listLooseObjects, type CompactionResult } from './git-compaction.ts';
 import { GitHistory } from './git-history.ts';
 import { HostTable } from './host-table.ts';
 import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
@@ -25,6 +26,10 @@ export interface GitStoreOptions {
   /** 16 random bytes; used for the default etcd token of a new cluster. */
   randomBytes: (n: number) => Uint8Array;
   now?: () => Date;
+  /** Pack loose objects once this many have piled up (4 per commit); 0 turns it off. */
+  compactAfterLooseObjects?: number;
+  /** Told about background compactions and their failures (they never fail a change). */
+  onCompaction?: (result: CompactionResult | Error) => void;
 }
 
 interface TreeEntry {
@@ -55,6 +60,8 @@ export class GitStore implements HostStore {
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
   private head: string | undefined;
+  private looseObjects = 0;
+  private compaction: Promise<CompactionResult> | undefined;
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
   private closed = false;
 
@@ -69,6 +76,8 @@ export class GitStore implements HostStore {
       now: options.now ?? (() => new Date()),
       dir: options.dir,
       randomBytes: options.randomBytes,
+      compactAfterLooseObjects: options.compactAfterLooseObjects ?? 4000,
+      onCompaction: options.onCompaction ?? (() => {}),
     });
     await store.load();
     return store;
@@ -105,6 +114,31 @@ export class GitStore implements HostStore {
   async close(): Promise<void> {
     this.closed = true;
     await this.settled();
+    await this.compaction?.catch(() => undefined);
+  }
+
+  /** Packs every loose object now (on demand); waits for a running compaction first. */
+  async compact(): Promise<CompactionResult> {
+    await this.compaction?.catch(() => undefined);
+    await this.settled();
+    return this.startCompaction();
+  }
+
+  private startCompaction(): Promise<CompactionResult> {
+    const run = compactLooseObjects(path.join(this.opts.dir, '.git'), this.head);
+    this.looseObjects = 0;
+    this.compaction = run.finally(() => {
+      this.compaction = undefined;
+    });
+    return this.compaction;
+  }
+
+  /** Called by the writer after each batch: compaction runs beside it, never blocking a change. */
+  private maybeCompact(written: number): void {
+    this.looseObjects += written;
+    const limit = this.opts.compactAfterLooseObjects;
+    if (limit <= 0 || this.looseObjects < limit || this.compaction || this.closed) return;
+    this.startCompaction().then(this.opts.onCompaction, (err: Error) => this.opts.onCompaction(err));
   }
 
   private gitArgs() {
@@ -119,6 +153,8 @@ export class GitStore implements HostStore {
       await git.init({ ...this.gitArgs(), defaultBranch: BRANCH });
       await this.commitCluster('initial commit');
     } else {
+      // No writer runs yet: temp files a killed process left behind can go.
+      this.looseObjects = (await listLooseObjects(path.join(dir, '.git'), true)).length;
       await this.loadHead();
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
@@ -193,6 +229,7 @@ export class GitStore implements HostStore {
       this.history_.forgetAfter(startHead);
       throw new StoreError(`git write failed: ${(err as Error).message}`);
     }
+    this.maybeCompact(items.length * 4);
     await this.mirror(items);
   }
 
