@@ -5,7 +5,7 @@ import path from 'node:path';
 // and flush() makes them all durable at once (files, then their folders), so a whole batch of
 // commits costs one parallel round of fsyncs instead of several serial ones per object.
 
-async function fsyncPath(p: string): Promise<void> {
+export async function fsyncPath(p: string): Promise<void> {
   const fh = await fsp.open(p, 'r');
   try {
     await fh.sync();

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { decodeHost, encodeHost } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
-import { writeFileAtomic } from './durable-fs.ts';
+import { fsyncPath, writeFileAtomic } from './durable-fs.ts';
 import { encodeClusterJson } from './git-store.ts';
 import { HostTable } from './host-table.ts';
 import { StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
@@ -78,9 +78,12 @@ export class FileStore implements HostStore {
 
   private async write(items: Write[]): Promise<void> {
     const latest = new Map(items.map((i) => [i.serial, i.content]));
+    let newFolder = false;
     await Promise.all([...latest].map(async ([serial, content]) => {
-      await mkdir(path.join(this.dir, serial), { recursive: true });
+      newFolder = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined || newFolder;
       await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
     }));
+    // A new host folder is only durable once the cluster folder's entry for it is.
+    if (newFolder) await fsyncPath(this.dir);
   }
 }

@@ -1,6 +1,7 @@
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
+import { fsyncPath } from './durable-fs.ts';
 import { PackBuilder, type ObjectType } from './git-pack.ts';
 
 // Packs loose objects into one packfile, storing each root tree as a delta against the next
@@ -15,15 +16,6 @@ export interface CompactionResult {
   objects: number;
   packBytes: number;
   pack?: string;
-}
-
-async function fsyncPath(p: string): Promise<void> {
-  const fh = await open(p, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
