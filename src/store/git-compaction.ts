@@ -32,7 +32,18 @@ export async function listLooseObjects(gitdir: string, removeTemp = false): Prom
       else if (removeTemp && name.includes('.tmp-')) await rm(path.join(objects, dir, name), { force: true });
     }
   }
+  if (removeTemp) await removeUnfinishedPacks(path.join(objects, 'pack'));
   return oids;
+}
+
+/** A kill during compaction leaves a temp pack, or a pack whose index never landed: both unused. */
+async function removeUnfinishedPacks(packDir: string): Promise<void> {
+  const names = await readdir(packDir).catch(() => [] as string[]);
+  const indexes = new Set(names.filter((n) => n.endsWith('.idx')).map((n) => n.slice(0, -4)));
+  for (const name of names) {
+    const orphanPack = name.endsWith('.pack') && !indexes.has(name.slice(0, -5));
+    if (name.startsWith('tmp-pack-') || orphanPack) await rm(path.join(packDir, name), { force: true });
+  }
 }
 
 function loosePath(gitdir: string, oid: string): string {
