@@ -32,4 +32,22 @@ describe('batch writer (group commit queue)', () => {
     await writer.submit(3);
     assert.equal(calls, 2, 'writer keeps working after a failure');
   });
+
+  it('settles for what was submitted before, not for later submissions (readers never starve)', async () => {
+    let release: () => void = () => {};
+    const writer = new BatchWriter<number>((items) => (items[0] === 2 ? new Promise<void>((r) => (release = r)) : Promise.resolve()), () => {});
+    const first = writer.submit(1);
+    const settledAfterFirst = writer.settled();
+    await first;
+    const second = writer.submit(2); // blocks until released
+    let settled = false;
+    await settledAfterFirst.then(() => (settled = true));
+    assert.ok(settled);
+    let secondSettled = false;
+    void writer.settled().then(() => (secondSettled = true));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(secondSettled, false, 'a read after the second submit waits for it');
+    release();
+    await second;
+  });
 });

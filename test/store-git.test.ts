@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -65,6 +65,21 @@ describe('git store', () => {
     await create(second, 'def');
     assert.equal((await second.history('def')).length, 5, 'commits of this process are indexed too');
     await second.close();
+  });
+
+  it('starts cleanly after a kill left a ref lock and mirror temp files', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const first = await open(dir);
+    await create(first, 'abc');
+    await first.close();
+    await writeFile(path.join(dir, '.git/refs/heads/master.lock'), '');
+    await writeFile(path.join(dir, '.git/mayu-tmp/abc'), '{"torn');
+    const second = await open(dir);
+    assert.equal(second.get('abc')!.Serial, 'abc');
+    await create(second, 'def');
+    await second.close();
+    gitFsck(dir);
+    assert.equal(git(dir, 'for-each-ref', '--format=%(refname)').trim(), 'refs/heads/master');
   });
 
   it('refuses to start on a folder that is a git repo without commits', async () => {

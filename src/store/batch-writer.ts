@@ -11,6 +11,8 @@ interface Pending<T> {
 export class BatchWriter<T> {
   private queue: Pending<T>[] = [];
   private running: Promise<void> | undefined;
+  /** The newest submitted item's outcome: batches land in order, so it stands for all before it. */
+  private last: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly writeBatch: (items: T[]) => Promise<void>,
@@ -19,15 +21,20 @@ export class BatchWriter<T> {
   ) {}
 
   submit(item: T): Promise<void> {
-    return new Promise((resolve, reject) => {
+    const done = new Promise<void>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       this.running ??= this.drain();
     });
+    this.last = done.catch(() => undefined);
+    return done;
   }
 
-  /** Resolves when everything submitted so far has been written (or failed). */
-  async settled(): Promise<void> {
-    while (this.running) await this.running;
+  /**
+   * Resolves when everything submitted before this call has been written (or failed); later
+   * submissions do not hold it up, so readers never starve behind a busy writer.
+   */
+  settled(): Promise<void> {
+    return this.last;
   }
 
   private async drain(): Promise<void> {

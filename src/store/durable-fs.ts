@@ -14,6 +14,10 @@ export async function fsyncPath(p: string): Promise<void> {
   }
 }
 
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
+
 export class DurableFs {
   private readonly files = new Set<string>();
   private readonly dirs = new Set<string>();
@@ -46,20 +50,26 @@ export class DurableFs {
     },
   };
 
-  /** fsync everything written since the last flush. */
+  /**
+   * fsync everything written since the last flush. A file that is gone was a loose object that
+   * compaction packed meanwhile: it deletes loose files only after their pack is durable.
+   */
   async flush(): Promise<void> {
     const files = [...this.files];
     const dirs = [...this.dirs];
     this.files.clear();
     this.dirs.clear();
-    await Promise.all(files.map(fsyncPath));
+    await Promise.all(files.map((f) => fsyncPath(f).catch(ignoreMissing)));
     await Promise.all(dirs.map(fsyncPath));
   }
 }
 
-/** Replace a file atomically and durably: temp file, fsync, rename, fsync the folder. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, durable = true): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+/**
+ * Replace a file atomically (and durably unless told not to): temp file, fsync, rename, fsync
+ * the folder. `tmp` defaults to `<file>.tmp`: one writer per file, and a kill leaves at most
+ * that one file, overwritten next time.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, durable = true, tmp = `${file}.tmp`): Promise<void> {
   const fh = await fsp.open(tmp, 'w');
   try {
     await fh.writeFile(data);

@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
@@ -19,6 +19,8 @@ const BRANCH = 'master';
 const REF = `refs/heads/${BRANCH}`;
 const CLUSTER_FILE = 'cluster.json';
 const HOST_FILE = 'conf.json';
+/** Temp files of the working-tree mirror live here, so a kill leaves none among the hosts. */
+const MIRROR_TMP = 'mayu-tmp';
 
 export interface GitStoreOptions {
   dir: string;
@@ -151,10 +153,14 @@ export class GitStore implements HostStore {
     const fresh = !(await exists(path.join(dir, '.git')));
     if (fresh) {
       await git.init({ ...this.gitArgs(), defaultBranch: BRANCH });
+      await mkdir(path.join(dir, '.git', MIRROR_TMP));
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
       this.looseObjects = (await listLooseObjects(path.join(dir, '.git'), true)).length;
+      await rm(path.join(dir, '.git', REF + '.lock'), { force: true });
+      await rm(path.join(dir, '.git', MIRROR_TMP), { recursive: true, force: true });
+      await mkdir(path.join(dir, '.git', MIRROR_TMP));
       await this.loadHead();
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
@@ -221,7 +227,9 @@ export class GitStore implements HostStore {
         this.history_.record(this.head, item.message, sig.timestamp);
       }
       await this.fs.flush();
-      await writeFileAtomic(path.join(this.opts.dir, '.git', REF), `${this.head}\n`);
+      // `<ref>.lock` as git names it: git never reads a *.lock file as a branch.
+      const ref = path.join(this.opts.dir, '.git', REF);
+      await writeFileAtomic(ref, `${this.head}\n`, true, `${ref}.lock`);
     } catch (err) {
       this.root.clear();
       for (const [k, v] of startRoot) this.root.set(k, v);
@@ -240,7 +248,7 @@ export class GitStore implements HostStore {
     await Promise.all([...latest].map(async ([serial, content]) => {
       const file = serial ? path.join(this.opts.dir, serial, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
       await mkdir(path.dirname(file), { recursive: true });
-      await writeFileAtomic(file, content, false);
+      await writeFileAtomic(file, content, false, path.join(this.opts.dir, '.git', MIRROR_TMP, serial || CLUSTER_FILE));
     }));
   }
 
