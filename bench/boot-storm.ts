@@ -1,0 +1,139 @@
+// Boot storm: N simulated machines boot at once against a real `mayu serve` process over loopback
+// and walk the whole 0.11 protocol (iPXE script, first-stage script, final cloud-config POST, HEAD
+// of the install image, set_installed, boot_complete: 10 commits per machine). Then the repo is
+// checked with the native git, and the same sequence of changes is replayed the way mayu 0.11
+// committed (one `git add` + `git commit` process pair per change) as the anchor.
+//
+//   npm run bench:storm -- [--machines 1000] [--concurrency 256] [--anchor-changes 2000 | 0 = all]
+//                          [--anchor-window first|last] [--no-anchor] [--timeout 900] [--keep]
+// The anchor replays the first K changes from an empty repo by default (fewer hosts in the tree:
+// the anchor's best case); `--anchor-window last` replays the last K on a repo seeded with the
+// hosts before them (its cost at full size).
+//
+// Prints a JSON summary, then a table; exits 1 if any check fails, 2 on the global timeout.
+import { spawnSync } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs, gitSubjectCounts, strayRefs } from '../test/helpers/storm-checks.ts';
+import { getJson, ROUTES, runStorm, serialFor, Target } from '../test/helpers/storm-client.ts';
+import { processStats, PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from '../test/helpers/storm-env.ts';
+import { replayAsMayu011, type AnchorResult, type AnchorWindow } from './storm/anchor.ts';
+import { mib, percentiles, table } from './storm/stats.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    machines: { type: 'string', default: '1000' },
+    concurrency: { type: 'string', default: '256' },
+    anchor: { type: 'boolean', default: true },
+    'no-anchor': { type: 'boolean', default: false },
+    'anchor-changes': { type: 'string', default: '2000' },
+    'anchor-window': { type: 'string', default: 'first' },
+    timeout: { type: 'string', default: '900' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const machines = Number(args.machines);
+const concurrency = Number(args.concurrency);
+const anchorChanges = Number(args['anchor-changes']);
+const withAnchor = args.anchor && !args['no-anchor'];
+const anchorWindow = args['anchor-window'] as AnchorWindow;
+if (!(machines > 0 && concurrency > 0 && anchorChanges >= 0) || !['first', 'last'].includes(anchorWindow)) {
+  throw new Error('--machines, --concurrency must be > 0, --anchor-changes >= 0 (0 = all), --anchor-window first|last');
+}
+
+const GOAL = { ratio: 10, p99Ms: 100 };
+const COMMITS_PER_MACHINE = 10;
+
+let server: MayuServer | undefined;
+// Bounded in time whatever happens: a hung server or client must not hang the bench.
+const globalTimer = setTimeout(() => {
+  console.error(`boot-storm: global timeout of ${args.timeout} s reached`);
+  server?.proc.kill('SIGKILL');
+  process.exit(2);
+}, Number(args.timeout) * 1000);
+
+const env = await prepareStormEnv(machines);
+server = await startMayuServer(env);
+const commitsBefore = gitCommitTotal(env.clusterDir);
+
+const storm = await runStorm(new Target(server.url), { machines, concurrency, maxAttempts: 20, requestTimeoutMs: 60_000 });
+const memory = processStats(server.pid);
+const clientCpu = process.cpuUsage();
+const apiHosts = await getJson<Record<string, unknown>[]>(`${server.url}/admin/hosts`);
+await server.stop();
+
+// Checks, with the native git on the repo the stopped server left.
+const violations: string[] = [];
+for (const [serial, reason] of storm.failures) violations.push(`machine ${serial} did not finish: ${reason}`);
+for (const [cause, sample] of storm.errorSamples) violations.push(`${storm.retries.get(cause)} × ${cause} (retried), first: ${sample}`);
+const commits = gitCommitTotal(env.clusterDir);
+const expectedCommits = 2 + COMMITS_PER_MACHINE * machines;
+if (commits !== expectedCommits) violations.push(`git rev-list --count HEAD = ${commits}, expected 2 + ${COMMITS_PER_MACHINE} × ${machines} = ${expectedCommits}`);
+const fsck = gitFsckResult(env.clusterDir);
+if (!fsck.ok) violations.push(`git fsck --full failed:\n${fsck.output}`);
+for (const ref of strayRefs(env.clusterDir)) violations.push(`stray ref: ${ref}`);
+const serials = Array.from({ length: machines }, (_, i) => serialFor(i));
+const confs = gitHeadConfs(env.clusterDir, serials);
+violations.push(...checkFinalHosts(apiHosts, confs, serials, PROFILE_QUANTITIES));
+violations.push(...checkAcks(storm.acks, confs, gitSubjectCounts(env.clusterDir)));
+const du = (flag: string) => Number(spawnSync('du', ['-s', flag, path.join(env.clusterDir, '.git')], { encoding: 'utf8' }).stdout.split('\t')[0]);
+const repo = { diskBytes: du('--block-size=1'), apparentBytes: du('--bytes') };
+
+let anchor: AnchorResult | undefined;
+if (withAnchor) anchor = await replayAsMayu011(env.clusterDir, anchorChanges, anchorWindow);
+if (anchor && !anchor.sameTree) violations.push('anchor replay did not reproduce mayu\'s tree');
+clearTimeout(globalTimer);
+
+const all = percentiles([...storm.latencies.values()].flat());
+const perRoute = Object.fromEntries(ROUTES.map((r) => [r, percentiles(storm.latencies.get(r)!)]));
+const commitsPerSecond = +((commits - commitsBefore) / storm.seconds).toFixed(1);
+const ratio = anchor ? +(commitsPerSecond / anchor.commitsPerSecond).toFixed(1) : undefined;
+const summary = {
+  machines,
+  concurrency,
+  seconds: +storm.seconds.toFixed(2),
+  machinesPerSecond: +(machines / storm.seconds).toFixed(1),
+  commits: commits - commitsBefore,
+  commitsPerSecond,
+  latencyMs: { all, ...perRoute },
+  retries: Object.fromEntries(storm.retries),
+  serverErrors: Object.fromEntries(storm.errorSamples),
+  mayuPeakRssBytes: memory.peakRss,
+  cpuSeconds: {
+    mayu: +(memory.cpuUserSeconds + memory.cpuSystemSeconds).toFixed(1),
+    mayuSystem: memory.cpuSystemSeconds,
+    simulator: +((clientCpu.user + clientCpu.system) / 1e6).toFixed(1),
+  },
+  mayuRssAtEndBytes: memory.rss,
+  repo,
+  checks: { commitCount: `${commits} (expected ${expectedCommits})`, fsck: fsck.ok ? 'clean' : 'FAILED', allRunning: apiHosts.every((h) => h.State === 'running'), uniqueInternalAddr: new Set(apiHosts.map((h) => h.InternalAddr)).size === apiHosts.length, violations },
+  anchor: anchor && { ...anchor, method: 'native git add + git commit per change, serial (mayu 0.11), no fsync', note: `replayed the ${anchor.window} ${anchor.changes} of ${anchor.outOf} changes (hosts in the tree: ${anchor.hostsAtStart} → ${anchor.hostsAtEnd})` },
+  ratio,
+  goal: { ratio: `>= ${GOAL.ratio}x`, p99: `< ${GOAL.p99Ms} ms`, ratioMet: ratio === undefined ? undefined : ratio >= GOAL.ratio, p99Met: all.p99 < GOAL.p99Ms },
+};
+console.log(JSON.stringify(summary, null, 2));
+
+console.log(`\nboot storm: ${machines} machines, ${concurrency} requests in flight at most, ${summary.seconds} s`);
+console.log(table(['route', 'requests', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms'], [
+  ...ROUTES.map((r) => [r, perRoute[r]!.count, perRoute[r]!.p50, perRoute[r]!.p95, perRoute[r]!.p99, perRoute[r]!.max]),
+  ['all', all.count, all.p50, all.p95, all.p99, all.max],
+]));
+console.log(table(['measure', 'value'], [
+  ['machines/s', `${summary.machinesPerSecond}`],
+  ['commits/s (mayu)', `${commitsPerSecond}`],
+  ...(anchor ? [[`commits/s (0.11 anchor, ${anchor.window} ${anchor.changes} of ${anchor.outOf} changes, ${anchor.hostsAtStart}→${anchor.hostsAtEnd} hosts)`, `${anchor.commitsPerSecond}`], ['ratio mayu / anchor', `${ratio}x  (goal >= ${GOAL.ratio}x)`]] : []),
+  ['p99 all requests', `${all.p99} ms  (goal < ${GOAL.p99Ms} ms)`],
+  ['mayu peak RSS (VmHWM)', mib(memory.peakRss)],
+  ['CPU s: mayu (sys) / simulator', `${summary.cpuSeconds.mayu} (${summary.cpuSeconds.mayuSystem}) / ${summary.cpuSeconds.simulator}`],
+  ['repo .git on disk / apparent', `${mib(repo.diskBytes)} / ${mib(repo.apparentBytes)}`],
+  ['commits in repo', `${commits} (expected ${expectedCommits})`],
+  ['git fsck --full', fsck.ok ? 'clean' : 'FAILED'],
+  ['checks', violations.length ? `${violations.length} FAILED` : 'all passed'],
+]));
+if (violations.length) {
+  console.error(`\n${violations.length} check(s) failed (work dir kept: ${env.workDir}):\n${violations.slice(0, 20).join('\n')}`);
+  process.exit(1);
+}
+if (args.keep) console.log(`work dir kept: ${env.workDir}`);
+else await rm(env.workDir, { recursive: true, force: true });

@@ -1,0 +1,200 @@
+import http from 'node:http';
+import { hostData, macFor } from './mayu-process.ts';
+
+// Simulated machines for storms: each one walks the whole 0.11 boot protocol (section 1) over
+// loopback, retrying connection errors and 5xx, and logs every change the server acknowledged.
+// The server may be killed and restarted on another port at any time: requests then wait for the
+// Target to come back up and are retried against its new URL.
+
+/** Where the machines send requests; the crash loop takes it down and brings it up again. */
+export class Target {
+  private readyPromise: Promise<void> = Promise.resolve();
+  private markUp: (() => void) | undefined;
+
+  constructor(public url: string) {}
+
+  get isDown(): boolean {
+    return this.markUp !== undefined;
+  }
+
+  /** Call before killing the server: requests failing from now on wait for up(). */
+  down(): void {
+    if (this.markUp) return;
+    this.readyPromise = new Promise((r) => (this.markUp = r));
+  }
+
+  up(url: string): void {
+    this.url = url;
+    const markUp = this.markUp;
+    this.markUp = undefined;
+    markUp?.();
+  }
+
+  ready(): Promise<void> {
+    return this.readyPromise;
+  }
+}
+
+/** Bounds the requests in flight, so latency measures the server, not a client-side queue. */
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((r) => this.waiting.push(r));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+export type Route = 'ipxebootscript' | 'first-stage-script' | 'final-cloud-config' | 'install-image-head' | 'set_installed' | 'boot_complete';
+export const ROUTES: readonly Route[] = ['ipxebootscript', 'first-stage-script', 'final-cloud-config', 'install-image-head', 'set_installed', 'boot_complete'];
+
+/** A change the server acknowledged with a 2xx: it must be in git from then on. */
+export interface Ack {
+  serial: string;
+  route: Route;
+  /** Server generation (0 = first process) that answered. */
+  generation: number;
+}
+
+export interface StormOptions {
+  machines: number;
+  /** Requests in flight at most (also the agent's socket count). */
+  concurrency: number;
+  /** Attempts per request before the machine gives up (connection errors, 5xx, timeouts). */
+  maxAttempts: number;
+  /** Per-attempt timeout. */
+  requestTimeoutMs: number;
+  /** Called with every acknowledged change as it arrives (the crash loop schedules kills and checks from it). */
+  onAck?: (ack: Ack) => void;
+  /** The server generation, for the ack log (the crash loop bumps it on every restart). */
+  generation?: () => number;
+  /** A reason to stop every machine at its next attempt (the crash loop could not restart mayu). */
+  stopReason?: () => string | undefined;
+}
+
+export interface StormResult {
+  seconds: number;
+  /** Successful attempt latencies in ms, per route. */
+  latencies: Map<Route, number[]>;
+  acks: Ack[];
+  /** Attempts that were retried, per cause. */
+  retries: Map<string, number>;
+  /** The first answer body of every retried 5xx cause (what the server said). */
+  errorSamples: Map<string, string>;
+  /** Machines that could not finish: serial → reason. */
+  failures: Map<string, string>;
+  successes: number;
+}
+
+export const serialFor = (i: number) => `storm-${String(i).padStart(6, '0')}`;
+/** The index of a storm serial (its MAC is macFor(index)). */
+export const indexOf = (serial: string) => Number(serial.slice('storm-'.length));
+/** What the installed OS reports in boot_complete (mayuctl sends a whole Host object). */
+export const BOOT_COMPLETE_BODY = { CoreOSVersion: 'x', State: 'unknown' };
+
+interface Reply {
+  status: number;
+  body: string;
+}
+
+/** Runs `machines` simulated machines concurrently to the end of the protocol. */
+export async function runStorm(target: Target, opts: StormOptions): Promise<StormResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  const slots = new Semaphore(opts.concurrency);
+  const latencies = new Map<Route, number[]>(ROUTES.map((r) => [r, []]));
+  const retries = new Map<string, number>();
+  const failures = new Map<string, string>();
+  const errorSamples = new Map<string, string>();
+  const acks: Ack[] = [];
+  let successes = 0;
+
+  const send = (method: string, url: string, body?: string): Promise<Reply> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(url, { method, agent, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.setTimeout(opts.requestTimeoutMs, () => req.destroy(new Error(`timeout after ${opts.requestTimeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  /** One protocol request, retried until it answers `expect` (or a non-retryable status). */
+  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string): Promise<Reply> => {
+    for (let attempt = 1; ; attempt++) {
+      const stop = opts.stopReason?.();
+      if (stop) throw new Error(`${method} ${pathName}: stopped: ${stop}`);
+      await slots.acquire();
+      // Read together: the URL and the generation of the server this attempt goes to.
+      const generation = opts.generation?.() ?? 0;
+      const url = `${target.url}${pathName}`;
+      const t0 = performance.now();
+      let reply: Reply | undefined;
+      let cause: string;
+      try {
+        reply = await send(method, url, body);
+        cause = `HTTP ${reply.status}`;
+      } catch (err) {
+        cause = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      } finally {
+        slots.release();
+      }
+      if (reply && reply.status === expect) {
+        latencies.get(route)!.push(performance.now() - t0);
+        if (route !== 'ipxebootscript' && route !== 'install-image-head') {
+          const ack = { serial, route, generation };
+          acks.push(ack);
+          opts.onAck?.(ack);
+        }
+        successes++;
+        return reply;
+      }
+      if (reply && reply.status < 500) throw new Error(`${method} ${pathName}: ${reply.status} ${reply.body.slice(0, 200)}`);
+      retries.set(`${route} ${cause}`, (retries.get(`${route} ${cause}`) ?? 0) + 1);
+      if (reply && !errorSamples.has(`${route} ${cause}`)) errorSamples.set(`${route} ${cause}`, `${serial} (server #${generation}): ${reply.body.slice(0, 300)}`);
+      if (attempt >= opts.maxAttempts) throw new Error(`${method} ${pathName}: gave up after ${attempt} attempts, last: ${cause}`);
+      // A dead server: wait for its successor. Otherwise a short backoff with jitter.
+      if (target.isDown) await target.ready();
+      else await sleep(Math.min(500, 5 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random()));
+    }
+  };
+
+  const machine = async (i: number): Promise<void> => {
+    const serial = serialFor(i);
+    try {
+      await call('ipxebootscript', serial, 'GET', '/ipxebootscript', 200);
+      await call('first-stage-script', serial, 'GET', `/first-stage-script/${serial}`, 200);
+      await call('final-cloud-config', serial, 'POST', '/final-cloud-config.yaml', 200, JSON.stringify(hostData(serial, macFor(i))));
+      await call('install-image-head', serial, 'HEAD', `/images/${serial}/install_image.bin.bz2`, 200);
+      await call('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202);
+      await call('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY));
+    } catch (err) {
+      failures.set(serial, (err as Error).message);
+    }
+  };
+
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(i)));
+  const seconds = (performance.now() - t0) / 1000;
+  agent.destroy();
+  return { seconds, latencies, acks, retries, errorSamples, failures, successes };
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** GET a JSON document (after a storm: one request, no retry). */
+export async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
