@@ -1,20 +1,26 @@
 // HTTP throughput of the real `mayu serve` process.
-//   npm run bench:http -- [--seconds 10] [--connections 100] [--clients 50] [--file-mb 64] [--profile]
+//   npm run bench:http -- [--seconds 10] [--connections 100] [--latency-connections 10]
+//                         [--clients 50] [--file-mb 64] [--rounds 2] [--only render|download]
+//                         [--profile] [--max-wait 300]
 //
 // 1. Render throughput (autocannon, programmatic): a host `bench-1` is registered and POSTed once
 //    (state installing), then for --seconds each, at --connections connections:
 //      GET /ipxebootscript                    (renders the iPXE script)
 //      POST /final-cloud-config.yaml          (same HostData again: a no-op success that renders
 //                                              the cloud-config and must write no commit)
-//    Twice: "piped" = mayu as the tests start it (stdout, one JSON log line per request, read by
+//    Each also at --latency-connections (closed loop: latency ~ connections / throughput, so the
+//    p99 goal can only be met at low concurrency). Twice: "piped" = mayu as the tests start it (stdout, one JSON log line per request, read by
 //    this process), and "devnull" = the same process with stdout on /dev/null.
 //    --profile adds one more devnull run per route under `node --cpu-prof` and prints where
 //    mayu's CPU time goes (self time by package/file).
 // 2. File download: a --file-mb random file as images/vmlinuz, --clients concurrent keep-alive
 //    clients downloading it over and over for --seconds, from mayu (GET /images/vmlinuz) and then
-//    from Debian's nginx (sendfile on, 2 workers) serving the same folder; same client for both.
+//    from Debian's nginx (sendfile on, 2 workers) serving the same folder; same client for both,
+//    --rounds times alternately; the ratio is of the medians. Needs `nginx` (apt-get install nginx-light).
 //
 // Client, server and log reader share this machine's CPUs: the figures are for loopback on it.
+// Before every measured row the bench waits (bounded by --max-wait) until nothing else keeps the
+// CPUs busy, and each row reports `other cpu`, the cores used by anything else meanwhile.
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
