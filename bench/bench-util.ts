@@ -219,3 +219,15 @@ export async function waitForQuiet(maxSeconds = 300, busyCores = 0.2): Promise<{
     if (calm === 0 && waitedSeconds % 30 < 1) console.error(`waiting for a quiet machine: ${busy} cores busy`);
   }
 }
+
+/** Runs a bench's main, sets a failing exit code on error, and always stops what it started. */
+export async function runBench(main: () => Promise<void>, cleanup: Cleanup): Promise<void> {
+  try {
+    await main();
+  } catch (err) {
+    console.error(err);
+    process.exitCode = 1;
+  } finally {
+    await cleanup.run();
+  }
+}

@@ -30,7 +30,7 @@ import { cpus } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { hostData, macFor, startMayu, tempDir } from '../test/helpers/mayu-process.ts';
-import { childPids, Cleanup, cpuSeconds, freePort, machineBusySeconds, median, percentile, round, rssMb, sleep, startMayuQuiet, stopChild, table, waitForQuiet, waitHttp } from './bench-util.ts';
+import { childPids, Cleanup, runBench, cpuSeconds, freePort, machineBusySeconds, median, percentile, round, rssMb, sleep, startMayuQuiet, stopChild, table, waitForQuiet, waitHttp } from './bench-util.ts';
 import { commitCount } from './seed-repo.ts';
 
 const { values: flags } = parseArgs({
@@ -474,12 +474,5 @@ async function main() {
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  await cleanup.run();
-  await sleep(0);
-}
+await runBench(main, cleanup);
+await sleep(0);

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GitStore } from '../src/store/git-store.ts';
 import { FIXTURES, startMayu, tempDir } from '../test/helpers/mayu-process.ts';
-import { Cleanup, median, round, rssMb, table, waitForQuiet } from './bench-util.ts';
+import { Cleanup, runBench, median, round, rssMb, table, waitForQuiet } from './bench-util.ts';
 import { commitCount, seedRepo } from './seed-repo.ts';
 
 const { values: flags } = parseArgs({
@@ -187,11 +187,4 @@ async function main() {
   console.log(`goals: start ${summary.meetsGoal.start ? 'met' : 'MISSED'}, RSS ${summary.meetsGoal.rss ? 'met' : 'MISSED'}; start-up wrote no commit: ${summary.startupWroteNoCommit}; seeding took ${seedSeconds} s`);
 }
 
-try {
-  await main();
-} catch (err) {
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  await cleanup.run();
-}
+await runBench(main, cleanup);
