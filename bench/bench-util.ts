@@ -3,8 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import path from 'node:path';
-import { FIXTURES, ROOT } from '../test/helpers/mayu-process.ts';
+import { mayuServeArgs, ROOT } from '../test/helpers/mayu-process.ts';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -164,18 +163,7 @@ export interface QuietMayu {
 export async function startMayuQuiet(opts: { workDir: string; config?: string; imagesDir?: string; nodeArgs?: string[] }): Promise<QuietMayu> {
   const { workDir } = opts;
   const port = await freePort();
-  const args = [
-    ...(opts.nodeArgs ?? []),
-    '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
-    '--config', opts.config ?? path.join(FIXTURES, 'config.yaml'),
-    '--profiles-dir', path.join(workDir, 'profiles'),
-    '--cluster-directory', path.join(workDir, 'clusters'),
-    '--dnsmasq-conf', path.join(workDir, 'dnsmasq.conf'),
-    '--images-cache-dir', opts.imagesDir ?? path.join(workDir, 'images'),
-    '--tftproot', path.join(workDir, 'tftproot'),
-    '--http-port', String(port),
-    '--http-bind-address', '127.0.0.1',
-  ];
+  const args = [...(opts.nodeArgs ?? []), ...mayuServeArgs({ workDir, config: opts.config, imagesDir: opts.imagesDir, port })];
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));

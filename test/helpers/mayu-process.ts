@@ -32,24 +32,36 @@ export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
 }
 
+/**
+ * node arguments for `mayu serve` on 127.0.0.1 with everything under `workDir` (clusters/,
+ * images/, profiles/, tftproot/, dnsmasq.conf). Port 0 unless given.
+ */
+export function mayuServeArgs(o: { workDir: string; config?: string; clusterDir?: string; imagesDir?: string; port?: number; extra?: string[] }): string[] {
+  return [
+    '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
+    '--config', o.config ?? path.join(FIXTURES, 'config.yaml'),
+    '--profiles-dir', path.join(o.workDir, 'profiles'),
+    '--cluster-directory', o.clusterDir ?? path.join(o.workDir, 'clusters'),
+    '--dnsmasq-conf', path.join(o.workDir, 'dnsmasq.conf'),
+    '--images-cache-dir', o.imagesDir ?? path.join(o.workDir, 'images'),
+    '--tftproot', path.join(o.workDir, 'tftproot'),
+    '--http-port', String(o.port ?? 0),
+    '--http-bind-address', '127.0.0.1',
+    ...(o.extra ?? []),
+  ];
+}
+
 /** The real `mayu serve` as a child process on 127.0.0.1, port 0; resolves once it listens. */
 export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
   const workDir = opts.workDir ?? (await tempDir());
   const clusterDir = path.join(workDir, 'clusters');
   const dnsmasqConf = path.join(workDir, 'dnsmasq.conf');
-  const args = [
-    '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
-    '--config', opts.config ?? path.join(FIXTURES, 'config.yaml'),
-    '--profiles-dir', path.join(workDir, 'profiles'),
-    '--cluster-directory', clusterDir,
-    '--dnsmasq-conf', dnsmasqConf,
-    '--images-cache-dir', opts.imagesDir ?? path.join(workDir, 'images'),
-    '--tftproot', path.join(workDir, 'tftproot'),
-    '--http-port', '0',
-    '--http-bind-address', '127.0.0.1',
-    ...(opts.templatesDir ? ['--templates-dir', opts.templatesDir] : []),
-    ...(opts.args ?? []),
-  ];
+  const args = mayuServeArgs({
+    workDir,
+    config: opts.config,
+    imagesDir: opts.imagesDir,
+    extra: [...(opts.templatesDir ? ['--templates-dir', opts.templatesDir] : []), ...(opts.args ?? [])],
+  });
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';

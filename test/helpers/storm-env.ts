@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { ROOT } from './mayu-process.ts';
+import { mayuServeArgs, ROOT } from './mayu-process.ts';
 
 // A work dir and a lean `mayu serve` process for storms of many machines (boot-storm bench,
 // crash loop). Unlike startMayu, the request log is not kept: at 60 000 requests, parsing every
@@ -67,18 +67,7 @@ export interface MayuServer {
 /** `mayu serve` on the env's work dir, 127.0.0.1, port 0; rejects with its output if it exits first. */
 export async function startMayuServer(env: StormEnv, extraArgs: string[] = []): Promise<MayuServer> {
   const { workDir } = env;
-  const args = [
-    '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
-    '--config', env.config,
-    '--profiles-dir', path.join(workDir, 'profiles'),
-    '--cluster-directory', env.clusterDir,
-    '--dnsmasq-conf', path.join(workDir, 'dnsmasq.conf'),
-    '--images-cache-dir', env.imagesDir,
-    '--tftproot', path.join(workDir, 'tftproot'),
-    '--http-port', '0',
-    '--http-bind-address', '127.0.0.1',
-    ...extraArgs,
-  ];
+  const args = mayuServeArgs({ workDir, config: env.config, clusterDir: env.clusterDir, imagesDir: env.imagesDir, extra: extraArgs });
   const t0 = performance.now();
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
