@@ -77,3 +77,15 @@ describe('compaction (packfile with root-tree deltas)', () => {
     assert.ok(computeDelta(base, target).length < 30);
   });
 });
+
+describe('mayu compact', () => {
+  it('refuses a folder that is not a cluster repo with one clear line and exit 1', async () => {
+    const { execFile } = await import('node:child_process');
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/mayu.ts', 'compact', '--cluster-directory', dir], { cwd: path.resolve(import.meta.dirname, '..') }, (_err, _out, stderr) => resolve({ code: child.exitCode, stderr }));
+    });
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, `mayu compact: ${dir}/.git is not a mayu cluster repo (no HEAD commit)\n`);
+  });
+});

@@ -73,7 +73,11 @@ await yargs(hideBin(process.argv))
     (y) => y.option('cluster-directory', { type: 'string', default: inRoot('clusters') }),
     async (argv) => {
       const gitdir = path.join(path.resolve(argv['cluster-directory']), '.git');
-      const head = await resolveHead(gitdir);
+      const head = await resolveHead(gitdir).catch(() => undefined);
+      if (!head) {
+        process.stderr.write(`mayu compact: ${gitdir} is not a mayu cluster repo (no HEAD commit)\n`);
+        process.exit(1);
+      }
       const result = await compactLooseObjects(gitdir, head);
       process.stdout.write(`${result.objects} loose objects packed into ${result.pack ?? 'nothing'} (${result.packBytes} bytes)\n`);
     },
