@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { creationSteps, setProviderIdSteps } from '../src/core/host-changes.ts';
-import { computeDelta } from '../src/store/git-pack.ts';
-import { listLooseObjects } from '../src/store/git-compaction.ts';
+import { listLooseObjects, packsToMerge } from '../src/store/git-compaction.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { git, gitCommitCount, gitFsck } from './helpers/git.ts';
 
@@ -20,6 +19,8 @@ async function dirBytes(dir: string): Promise<number> {
   return total;
 }
 
+const packNames = async (dir: string) => (await readdir(path.join(dir, '.git/objects/pack'))).filter((n) => n.endsWith('.idx'));
+
 async function populate(store: GitStore, hosts: number) {
   for (let i = 0; i < hosts; i++) {
     const serial = `c-${String(i).padStart(4, '0')}`;
@@ -30,51 +31,90 @@ async function populate(store: GitStore, hosts: number) {
   }
 }
 
-describe('compaction (packfile with root-tree deltas)', () => {
-  it('packs automatically while committing; native git verifies the pack and fsck is clean', async () => {
+const bySerial = (a: { Serial?: string }, b: { Serial?: string }) => (a.Serial! < b.Serial! ? -1 : 1);
+
+describe('git store packs', () => {
+  it('writes each batch as one pack and merges packs in the background; native git verifies them and fsck is clean', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
     const results: unknown[] = [];
-    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterLooseObjects: 200, onCompaction: (r) => results.push(r) });
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterPacks: 8, onCompaction: (r) => results.push(r) });
     await populate(store, 60);
     for (const h of store.all()) await store.apply(h.Serial!, setProviderIdSteps(h, 'rack-1'));
     const hosts = store.all();
     await store.close();
-    assert.ok(results.length >= 2, `compacted ${results.length} times`);
+    assert.ok(results.length >= 5, `compacted ${results.length} times`);
     assert.ok(results.every((r) => !(r instanceof Error)), String(results.find((r) => r instanceof Error)));
+    assert.deepEqual(await listLooseObjects(path.join(dir, '.git')), [], 'nothing is written loose');
+    const packs = await packNames(dir);
+    assert.ok(packs.length < 16, `${packs.length} packs left for 122 batches`);
+    for (const idx of packs) assert.match(git(dir, 'verify-pack', '-v', `.git/objects/pack/${idx}`), /: ok\n$/);
     gitFsck(dir);
-    for (const idx of (await readdir(path.join(dir, '.git/objects/pack'))).filter((n) => n.endsWith('.idx'))) {
-      assert.match(git(dir, 'verify-pack', '-v', `.git/objects/pack/${idx}`), /: ok\n$/);
-    }
     assert.equal(gitCommitCount(dir), 2 + 60 * 5 + 60);
 
     const reopened = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
-    const bySerial = (a: { Serial?: string }, b: { Serial?: string }) => (a.Serial! < b.Serial! ? -1 : 1);
-    assert.deepEqual(reopened.all().sort(bySerial), hosts.sort(bySerial), 'isomorphic-git reads the hosts back from the packs');
+    assert.deepEqual(reopened.all().sort(bySerial), hosts.sort(bySerial), 'the hosts read back from the packs');
     assert.equal((await reopened.history('c-0007')).length, 6);
     await reopened.close();
   });
 
-  it('shrinks a repo of 80 hosts to a fraction of its loose size', async () => {
+  it('mayu compact merges 80 batch packs into one with root trees as deltas, a fraction of the size', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
-    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterLooseObjects: 0 });
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterPacks: 0 });
     await populate(store, 80);
-    const loose = await dirBytes(path.join(dir, '.git/objects'));
+    const before = await dirBytes(path.join(dir, '.git/objects'));
+    assert.equal((await packNames(dir)).length, 2 + 80);
     const result = await store.compact();
     await store.close();
-    const packed = await dirBytes(path.join(dir, '.git/objects'));
+    const after = await dirBytes(path.join(dir, '.git/objects'));
+    assert.equal(result.mergedPacks, 82);
     assert.equal(result.objects, 4 * (2 + 80 * 5) - 2 /* cluster commits write 3 objects each */);
-    assert.deepEqual(await listLooseObjects(path.join(dir, '.git')), []);
-    // Commits and conf.json blobs are stored whole; root trees become deltas (chains up to 50).
-    assert.ok(packed * 10 < loose, `loose ${loose} bytes → packed ${packed} bytes`);
+    assert.deepEqual(await packNames(dir), [`${result.pack}.idx`]);
+    assert.ok(after * 2 < before, `82 packs ${before} bytes → one pack ${after} bytes`);
     const verify = git(dir, 'verify-pack', '-v', `.git/objects/pack/${result.pack}.idx`);
-    assert.match(verify, /^chain length = 50: \d+ objects?$/m);
+    assert.match(verify, /^chain length = 1: \d+ objects?$/m, 'root trees stored as deltas');
     gitFsck(dir);
   });
 
-  it('encodes a one-entry change of a tree as a tiny delta', () => {
-    const base = Buffer.from('a'.repeat(5000) + 'OLD' + 'b'.repeat(5000));
-    const target = Buffer.from('a'.repeat(5000) + 'NEW!' + 'b'.repeat(5000));
-    assert.ok(computeDelta(base, target).length < 30);
+  it('reads a repo native git packed (ofs- and ref-deltas) and one with loose objects, and packs those', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterPacks: 0 });
+    await populate(store, 30);
+    const hosts = store.all().sort(bySerial);
+    await store.close();
+
+    git(dir, 'gc', '-q', '--aggressive');
+    const native = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    assert.deepEqual(native.all().sort(bySerial), hosts, 'hosts read from the pack native git wrote');
+    assert.equal((await native.history('c-0003')).length, 5);
+    await native.close();
+
+    // Explode the pack into loose objects, as a repo of an older mayu would have them.
+    const [idx] = await packNames(dir);
+    const pack = path.join(dir, '.git/objects/pack', idx!.replace(/\.idx$/, '.pack'));
+    const moved = path.join(dir, 'old.pack');
+    execFileSync('mv', [pack, moved]);
+    await rm(pack.replace(/\.pack$/, '.idx'));
+    execFileSync('sh', ['-c', `git -C '${dir}' unpack-objects -q < '${moved}'`]);
+    await rm(moved);
+    const loose = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    assert.deepEqual(loose.all().sort(bySerial), hosts, 'hosts read from loose objects');
+    const result = await loose.compact();
+    await loose.close();
+    assert.equal(result.looseObjects, 4 * (2 + 30 * 5) - 2);
+    assert.deepEqual(await listLooseObjects(path.join(dir, '.git')), []);
+    gitFsck(dir);
+  });
+
+  it('chooses packs to merge geometrically: big packs stay while each outweighs the rest twice', () => {
+    const p = (name: string, count: number) => ({ name, count });
+    const cases: [string, { name: string; count: number }[], string[]][] = [
+      ['one big, many small', [p('big', 1000), p('a', 4), p('b', 4), p('c', 4)], ['a', 'b', 'c']],
+      ['all small', [p('a', 4), p('b', 4), p('c', 4)], ['a', 'b', 'c']],
+      ['a geometric series stays whole but its tail', [p('x', 800), p('y', 200), p('z', 50), p('a', 4), p('b', 4)], ['a', 'b']],
+      ['a big pack outweighed by the rest is merged too', [p('x', 100), p('a', 40), p('b', 40)], ['x', 'a', 'b']],
+    ];
+    for (const [name, packs, want] of cases) assert.deepEqual([...packsToMerge(packs)].sort(), want.sort(), name);
+    assert.deepEqual([...packsToMerge([p('big', 1000), p('a', 4)], true)].sort(), ['a', 'big']);
   });
 });
 

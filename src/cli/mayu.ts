@@ -6,7 +6,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError } from '../config/load.ts';
 import { PROJECT_ROOT, startServer } from '../server.ts';
-import { compactLooseObjects, resolveHead } from '../store/git-compaction.ts';
+import { compactRepo } from '../store/git-compaction.ts';
+import { GitObjectReader } from '../store/git-object-reader.ts';
+import { resolveHead } from '../store/git-refs.ts';
 
 const version = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const inRoot = (p: string) => path.join(PROJECT_ROOT, p);
@@ -69,7 +71,7 @@ await yargs(hideBin(process.argv))
   )
   .command(
     'compact',
-    'pack the cluster repo\'s loose objects now (mayu also does this by itself as they pile up); safe while mayu runs',
+    'merge the cluster repo\'s packs and loose objects into one pack now (mayu also merges packs by itself as they pile up); safe while mayu runs',
     (y) => y.option('cluster-directory', { type: 'string', default: inRoot('clusters') }),
     async (argv) => {
       const gitdir = path.join(path.resolve(argv['cluster-directory']), '.git');
@@ -78,8 +80,12 @@ await yargs(hideBin(process.argv))
         process.stderr.write(`mayu compact: ${gitdir} is not a mayu cluster repo (no HEAD commit)\n`);
         process.exit(1);
       }
-      const result = await compactLooseObjects(gitdir, head);
-      process.stdout.write(`${result.objects} loose objects packed into ${result.pack ?? 'nothing'} (${result.packBytes} bytes)\n`);
+      const reader = new GitObjectReader(gitdir);
+      const result = await compactRepo(reader, head, { all: true });
+      await reader.close();
+      process.stdout.write(result.pack
+        ? `${result.objects} objects from ${result.mergedPacks} packs and ${result.looseObjects} loose files packed into ${result.pack} (${result.packBytes} bytes)\n`
+        : 'nothing to compact: already one pack\n');
     },
   )
   .parseAsync();

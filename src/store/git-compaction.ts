@@ -1,21 +1,27 @@
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { inflateSync } from 'node:zlib';
-import { fsyncPath } from './durable-fs.ts';
-import { PackBuilder, type ObjectType } from './git-pack.ts';
+import { parseRecordHeader, type GitObjectReader, type PackIndex } from './git-object-reader.ts';
+import { parseCommit, type GitObject } from './git-objects.ts';
+import { PackFileWriter } from './git-pack-file.ts';
 
-// Packs loose objects into one packfile, storing each root tree as a delta against the next
-// newer one (chains of at most MAX_DEPTH so reads stay cheap). Safe while the writer keeps
-// committing: only objects listed at the start are packed, the pack is durable and visible
-// before any loose file is removed, and an object re-written meanwhile is found in the pack.
+// Merges packs (and any loose objects) into one pack. Every batch of commits lands as its own
+// small pack; merging keeps the number of packs low (reads stay cheap) and re-chains the root
+// trees across batches: each root tree is stored as a delta of the next newer one, in chains of
+// at most MAX_DEPTH. Safe while the writer keeps committing: only packs and loose objects listed
+// at the start are merged, the new pack is durable and visible before any of them is removed.
 
-const MAX_DEPTH = 50;
+/** Longest delta chain (git's own default is 50, `gc --aggressive` uses 250). */
+export const MAX_DEPTH = 250;
 const LOOSE_NAME = /^[0-9a-f]{38}$/;
+/** Yield to the event loop this often, so requests are served while a big merge runs. */
+const YIELD_EVERY = 128;
 
 export interface CompactionResult {
   objects: number;
   packBytes: number;
   pack?: string;
+  mergedPacks: number;
+  looseObjects: number;
 }
 
 /**
@@ -36,7 +42,7 @@ export async function listLooseObjects(gitdir: string, removeTemp = false): Prom
   return oids;
 }
 
-/** A kill during compaction leaves a temp pack, or a pack whose index never landed: both unused. */
+/** A kill during a pack write leaves a temp pack, or a pack whose index never landed: both unused. */
 async function removeUnfinishedPacks(packDir: string): Promise<void> {
   const names = await readdir(packDir).catch(() => [] as string[]);
   const indexes = new Set(names.filter((n) => n.endsWith('.idx')).map((n) => n.slice(0, -4)));
@@ -46,100 +52,113 @@ async function removeUnfinishedPacks(packDir: string): Promise<void> {
   }
 }
 
-function loosePath(gitdir: string, oid: string): string {
-  return path.join(gitdir, 'objects', oid.slice(0, 2), oid.slice(2));
-}
-
-async function readLoose(gitdir: string, oid: string): Promise<{ type: ObjectType; content: Buffer }> {
-  const raw = inflateSync(await readFile(loosePath(gitdir, oid)));
-  const nul = raw.indexOf(0);
-  const type = raw.subarray(0, raw.indexOf(32)).toString('latin1') as ObjectType;
-  return { type, content: raw.subarray(nul + 1) };
-}
-
-function commitLinks(content: Buffer): { tree: string; parents: string[] } {
-  const headerEnd = content.indexOf('\n\n');
-  const lines = content.subarray(0, headerEnd < 0 ? content.length : headerEnd).toString('latin1').split('\n');
-  const tree = lines.find((l) => l.startsWith('tree '))!.slice(5);
-  return { tree, parents: lines.filter((l) => l.startsWith('parent ')).map((l) => l.slice(7)) };
-}
-
-/** The commit HEAD names, read the way git does (loose ref, then packed-refs). */
-export async function resolveHead(gitdir: string): Promise<string | undefined> {
-  const headFile = (await readFile(path.join(gitdir, 'HEAD'), 'utf8')).trim();
-  if (!headFile.startsWith('ref: ')) return headFile;
-  const ref = headFile.slice(5);
-  try {
-    return (await readFile(path.join(gitdir, ref), 'utf8')).trim();
-  } catch {
-    const packed = await readFile(path.join(gitdir, 'packed-refs'), 'utf8').catch(() => '');
-    return packed.split('\n').find((l) => l.endsWith(` ${ref}`))?.split(' ')[0];
+/**
+ * Packs to merge, geometric as in `git repack --geometric=2`: the biggest packs stay as long as
+ * each holds at least twice the objects of all smaller ones together; the rest are merged. So an
+ * object is rewritten O(log n) times, not at every compaction.
+ */
+export function packsToMerge(packs: readonly { name: string; count: number }[], all = false): Set<string> {
+  if (all) return new Set(packs.map((p) => p.name));
+  const bySize = [...packs].sort((a, b) => b.count - a.count);
+  let keep = 0;
+  let rest = bySize.reduce((n, p) => n + p.count, 0);
+  while (keep < bySize.length) {
+    rest -= bySize[keep]!.count;
+    if (bySize[keep]!.count < 2 * rest) break;
+    keep++;
   }
+  return new Set(bySize.slice(keep).map((p) => p.name));
 }
 
-export async function compactLooseObjects(gitdir: string, head: string | undefined): Promise<CompactionResult> {
-  const oids = await listLooseObjects(gitdir);
-  if (oids.length < 2) return { objects: 0, packBytes: 0 };
-  const loose = new Set(oids);
-  const packDir = path.join(gitdir, 'objects', 'pack');
-  const tmp = path.join(packDir, `tmp-pack-${process.pid}-${Date.now()}`);
-  const builder = new PackBuilder(oids.length);
+/** The object's record in one of the packs when it is stored whole (a delta needs its base's offset). */
+async function rawRecord(packs: readonly PackIndex[], oid: string): Promise<{ record: Buffer; crc: number } | undefined> {
+  for (const pack of packs) {
+    const i = pack.locate(oid);
+    if (i === undefined) continue;
+    const offset = pack.offsetAt(i);
+    const record = await pack.record(offset);
+    return parseRecordHeader(record, offset).typeCode <= 4 ? { record, crc: pack.crcAt(i) } : undefined;
+  }
+  return undefined;
+}
+
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** Merges the chosen packs and all loose objects; `all` merges every pack (`mayu compact`). */
+export async function compactRepo(reader: GitObjectReader, head: string | undefined, opts: { all?: boolean } = {}): Promise<CompactionResult> {
+  await reader.refresh();
+  const loose = await listLooseObjects(reader.gitdir);
+  const chosen = packsToMerge(reader.packList, opts.all);
+  const merged: PackIndex[] = reader.packList.filter((p) => chosen.has(p.name));
+  for (const p of merged) await p.loadWhole();
+  const want = new Set(loose);
+  for (const p of merged) for (const e of p.entries()) want.add(e.oid);
+  if (want.size < 2 || (merged.length < 2 && loose.length === 0)) return { objects: 0, packBytes: 0, mergedPacks: 0, looseObjects: 0 };
+
+  const writer = await PackFileWriter.create(reader.packDir, want.size);
   const done = new Set<string>();
-  const fh = await open(tmp, 'w');
-  let bytes = 0;
-  const write = async (b: Buffer) => {
-    await fh.write(b);
-    bytes += b.length;
+  let sinceYield = 0;
+  const tick = async () => {
+    if (++sinceYield >= YIELD_EVERY) {
+      sinceYield = 0;
+      await yieldToEventLoop();
+    }
+  };
+  const add = async (oid: string, obj: GitObject, base?: { oid: string; content: Buffer }) => {
+    await writer.add(oid, obj.type, obj.content, base);
+    done.add(oid);
+    await tick();
   };
   try {
-    await write(builder.header());
     // Commits newest first, each followed by its root tree as a delta of the newer root tree.
+    // Commits newer than the merged packs (written meanwhile) are passed over; the walk ends at
+    // the first commit older than them.
     let prevTree: { oid: string; content: Buffer } | undefined;
     let depth = 0;
     let commit = head;
-    while (commit && loose.has(commit) && !done.has(commit)) {
-      const c = await readLoose(gitdir, commit);
-      await write(builder.add(commit, c.type, c.content));
-      done.add(commit);
-      const { tree, parents } = commitLinks(c.content);
-      if (loose.has(tree) && !done.has(tree)) {
-        const t = await readLoose(gitdir, tree);
-        const base = prevTree && depth < MAX_DEPTH ? prevTree : undefined;
-        depth = base ? depth + 1 : 0;
-        await write(builder.add(tree, t.type, t.content, base));
-        done.add(tree);
-        prevTree = { oid: tree, content: t.content };
+    let entered = false;
+    while (commit && !done.has(commit)) {
+      const inSet = want.has(commit);
+      if (!inSet && entered) break;
+      entered ||= inSet;
+      const c = await reader.read(commit);
+      const { tree, parents } = parseCommit(c.content);
+      if (inSet) {
+        await add(commit, c);
+        if (want.has(tree) && !done.has(tree)) {
+          const t = await reader.read(tree);
+          const base = prevTree && depth < MAX_DEPTH ? prevTree : undefined;
+          depth = base ? depth + 1 : 0;
+          await add(tree, t, base);
+          prevTree = { oid: tree, content: t.content };
+        }
       }
       commit = parents[0];
     }
-    for (const oid of oids) {
+    // The rest (blobs, host trees, commits) is copied record by record, not recompressed.
+    for (const oid of want) {
       if (done.has(oid)) continue;
-      const o = await readLoose(gitdir, oid);
-      await write(builder.add(oid, o.type, o.content));
-      done.add(oid);
+      const raw = await rawRecord(merged, oid);
+      if (raw) {
+        await writer.addRaw(oid, raw.record, raw.crc);
+        done.add(oid);
+        await tick();
+      } else {
+        await add(oid, await reader.read(oid));
+      }
     }
-    const { checksum, index } = builder.finish();
-    await write(checksum);
-    await fh.sync();
-    await fh.close();
-    const name = `pack-${checksum.toString('hex')}`;
-    // The .idx makes the pack visible to readers: it goes last, after the pack is in place.
-    await rename(tmp, path.join(packDir, `${name}.pack`));
-    const idxTmp = `${tmp}.idx`;
-    const ih = await open(idxTmp, 'w');
-    try {
-      await ih.write(index);
-      await ih.sync();
-    } finally {
-      await ih.close();
+    const written = await writer.finish();
+    reader.addPack(written.name, written.index);
+    await reader.dropPacks(chosen);
+    // The index goes first: without it git and our reader no longer see the pack.
+    for (const p of merged) {
+      await rm(path.join(reader.packDir, `${p.name}.idx`), { force: true });
+      await rm(path.join(reader.packDir, `${p.name}.pack`), { force: true });
     }
-    await rename(idxTmp, path.join(packDir, `${name}.idx`));
-    await fsyncPath(packDir);
-    await Promise.all(oids.map((oid) => rm(loosePath(gitdir, oid), { force: true })));
-    return { objects: oids.length, packBytes: bytes, pack: name };
+    await Promise.all(loose.map((oid) => rm(path.join(reader.gitdir, 'objects', oid.slice(0, 2), oid.slice(2)), { force: true })));
+    return { objects: want.size, packBytes: written.bytes, pack: written.name, mergedPacks: merged.length, looseObjects: loose.length };
   } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
+    await writer.abort();
     throw err;
   }
 }

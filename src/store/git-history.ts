@@ -1,11 +1,11 @@
-import git from 'isomorphic-git';
+import type { ParsedCommit } from './git-objects.ts';
 import type { CommitInfo } from './store.ts';
 
 // Per-host audit trail. Commits written by this process are indexed as they are made; the
 // history before start-up is read once, on the first request, by walking commit objects only
 // (filtering by path would read every root tree and is ~30x slower).
 
-type FsClient = Parameters<typeof git.readCommit>[0]['fs'];
+export type ReadCommit = (oid: string) => Promise<ParsedCommit>;
 
 function serialOf(message: string): string | undefined {
   const i = message.indexOf(': ');
@@ -23,7 +23,7 @@ export class GitHistory {
   private readonly recent: { serial: string | undefined; info: CommitInfo }[] = [];
   private readonly recentBySerial = new Map<string, CommitInfo[]>();
 
-  constructor(private readonly fs: FsClient, private readonly dir: string) {}
+  constructor(private readonly readCommit: ReadCommit) {}
 
   setBase(head: string): void {
     this.base = head;
@@ -58,13 +58,17 @@ export class GitHistory {
     this.older ??= (async () => {
       const bySerial = new Map<string, CommitInfo[]>();
       if (!this.base) return bySerial;
-      const log = await git.log({ fs: this.fs, dir: this.dir, ref: this.base, cache: {} });
-      for (const entry of log) {
-        const serial = serialOf(entry.commit.message);
-        if (!serial) continue;
-        const list = bySerial.get(serial) ?? [];
-        list.push(toInfo(entry.oid, entry.commit.message, entry.commit.author.timestamp));
-        bySerial.set(serial, list);
+      // First parents only: mayu's history is linear.
+      let oid: string | undefined = this.base;
+      while (oid) {
+        const commit = await this.readCommit(oid);
+        const serial = serialOf(commit.message);
+        if (serial) {
+          const list = bySerial.get(serial) ?? [];
+          list.push(toInfo(oid, commit.message, commit.timestamp));
+          bySerial.set(serial, list);
+        }
+        oid = commit.parents[0];
       }
       return bySerial;
     })();

@@ -1,22 +1,17 @@
 import { createHash } from 'node:crypto';
 import { crc32, deflateSync } from 'node:zlib';
+import { computeDelta } from './git-delta.ts';
+import type { ObjectType } from './git-objects.ts';
 
 // Writes a git packfile (version 2) and its index (version 2) in memory. isomorphic-git's
 // packObjects never writes deltas, and a cluster repo is mostly root trees that differ from the
 // previous one by a single entry: stored as deltas against their neighbour they cost a few dozen
 // bytes instead of ~60 bytes per host each.
 
-export type ObjectType = 'commit' | 'tree' | 'blob' | 'tag';
 const TYPE_CODE: Record<ObjectType, number> = { commit: 1, tree: 2, blob: 3, tag: 4 };
 const OFS_DELTA = 6;
-
-export interface PackInput {
-  oid: string;
-  type: ObjectType;
-  content: Buffer;
-  /** oid of an object earlier in the list to store this one as a delta against. */
-  deltaBase?: string;
-}
+/** Level 1: as small as level 6 for objects of a few hundred bytes, at half the CPU. */
+const DEFLATE = { level: 1 };
 
 /** Object header: type and inflated size in git's little-endian 7-bit groups. */
 function objectHeader(type: number, size: number): Buffer {
@@ -44,61 +39,6 @@ function ofsEncoding(offset: number): Buffer {
   return Buffer.from(bytes);
 }
 
-function sizeVarint(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 127;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 128;
-    out.push(b);
-  } while (n > 0);
-  return out;
-}
-
-function copyOp(offset: number, size: number): number[] {
-  let op = 128;
-  const args: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    const b = (offset >>> (8 * i)) & 255;
-    if (b) {
-      op |= 1 << i;
-      args.push(b);
-    }
-  }
-  for (let i = 0; i < 3; i++) {
-    const b = (size >>> (8 * i)) & 255;
-    if (b) {
-      op |= 16 << i;
-      args.push(b);
-    }
-  }
-  return [op, ...args];
-}
-
-/**
- * Delta from base to target as "copy the common prefix, insert the middle, copy the common
- * suffix" — exact for a tree where one entry changed or was inserted.
- */
-export function computeDelta(base: Buffer, target: Buffer): Buffer {
-  const max = Math.min(base.length, target.length);
-  let prefix = 0;
-  while (prefix < max && base[prefix] === target[prefix]) prefix++;
-  let suffix = 0;
-  while (suffix < max - prefix && base[base.length - 1 - suffix] === target[target.length - 1 - suffix]) suffix++;
-  const out: number[] = [...sizeVarint(base.length), ...sizeVarint(target.length)];
-  const copy = (offset: number, size: number) => {
-    for (let done = 0; done < size; done += 0xffff) out.push(...copyOp(offset + done, Math.min(0xffff, size - done)));
-  };
-  copy(0, prefix);
-  const middle = target.subarray(prefix, target.length - suffix);
-  for (let i = 0; i < middle.length; i += 127) {
-    const chunk = middle.subarray(i, i + 127);
-    out.push(chunk.length, ...chunk);
-  }
-  copy(base.length - suffix, suffix);
-  return Buffer.from(out);
-}
-
 /**
  * Streams a pack: add() returns each record's bytes for the caller to write, so only the
  * current object and its delta base are in memory; finish() returns the trailer and the index.
@@ -120,17 +60,29 @@ export class PackBuilder {
     return header;
   }
 
-  /** `base`: an object added earlier, to store this one as a delta against. */
-  add(oid: string, type: ObjectType, content: Buffer, base?: { oid: string; content: Buffer }): Buffer {
+  /**
+   * `base`: an object added earlier, to store this one as a delta against. `level`: zlib level
+   * of a whole object (0 stores it uncompressed: cheap for a big tree that compaction redoes).
+   */
+  add(oid: string, type: ObjectType, content: Buffer, base?: { oid: string; content: Buffer }, level = DEFLATE.level): Buffer {
     const baseOffset = base ? this.offsets.get(base.oid) : undefined;
     let record: Buffer;
     if (base && baseOffset !== undefined) {
       const delta = computeDelta(base.content, content);
-      record = Buffer.concat([objectHeader(OFS_DELTA, delta.length), ofsEncoding(this.offset - baseOffset), deflateSync(delta)]);
+      record = Buffer.concat([objectHeader(OFS_DELTA, delta.length), ofsEncoding(this.offset - baseOffset), deflateSync(delta, DEFLATE)]);
     } else {
-      record = Buffer.concat([objectHeader(TYPE_CODE[type], content.length), deflateSync(content)]);
+      record = Buffer.concat([objectHeader(TYPE_CODE[type], content.length), deflateSync(content, { level })]);
     }
     this.entries.push({ oid, offset: this.offset, crc: crc32(record) });
+    this.offsets.set(oid, this.offset);
+    this.hash.update(record);
+    this.offset += record.length;
+    return record;
+  }
+
+  /** A record copied as is from another pack (not a delta: those refer to their pack's offsets). */
+  addRaw(oid: string, record: Buffer, crc: number): Buffer {
+    this.entries.push({ oid, offset: this.offset, crc });
     this.offsets.set(oid, this.offset);
     this.hash.update(record);
     this.offset += record.length;

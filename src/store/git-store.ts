@@ -1,19 +1,29 @@
+import * as nodeFs from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
-import { DurableFs, writeFileAtomic } from './durable-fs.ts';
-import { compactLooseObjects, listLooseObjects, type CompactionResult } from './git-compaction.ts';
+import { writeFileAtomic } from './durable-fs.ts';
+import { compactRepo, listLooseObjects, MAX_DEPTH, type CompactionResult } from './git-compaction.ts';
 import { GitHistory } from './git-history.ts';
+import { GitObjectReader } from './git-object-reader.ts';
+import {
+  encodeCommit, encodeTree, FILE_MODE, objectId, parseCommit, parseTree, RootTree, TREE_MODE, type ObjectType,
+} from './git-objects.ts';
+import { PackFileWriter } from './git-pack-file.ts';
+import { resolveHead, writeRef } from './git-refs.ts';
 import { HostTable } from './host-table.ts';
 import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
 
-// The cluster directory as a git repo, written with isomorphic-git's plumbing: objects for the
-// changed host only, the root tree rebuilt from entries kept in memory, and the branch ref
-// replaced atomically after the batch's objects are fsync'd. The files in the working tree
-// (<serial>/conf.json, cluster.json) mirror HEAD for operators; git's index is not maintained.
+// The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
+// while the previous batch was written) becomes one packfile holding every commit of the batch,
+// each still its own commit: the changed host's blob and tree, the root tree (kept serialized in
+// memory, one entry replaced per commit, stored as a delta of its newer neighbour) and the commit.
+// The pack is fsync'd, then the branch ref is replaced atomically, then the changes are
+// acknowledged. Packs are merged in the background (git-compaction.ts). The files in the working
+// tree (<serial>/conf.json, cluster.json) mirror HEAD for operators; git's index is not kept.
 
 const BRANCH = 'master';
 const REF = `refs/heads/${BRANCH}`;
@@ -28,17 +38,10 @@ export interface GitStoreOptions {
   /** 16 random bytes; used for the default etcd token of a new cluster. */
   randomBytes: (n: number) => Uint8Array;
   now?: () => Date;
-  /** Pack loose objects once this many have piled up (4 per commit); 0 turns it off. */
-  compactAfterLooseObjects?: number;
+  /** Merge packs once there are this many (one per batch); 0 turns it off. */
+  compactAfterPacks?: number;
   /** Told about background compactions and their failures (they never fail a change). */
   onCompaction?: (result: CompactionResult | Error) => void;
-}
-
-interface TreeEntry {
-  mode: string;
-  path: string;
-  oid: string;
-  type: 'blob' | 'tree';
 }
 
 interface WriteItem {
@@ -57,19 +60,19 @@ export function encodeClusterJson(config: ClusterConfig): string {
 export class GitStore implements HostStore {
   readonly kind = 'git' as const;
   private readonly table = new HostTable();
-  private readonly fs = new DurableFs();
-  private readonly root = new Map<string, TreeEntry>();
+  private readonly reader: GitObjectReader;
+  private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
   private head: string | undefined;
-  private looseObjects = 0;
   private compaction: Promise<CompactionResult> | undefined;
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
   private closed = false;
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
     this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items));
-    this.history_ = new GitHistory(this.fs.client, opts.dir);
+    this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
+    this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
@@ -78,7 +81,7 @@ export class GitStore implements HostStore {
       now: options.now ?? (() => new Date()),
       dir: options.dir,
       randomBytes: options.randomBytes,
-      compactAfterLooseObjects: options.compactAfterLooseObjects ?? 4000,
+      compactAfterPacks: options.compactAfterPacks ?? 16,
       onCompaction: options.onCompaction ?? (() => {}),
     });
     await store.load();
@@ -117,50 +120,48 @@ export class GitStore implements HostStore {
     this.closed = true;
     await this.settled();
     await this.compaction?.catch(() => undefined);
+    await this.reader.close();
   }
 
-  /** Packs every loose object now (on demand); waits for a running compaction first. */
+  /** Merges every pack and loose object into one pack now (on demand); waits for a running compaction first. */
   async compact(): Promise<CompactionResult> {
     await this.compaction?.catch(() => undefined);
     await this.settled();
-    return this.startCompaction();
+    return this.startCompaction(true);
   }
 
-  private startCompaction(): Promise<CompactionResult> {
-    const run = compactLooseObjects(path.join(this.opts.dir, '.git'), this.head);
-    this.looseObjects = 0;
-    this.compaction = run.finally(() => {
+  private startCompaction(all = false): Promise<CompactionResult> {
+    this.compaction = compactRepo(this.reader, this.head, { all }).finally(() => {
       this.compaction = undefined;
     });
     return this.compaction;
   }
 
   /** Called by the writer after each batch: compaction runs beside it, never blocking a change. */
-  private maybeCompact(written: number): void {
-    this.looseObjects += written;
-    const limit = this.opts.compactAfterLooseObjects;
-    if (limit <= 0 || this.looseObjects < limit || this.compaction || this.closed) return;
+  private maybeCompact(): void {
+    const limit = this.opts.compactAfterPacks;
+    if (limit <= 0 || this.reader.packList.length < limit || this.compaction || this.closed) return;
     this.startCompaction().then(this.opts.onCompaction, (err: Error) => this.opts.onCompaction(err));
-  }
-
-  private gitArgs() {
-    return { fs: this.fs.client, dir: this.opts.dir };
   }
 
   private async load(): Promise<void> {
     const { dir } = this.opts;
+    const gitdir = path.join(dir, '.git');
     await mkdir(dir, { recursive: true });
-    const fresh = !(await exists(path.join(dir, '.git')));
+    const fresh = !(await exists(gitdir));
     if (fresh) {
-      await git.init({ ...this.gitArgs(), defaultBranch: BRANCH });
-      await mkdir(path.join(dir, '.git', MIRROR_TMP));
+      await git.init({ fs: nodeFs, dir, defaultBranch: BRANCH });
+      await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
+      await mkdir(path.join(gitdir, MIRROR_TMP));
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
-      this.looseObjects = (await listLooseObjects(path.join(dir, '.git'), true)).length;
-      await rm(path.join(dir, '.git', REF + '.lock'), { force: true });
-      await rm(path.join(dir, '.git', MIRROR_TMP), { recursive: true, force: true });
-      await mkdir(path.join(dir, '.git', MIRROR_TMP));
+      await listLooseObjects(gitdir, true);
+      await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
+      await rm(path.join(gitdir, REF + '.lock'), { force: true });
+      await rm(path.join(gitdir, MIRROR_TMP), { recursive: true, force: true });
+      await mkdir(path.join(gitdir, MIRROR_TMP));
+      await this.reader.refresh();
       await this.loadHead();
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
@@ -175,29 +176,22 @@ export class GitStore implements HostStore {
   }
 
   private async loadHead(): Promise<void> {
-    let head: string;
-    try {
-      head = await git.resolveRef({ ...this.gitArgs(), ref: 'HEAD' });
-    } catch (err) {
-      throw new StoreError(`${this.opts.dir}: not a mayu cluster repo (no HEAD commit): ${(err as Error).message}`);
-    }
-    const cache = {};
-    const { commit } = await git.readCommit({ ...this.gitArgs(), oid: head, cache });
-    const { tree } = await git.readTree({ ...this.gitArgs(), oid: commit.tree, cache });
-    for (const e of tree) this.root.set(e.path, { mode: e.mode, path: e.path, oid: e.oid, type: e.type as TreeEntry['type'] });
-    const clusterEntry = this.root.get(CLUSTER_FILE);
-    if (clusterEntry) {
-      const { blob } = await git.readBlob({ ...this.gitArgs(), oid: clusterEntry.oid, cache });
-      this.cluster = parseClusterJson(Buffer.from(blob).toString('utf8'));
-    }
-    const hostDirs = tree.filter((e) => e.type === 'tree');
-    await forEachLimit(hostDirs, 32, async (e) => {
-      const { blob } = await git.readBlob({ ...this.gitArgs(), oid: e.oid, filepath: HOST_FILE, cache });
-      const text = Buffer.from(blob).toString('utf8');
+    const head = await resolveHead(path.join(this.opts.dir, '.git')).catch(() => undefined);
+    if (!head) throw new StoreError(`${this.opts.dir}: not a mayu cluster repo (no HEAD commit)`);
+    const commit = parseCommit((await this.reader.read(head)).content);
+    const tree = parseTree((await this.reader.read(commit.tree)).content);
+    this.root = new RootTree(tree);
+    const clusterEntry = tree.find((e) => e.name === CLUSTER_FILE);
+    if (clusterEntry) this.cluster = parseClusterJson((await this.reader.read(clusterEntry.oid)).content.toString('utf8'));
+    const hostDirs = tree.filter((e) => e.mode === TREE_MODE);
+    await forEachLimit(hostDirs, 16, async (e) => {
       try {
-        this.table.load(e.path, decodeHost(JSON.parse(text)));
+        const file = parseTree((await this.reader.read(e.oid)).content).find((f) => f.name === HOST_FILE);
+        if (!file) throw new Error(`no ${HOST_FILE}`);
+        const text = (await this.reader.read(file.oid)).content.toString('utf8');
+        this.table.load(e.name, decodeHost(JSON.parse(text)));
       } catch (err) {
-        throw new StoreError(`${e.path}/${HOST_FILE} at ${head}: ${(err as Error).message}`);
+        throw new StoreError(`${e.name}/${HOST_FILE} at ${head}: ${(err as Error).message}`);
       }
     });
     this.head = head;
@@ -205,39 +199,62 @@ export class GitStore implements HostStore {
   }
 
   private async writeBatch(items: WriteItem[]): Promise<void> {
-    const startRoot = new Map(this.root);
+    const startRoot = this.root.clone();
     const startHead = this.head;
-    const args = this.gitArgs();
+    const roots: { oid: string; content: Buffer }[] = [];
+    const others = new Map<string, { type: ObjectType; content: Buffer }>();
+    const add = (type: ObjectType, content: Buffer) => {
+      const oid = objectId(type, content);
+      others.set(oid, { type, content });
+      return oid;
+    };
+    let pack: PackFileWriter | undefined;
     try {
       for (const item of items) {
-        const blobOid = await git.writeBlob({ ...args, blob: Buffer.from(item.content) });
+        const blobOid = add('blob', Buffer.from(item.content, 'utf8'));
         if (item.serial === undefined) {
-          this.root.set(CLUSTER_FILE, { mode: '100644', path: CLUSTER_FILE, oid: blobOid, type: 'blob' });
+          this.root.set({ mode: FILE_MODE, name: CLUSTER_FILE, oid: blobOid });
         } else {
-          const hostTree = await git.writeTree({ ...args, tree: [{ mode: '100644', path: HOST_FILE, oid: blobOid, type: 'blob' }] });
-          this.root.set(item.serial, { mode: '040000', path: item.serial, oid: hostTree, type: 'tree' });
+          const hostTree = add('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blobOid }]));
+          this.root.set({ mode: TREE_MODE, name: item.serial, oid: hostTree });
         }
-        const tree = await git.writeTree({ ...args, tree: [...this.root.values()] });
-        const when = this.opts.now();
-        const sig = { ...this.opts.author, timestamp: Math.floor(when.getTime() / 1000), timezoneOffset: 0 };
-        this.head = await git.writeCommit({
-          ...args,
-          commit: { message: `${item.message}\n`, tree, parent: this.head ? [this.head] : [], author: sig, committer: sig },
-        });
-        this.history_.record(this.head, item.message, sig.timestamp);
+        const rootBytes = this.root.bytes;
+        const tree = objectId('tree', rootBytes);
+        roots.push({ oid: tree, content: rootBytes });
+        const timestamp = Math.floor(this.opts.now().getTime() / 1000);
+        this.head = add('commit', encodeCommit({
+          tree,
+          parents: this.head ? [this.head] : [],
+          author: { ...this.opts.author, timestamp },
+          message: `${item.message}\n`,
+        }));
+        this.history_.record(this.head, item.message, timestamp);
       }
-      await this.fs.flush();
-      // `<ref>.lock` as git names it: git never reads a *.lock file as a branch.
-      const ref = path.join(this.opts.dir, '.git', REF);
-      await writeFileAtomic(ref, `${this.head}\n`, true, `${ref}.lock`);
+      // Root trees newest first, each older one a delta of its newer neighbour.
+      const rootsNewestFirst = [...new Map(roots.reverse().map((r) => [r.oid, r])).values()].filter((r) => !others.has(r.oid));
+      pack = await PackFileWriter.create(this.reader.packDir, rootsNewestFirst.length + others.size);
+      let depth = 0;
+      let newer: { oid: string; content: Buffer } | undefined;
+      for (const r of rootsNewestFirst) {
+        const base = newer && depth < MAX_DEPTH ? newer : undefined;
+        depth = base ? depth + 1 : 0;
+        // The newest root tree is stored whole and uncompressed: compressing ~40 KB per batch
+        // cost more than the rest of the batch, and compaction stores it as a delta later.
+        await pack.add(r.oid, 'tree', r.content, base, 0);
+        newer = r;
+      }
+      for (const [oid, o] of others) await pack.add(oid, o.type, o.content);
+      const written = await pack.finish();
+      this.reader.addPack(written.name, written.index);
+      await writeRef(path.join(this.opts.dir, '.git'), REF, this.head!);
     } catch (err) {
-      this.root.clear();
-      for (const [k, v] of startRoot) this.root.set(k, v);
+      await pack?.abort();
+      this.root = startRoot;
       this.head = startHead;
       this.history_.forgetAfter(startHead);
       throw new StoreError(`git write failed: ${(err as Error).message}`);
     }
-    this.maybeCompact(items.length * 4);
+    this.maybeCompact();
     await this.mirror(items);
   }
 

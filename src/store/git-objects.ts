@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+
+// Git's object formats, encoded and parsed without I/O: the store builds its commits from these
+// instead of going through isomorphic-git object by object (see docs/performance.md).
+
+export type ObjectType = 'commit' | 'tree' | 'blob' | 'tag';
+
+export interface GitObject {
+  type: ObjectType;
+  content: Buffer;
+}
+
+export function objectId(type: ObjectType, content: Buffer): string {
+  return createHash('sha1').update(`${type} ${content.length}\0`, 'latin1').update(content).digest('hex');
+}
+
+export const TREE_MODE = '40000';
+export const FILE_MODE = '100644';
+
+export interface TreeEntry {
+  mode: string;
+  name: string;
+  oid: string;
+}
+
+/** Git orders tree entries by name, comparing a subtree's name as if it ended in "/". */
+function sortKey(e: TreeEntry): Buffer {
+  return Buffer.from(e.mode === TREE_MODE ? `${e.name}/` : e.name, 'utf8');
+}
+
+function entryBytes(e: TreeEntry): Buffer {
+  return Buffer.concat([Buffer.from(`${e.mode} ${e.name}\0`, 'utf8'), Buffer.from(e.oid, 'hex')]);
+}
+
+export function encodeTree(entries: readonly TreeEntry[]): Buffer {
+  const sorted = entries.map((e) => ({ key: sortKey(e), bytes: entryBytes(e) })).sort((a, b) => Buffer.compare(a.key, b.key));
+  return Buffer.concat(sorted.map((e) => e.bytes));
+}
+
+export function parseTree(content: Buffer): TreeEntry[] {
+  const entries: TreeEntry[] = [];
+  let i = 0;
+  while (i < content.length) {
+    const space = content.indexOf(32, i);
+    const nul = content.indexOf(0, space);
+    if (space < 0 || nul < 0 || nul + 21 > content.length) throw new Error('malformed tree object');
+    entries.push({
+      mode: content.toString('latin1', i, space),
+      name: content.toString('utf8', space + 1, nul),
+      oid: content.toString('hex', nul + 1, nul + 21),
+    });
+    i = nul + 21;
+  }
+  return entries;
+}
+
+export interface Signature {
+  name: string;
+  email: string;
+  /** Seconds since the epoch, UTC (mayu always writes +0000). */
+  timestamp: number;
+}
+
+export interface CommitFields {
+  tree: string;
+  parents: readonly string[];
+  author: Signature;
+  message: string;
+}
+
+export function encodeCommit(c: CommitFields): Buffer {
+  const sig = `${c.author.name} <${c.author.email}> ${c.author.timestamp} +0000`;
+  const lines = [`tree ${c.tree}`, ...c.parents.map((p) => `parent ${p}`), `author ${sig}`, `committer ${sig}`];
+  return Buffer.from(`${lines.join('\n')}\n\n${c.message}`, 'utf8');
+}
+
+export interface ParsedCommit {
+  tree: string;
+  parents: string[];
+  /** Author time, seconds since the epoch. */
+  timestamp: number;
+  message: string;
+}
+
+export function parseCommit(content: Buffer): ParsedCommit {
+  const text = content.toString('utf8');
+  const split = text.indexOf('\n\n');
+  const headers = (split < 0 ? text : text.slice(0, split)).split('\n');
+  const tree = headers.find((l) => l.startsWith('tree '))?.slice(5);
+  if (!tree) throw new Error('malformed commit object: no tree');
+  const author = headers.find((l) => l.startsWith('author ')) ?? '';
+  const time = /> (\d+) [+-]\d{4}$/.exec(author);
+  return {
+    tree,
+    parents: headers.filter((l) => l.startsWith('parent ')).map((l) => l.slice(7)),
+    timestamp: time ? Number(time[1]) : 0,
+    message: split < 0 ? '' : text.slice(split + 2),
+  };
+}
+
+/**
+ * The root tree of the cluster repo, kept serialized: a commit changes one entry, so the next
+ * root tree is the previous bytes with one entry replaced (same length, for an existing host)
+ * or inserted (a new host), never a re-encoding of every host.
+ */
+export class RootTree {
+  private keys: Buffer[] = [];
+  private lengths: number[] = [];
+  private bytes_ = Buffer.alloc(0);
+
+  constructor(entries: readonly TreeEntry[] = []) {
+    const sorted = entries.map((e) => ({ key: sortKey(e), bytes: entryBytes(e) })).sort((a, b) => Buffer.compare(a.key, b.key));
+    this.keys = sorted.map((e) => e.key);
+    this.lengths = sorted.map((e) => e.bytes.length);
+    this.bytes_ = Buffer.concat(sorted.map((e) => e.bytes));
+  }
+
+  clone(): RootTree {
+    const copy = new RootTree();
+    copy.keys = [...this.keys];
+    copy.lengths = [...this.lengths];
+    copy.bytes_ = this.bytes_;
+    return copy;
+  }
+
+  /** The serialized tree; a new Buffer after every set(), so earlier ones stay valid. */
+  get bytes(): Buffer {
+    return this.bytes_;
+  }
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  set(entry: TreeEntry): void {
+    const key = sortKey(entry);
+    const bytes = entryBytes(entry);
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (Buffer.compare(this.keys[mid]!, key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    let offset = 0;
+    for (let i = 0; i < lo; i++) offset += this.lengths[i]!;
+    const replaces = lo < this.keys.length && this.keys[lo]!.equals(key);
+    const oldLength = replaces ? this.lengths[lo]! : 0;
+    const next = Buffer.allocUnsafe(this.bytes_.length - oldLength + bytes.length);
+    this.bytes_.copy(next, 0, 0, offset);
+    bytes.copy(next, offset);
+    this.bytes_.copy(next, offset + bytes.length, offset + oldLength);
+    this.bytes_ = next;
+    if (replaces) {
+      this.lengths[lo] = bytes.length;
+    } else {
+      this.keys.splice(lo, 0, key);
+      this.lengths.splice(lo, 0, bytes.length);
+    }
+  }
+}

@@ -1,0 +1,91 @@
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { fsyncPath } from './durable-fs.ts';
+import type { ObjectType } from './git-objects.ts';
+import { PackBuilder } from './git-pack.ts';
+
+// A packfile written durably into objects/pack: records go to a temp file, then pack and index
+// are fsync'd, the pack is renamed into place, the index last (it is what makes the pack visible
+// to git and to our reader), and the folder is fsync'd. A kill at any point leaves either a temp
+// file or a pack without index, both removed at the next start (removeUnfinishedPacks).
+
+const FLUSH_BYTES = 1 << 20;
+
+export interface WrittenPack {
+  name: string;
+  index: Buffer;
+  bytes: number;
+}
+
+export class PackFileWriter {
+  private readonly builder: PackBuilder;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private bytes = 0;
+
+  private constructor(private readonly packDir: string, private readonly tmp: string, private readonly fh: FileHandle, count: number) {
+    this.builder = new PackBuilder(count);
+    this.push(this.builder.header());
+  }
+
+  static async create(packDir: string, count: number): Promise<PackFileWriter> {
+    const tmp = path.join(packDir, `tmp-pack-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+    return new PackFileWriter(packDir, tmp, await open(tmp, 'w'), count);
+  }
+
+  /** See PackBuilder.add. */
+  async add(oid: string, type: ObjectType, content: Buffer, base?: { oid: string; content: Buffer }, level?: number): Promise<void> {
+    this.push(this.builder.add(oid, type, content, base, level));
+    if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
+  }
+
+  async addRaw(oid: string, record: Buffer, crc: number): Promise<void> {
+    this.push(this.builder.addRaw(oid, record, crc));
+    if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
+  }
+
+  async finish(): Promise<WrittenPack> {
+    try {
+      const { checksum, index } = this.builder.finish();
+      this.push(checksum);
+      await this.flushPending();
+      const name = `pack-${checksum.toString('hex')}`;
+      const idxTmp = `${this.tmp}.idx`;
+      const ih = await open(idxTmp, 'w');
+      try {
+        await ih.writeFile(index);
+        await Promise.all([ih.sync(), this.fh.sync()]);
+      } finally {
+        await ih.close();
+        await this.fh.close();
+      }
+      await rename(this.tmp, path.join(this.packDir, `${name}.pack`));
+      await rename(idxTmp, path.join(this.packDir, `${name}.idx`));
+      await fsyncPath(this.packDir);
+      return { name, index, bytes: this.bytes };
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => {});
+    await rm(this.tmp, { force: true });
+    await rm(`${this.tmp}.idx`, { force: true });
+  }
+
+  private push(b: Buffer): void {
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    this.bytes += b.length;
+  }
+
+  private async flushPending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const data = Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.fh.write(data);
+  }
+}
