@@ -4,8 +4,12 @@
 // checked with the native git, and the same sequence of changes is replayed the way mayu 0.11
 // committed (one `git add` + `git commit` process pair per change) as the anchor.
 //
-//   npm run bench:storm -- [--machines 1000] [--concurrency 256] [--anchor-changes 2000 | 0 = all]
-//                          [--anchor-window first|last] [--no-anchor] [--timeout 900] [--keep]
+//   npm run bench:storm -- [--machines 1000] [--concurrency 256 | machines when paced] [--anchor-changes 2000 | 0 = all]
+//                          [--anchor-window first|last] [--no-anchor] [--pace saturate|boot]
+//                          [--timeout 900] [--keep]
+// --pace saturate (default): every machine sends its next request as soon as the last is answered,
+// so commits/s is the server's maximum and latency is mostly queueing. --pace boot: machines power
+// on within 10 s and pause between steps as real ones do (BOOT_PACE), the latency of a real storm.
 // The anchor replays the first K changes from an empty repo by default (fewer hosts in the tree:
 // the anchor's best case); `--anchor-window last` replays the last K on a repo seeded with the
 // hosts before them (its cost at full size).
@@ -16,7 +20,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs, gitSubjectCounts, strayRefs } from '../test/helpers/storm-checks.ts';
-import { getJson, ROUTES, runStorm, serialFor, Target } from '../test/helpers/storm-client.ts';
+import { BOOT_PACE, getJson, ROUTES, runStorm, serialFor, Target } from '../test/helpers/storm-client.ts';
 import { processStats, PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from '../test/helpers/storm-env.ts';
 import { replayAsMayu011, type AnchorResult, type AnchorWindow } from './storm/anchor.ts';
 import { mib, percentiles, table } from './storm/stats.ts';
@@ -24,23 +28,26 @@ import { mib, percentiles, table } from './storm/stats.ts';
 const { values: args } = parseArgs({
   options: {
     machines: { type: 'string', default: '1000' },
-    concurrency: { type: 'string', default: '256' },
+    concurrency: { type: 'string' },
     anchor: { type: 'boolean', default: true },
     'no-anchor': { type: 'boolean', default: false },
     'anchor-changes': { type: 'string', default: '2000' },
     'anchor-window': { type: 'string', default: 'first' },
     timeout: { type: 'string', default: '900' },
     keep: { type: 'boolean', default: false },
+    pace: { type: 'string', default: 'saturate' },
   },
 });
 const machines = Number(args.machines);
-const concurrency = Number(args.concurrency);
+// Saturation: 256 sockets; paced: one per machine, as in a real storm nothing queues client-side.
+const concurrency = Number(args.concurrency ?? (args.pace === 'boot' ? args.machines : 256));
 const anchorChanges = Number(args['anchor-changes']);
 const withAnchor = args.anchor && !args['no-anchor'];
 const anchorWindow = args['anchor-window'] as AnchorWindow;
-if (!(machines > 0 && concurrency > 0 && anchorChanges >= 0) || !['first', 'last'].includes(anchorWindow)) {
-  throw new Error('--machines, --concurrency must be > 0, --anchor-changes >= 0 (0 = all), --anchor-window first|last');
+if (!(machines > 0 && concurrency > 0 && anchorChanges >= 0) || !['first', 'last'].includes(anchorWindow) || !['saturate', 'boot'].includes(args.pace)) {
+  throw new Error('--machines, --concurrency must be > 0, --anchor-changes >= 0 (0 = all), --anchor-window first|last, --pace saturate|boot');
 }
+const pace = args.pace === 'boot' ? BOOT_PACE : undefined;
 
 const GOAL = { ratio: 10, p99Ms: 100 };
 const COMMITS_PER_MACHINE = 10;
@@ -57,7 +64,7 @@ const env = await prepareStormEnv(machines);
 server = await startMayuServer(env);
 const commitsBefore = gitCommitTotal(env.clusterDir);
 
-const storm = await runStorm(new Target(server.url), { machines, concurrency, maxAttempts: 20, requestTimeoutMs: 60_000 });
+const storm = await runStorm(new Target(server.url), { machines, concurrency, pace, maxAttempts: 20, requestTimeoutMs: 60_000 });
 const memory = processStats(server.pid);
 const clientCpu = process.cpuUsage();
 const apiHosts = await getJson<Record<string, unknown>[]>(`${server.url}/admin/hosts`);
@@ -92,6 +99,7 @@ const ratio = anchor ? +(commitsPerSecond / anchor.commitsPerSecond).toFixed(1) 
 const summary = {
   machines,
   concurrency,
+  pace: args.pace,
   seconds: +storm.seconds.toFixed(2),
   machinesPerSecond: +(machines / storm.seconds).toFixed(1),
   commits: commits - commitsBefore,
@@ -114,7 +122,7 @@ const summary = {
 };
 console.log(JSON.stringify(summary, null, 2));
 
-console.log(`\nboot storm: ${machines} machines, ${concurrency} requests in flight at most, ${summary.seconds} s`);
+console.log(`\nboot storm (${pace ? 'paced like real boots: power-on within 10 s, pauses between steps' : 'saturation: no pauses'}): ${machines} machines, ${concurrency} requests in flight at most, ${summary.seconds} s`);
 console.log(table(['route', 'requests', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms'], [
   ...ROUTES.map((r) => [r, perRoute[r]!.count, perRoute[r]!.p50, perRoute[r]!.p95, perRoute[r]!.p99, perRoute[r]!.max]),
   ['all', all.count, all.p50, all.p95, all.p99, all.max],

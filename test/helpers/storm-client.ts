@@ -64,7 +64,26 @@ export interface Ack {
   generation: number;
 }
 
+/**
+ * Real machines do not fire their requests back to back: they power on over some seconds, then
+ * download a kernel, write an image, reboot. A paced storm starts each machine at a random moment
+ * in `rampMs` and waits `afterMs[route]` (±50 %) after each answer; without it every machine
+ * sends its next request the moment the previous one is answered (saturation).
+ */
+export interface StormPace {
+  rampMs: number;
+  afterMs: Partial<Record<Route, number>>;
+}
+
+/** Times of a real netboot, shortened about tenfold (netboot-lab.md measures the real ones). */
+export const BOOT_PACE: StormPace = {
+  rampMs: 10_000,
+  afterMs: { 'ipxebootscript': 2000, 'first-stage-script': 200, 'final-cloud-config': 500, 'install-image-head': 3000, 'set_installed': 5000 },
+};
+
 export interface StormOptions {
+  /** Machine timing; saturation (no pauses) when absent. */
+  pace?: StormPace;
   machines: number;
   /** Requests in flight at most (also the agent's socket count). */
   concurrency: number;
@@ -169,15 +188,25 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     }
   };
 
+  const pause = async (route: Route) => {
+    const ms = opts.pace?.afterMs[route];
+    if (ms) await sleep(ms * (0.5 + Math.random()));
+  };
+  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string) => {
+    await call(route, serial, method, pathName, expect, body);
+    await pause(route);
+  };
+
   const machine = async (i: number): Promise<void> => {
     const serial = serialFor(i);
     try {
-      await call('ipxebootscript', serial, 'GET', '/ipxebootscript', 200);
-      await call('first-stage-script', serial, 'GET', `/first-stage-script/${serial}`, 200);
-      await call('final-cloud-config', serial, 'POST', '/final-cloud-config.yaml', 200, JSON.stringify(hostData(serial, macFor(i))));
-      await call('install-image-head', serial, 'HEAD', `/images/${serial}/install_image.bin.bz2`, 200);
-      await call('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202);
-      await call('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY));
+      if (opts.pace) await sleep(Math.random() * opts.pace.rampMs);
+      await step('ipxebootscript', serial, 'GET', '/ipxebootscript', 200);
+      await step('first-stage-script', serial, 'GET', `/first-stage-script/${serial}`, 200);
+      await step('final-cloud-config', serial, 'POST', '/final-cloud-config.yaml', 200, JSON.stringify(hostData(serial, macFor(i))));
+      await step('install-image-head', serial, 'HEAD', `/images/${serial}/install_image.bin.bz2`, 200);
+      await step('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202);
+      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY));
     } catch (err) {
       failures.set(serial, (err as Error).message);
     }
