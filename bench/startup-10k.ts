@@ -16,6 +16,9 @@ import { parseArgs } from 'node:util';
 import { GitStore } from '../src/store/git-store.ts';
 import { FIXTURES, startMayu, tempDir } from '../test/helpers/mayu-process.ts';
 import { Cleanup, runBench, median, round, rssMb, table, waitForQuiet } from './bench-util.ts';
+import { compactRepo } from '../src/store/git-compaction.ts';
+import { GitObjectReader } from '../src/store/git-object-reader.ts';
+import { resolveHead } from '../src/store/git-refs.ts';
 import { commitCount, seedRepo } from './seed-repo.ts';
 
 const { values: flags } = parseArgs({
@@ -128,6 +131,10 @@ async function main() {
 
   const s0 = performance.now();
   await seedRepo(clusterDir, HOSTS, { ipRange: IP_RANGE });
+  // Packed, as mayu leaves its repo (a batch is a pack; `mayu compact` merges them all).
+  const reader = new GitObjectReader(path.join(clusterDir, '.git'));
+  await compactRepo(reader, await resolveHead(path.join(clusterDir, '.git')), { all: true });
+  await reader.close();
   const seedSeconds = round((performance.now() - s0) / 1000, 1);
 
   const machine = await waitForQuiet(Math.min(3600, Math.max(0, Number(flags['max-wait']))));

@@ -170,7 +170,8 @@ export function decodeHost(raw: unknown): Host {
         if (!isHostState(v)) throw new HostDecodeError(`field State: unknown state ${JSON.stringify(v)}`);
         break;
     }
-    out[f.key] = structuredClone(v);
+    // Copies of nested values only: the caller's object must not be shared with the host.
+    out[f.key] = typeof v === 'object' && v !== null ? structuredClone(v) : v;
   }
   return host;
 }

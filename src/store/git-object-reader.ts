@@ -82,6 +82,11 @@ export class PackIndex {
     this.packSize = this.whole.length;
   }
 
+  /** Back to positioned reads (after start-up or a merge). */
+  unloadWhole(): void {
+    this.whole = undefined;
+  }
+
   /** The whole record (header, delta base reference, zlib data) at `offset`. */
   async record(offset: number): Promise<Buffer> {
     if (this.whole) return this.whole.subarray(offset, this.recordEnd(offset));

@@ -178,6 +178,18 @@ export class GitStore implements HostStore {
   private async loadHead(): Promise<void> {
     const head = await resolveHead(path.join(this.opts.dir, '.git')).catch(() => undefined);
     if (!head) throw new StoreError(`${this.opts.dir}: not a mayu cluster repo (no HEAD commit)`);
+    // Every host's tree and conf.json are read: whole packs in memory beat 2 reads per host.
+    for (const pack of this.reader.packList) await pack.loadWhole();
+    try {
+      await this.loadHostsAt(head);
+    } finally {
+      for (const pack of this.reader.packList) pack.unloadWhole();
+    }
+    this.head = head;
+    this.history_.setBase(head);
+  }
+
+  private async loadHostsAt(head: string): Promise<void> {
     const commit = parseCommit((await this.reader.read(head)).content);
     const tree = parseTree((await this.reader.read(commit.tree)).content);
     this.root = new RootTree(tree);
@@ -194,8 +206,6 @@ export class GitStore implements HostStore {
         throw new StoreError(`${e.name}/${HOST_FILE} at ${head}: ${(err as Error).message}`);
       }
     });
-    this.head = head;
-    this.history_.setBase(head);
   }
 
   private async writeBatch(items: WriteItem[]): Promise<void> {
