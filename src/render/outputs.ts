@@ -1,5 +1,5 @@
 import type { MayuConfig } from '../config/schema.ts';
-import type { Host } from '../core/host.ts';
+import { encodeHost, type Host } from '../core/host.ts';
 import type { Renderer } from './renderer.ts';
 import { buildView, type ViewOptions } from './view.ts';
 
@@ -11,15 +11,44 @@ export interface Outputs {
   ignition(host: Host): string;
 }
 
+/** Documents kept per kind; a boot storm re-asks for the same host's document a few times. */
+const CACHED_PER_KIND = 1024;
+
+/**
+ * A rendered document depends only on the host and this server's fixed config, templates and
+ * URL, so it is cached by the host's conf.json encoding: a machine that retries, or POSTs the
+ * same hardware data again, gets the same bytes without a new render and YAML/Ignition check.
+ */
+class RenderCache {
+  private readonly docs = new Map<string, string>();
+
+  get(host: Host, render: () => string): string {
+    const key = encodeHost(host);
+    const hit = this.docs.get(key);
+    if (hit !== undefined) {
+      this.docs.delete(key);
+      this.docs.set(key, hit);
+      return hit;
+    }
+    const doc = render();
+    this.docs.set(key, doc);
+    if (this.docs.size > CACHED_PER_KIND) this.docs.delete(this.docs.keys().next().value!);
+    return doc;
+  }
+}
+
 /** Binds the renderer to this server's config and URL: host in, whole document out. */
 export function createOutputs(deps: { renderer: Renderer; config: MayuConfig; mayuUrl: string; version: string; useIgnition: boolean }): Outputs {
   const { renderer, config } = deps;
   const opts: ViewOptions = { mayuUrl: deps.mayuUrl, mayuVersion: deps.version, useIgnition: deps.useIgnition };
   const view = (host?: Host) => buildView(host, config, opts);
+  const cached = { firstStage: new RenderCache(), cloudConfig: new RenderCache(), ignition: new RenderCache() };
+  let ipxeScript: string | undefined;
   return {
-    ipxeScript: () => renderer.ipxeScript(view()),
-    firstStageScript: (host) => renderer.firstStageScript(view(host)),
-    cloudConfig: (host) => renderer.cloudConfig(view(host)),
-    ignition: (host) => renderer.ignition(view(host)),
+    // The same for every machine: rendered on first use (a broken template is a 500, not a crash).
+    ipxeScript: () => (ipxeScript ??= renderer.ipxeScript(view())),
+    firstStageScript: (host) => cached.firstStage.get(host, () => renderer.firstStageScript(view(host))),
+    cloudConfig: (host) => cached.cloudConfig.get(host, () => renderer.cloudConfig(view(host))),
+    ignition: (host) => cached.ignition.get(host, () => renderer.ignition(view(host))),
   };
 }
