@@ -1,11 +1,23 @@
 // IPv4 address arithmetic and allocation from the configured ip_range (end enforced).
 
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** The address as a number, or undefined when it is not a dotted IPv4 address. */
+function parseIpv4(ip: string): number | undefined {
+  const m = IPV4.exec(ip);
+  if (!m) return undefined;
+  const a = Number(m[1]);
+  const b = Number(m[2]);
+  const c = Number(m[3]);
+  const d = Number(m[4]);
+  if (a > 255 || b > 255 || c > 255 || d > 255) return undefined;
+  return a * 2 ** 24 + (b << 16) + (c << 8) + d;
+}
+
 export function ipv4ToInt(ip: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  if (!m) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
-  const parts = m.slice(1).map(Number);
-  if (parts.some((p) => p > 255)) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
-  return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
+  const n = parseIpv4(ip);
+  if (n === undefined) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  return n;
 }
 
 export function intToIpv4(n: number): string {
@@ -13,12 +25,7 @@ export function intToIpv4(n: number): string {
 }
 
 export function isIpv4(ip: string): boolean {
-  try {
-    ipv4ToInt(ip);
-    return true;
-  } catch {
-    return false;
-  }
+  return parseIpv4(ip) !== undefined;
 }
 
 export class RangeExhaustedError extends Error {}
@@ -33,7 +40,10 @@ export function allocateAddress(range: IpRange, taken: Iterable<string | undefin
   const start = ipv4ToInt(range.start);
   const end = ipv4ToInt(range.end);
   const used = new Set<number>();
-  for (const ip of taken) if (ip && isIpv4(ip)) used.add(ipv4ToInt(ip));
+  for (const ip of taken) {
+    const n = ip ? parseIpv4(ip) : undefined;
+    if (n !== undefined) used.add(n);
+  }
   for (let n = start; n <= end; n++) if (!used.has(n)) return intToIpv4(n);
   throw new RangeExhaustedError(
     `ip_range ${range.start}-${range.end} is exhausted: all ${end - start + 1} addresses are assigned`,
