@@ -3,6 +3,8 @@
 export function ipv4ToInt(ip: string): number {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
   if (!m) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  // Leading zeros are refused, as Go's net.ParseIP does: "010" is octal to some tools.
+  if (m.slice(1).some((p) => p.length > 1 && p.startsWith('0'))) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
   const parts = m.slice(1).map(Number);
   if (parts.some((p) => p > 255)) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
   return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
