@@ -98,7 +98,8 @@ http_put() {
   host=${hostport%:*}
   port=${hostport##*:}
   [ "$port" = "$hostport" ] && port=80
-  printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n' "$path" "$hostport" "$REPORT_TOKEN" |
+  # busybox nc quits at the end of its input: keep it open so the answer (after a commit) arrives.
+  { printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n' "$path" "$hostport" "$REPORT_TOKEN"; sleep 2; } |
     timeout "$HTTP_TIMEOUT" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
 }
 
