@@ -103,11 +103,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const tlsUrl = tlsPort === undefined ? undefined : `https://${config.network.bind_addr}:${tlsPort}`;
 
   const reportTokenOf = (h: Host) => reportToken(security.reportKey, h.Serial ?? '', h.MachineID ?? '');
+  // Rendered only while a host is being (re)installed: the machine routes are open, so an
+  // installed host's token must not be one GET /first-stage-script away.
+  const renderedTokenOf = (h: Host) => (h.State === 'installed' || h.State === 'running' ? '' : reportTokenOf(h));
   const useIgnition = opts.useIgnition ?? config.use_ignition;
   const mayuUrl = `http://${config.network.bind_addr}:${port}`;
   const outputs = createOutputs({
     renderer, config, mayuUrl, version: opts.version, useIgnition,
-    reportTokenOf, tlsUrl, caPem: security.tls?.caPem,
+    reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem,
   });
   const service = new MayuService({
     store,

@@ -108,10 +108,17 @@ describe('admin token', () => {
     assert.equal((await put(mayu, 'sec-a', 'set_installed', bearer(ADMIN))).status, 202);
   });
 
-  it('the report token is stable across renders and equals the one in the final config', async () => {
+  it('the report token is stable across renders, and no longer rendered once the host is installed', async () => {
+    assert.equal((await put(mayu, 'sec-a', 'set_state', bearer(ADMIN), '{"State":"unknown"}')).status, 202);
     const again = await (await fetch(`${mayu.url}/first-stage-script/sec-a`)).text();
     assert.equal(reportTokenIn(again), tokenA);
     assert.notEqual(tokenA, tokenB);
+    const config = await (await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData('sec-a', macFor(1))) })).text();
+    assert.ok(config.includes(`REPORT_TOKEN=${tokenA}\\n`), 'the final config carries it to /etc/mayu-env');
+    const installed = await (await fetch(`${mayu.url}/first-stage-script/sec-b`)).text();
+    assert.match(installed, /^REPORT_TOKEN=''$/m, 'sec-b is running: its token is not handed out any more');
+    assert.equal((await put(mayu, 'sec-a', 'set_installed', bearer(tokenA))).status, 202);
+    assert.match(await (await fetch(`${mayu.url}/first-stage-script/sec-a`)).text(), /^REPORT_TOKEN=''$/m);
   });
 
   it('mayuctl: --token or MAYU_TOKEN; without it exit 1 with the 401 text', async () => {

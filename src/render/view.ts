@@ -80,7 +80,7 @@ export interface TemplateView {
   mayu_tls_url: string;
   /** CA for mayu_tls_url, PEM ("" when none): for templates that talk HTTPS to mayu. */
   mayu_ca_pem: string;
-  /** Lowercase hex secret the machine sends as "Authorization: Bearer" with set_installed / boot_complete; "" without a host. */
+  /** Lowercase hex secret the machine sends as "Authorization: Bearer" with set_installed / boot_complete; "" without a host (and, from the server, for installed/running hosts). */
   report_token: string;
   use_ignition: boolean;
   install_disk: string;
