@@ -2,15 +2,21 @@
 // Only src/cli/mayu.ts reads flags and the environment; it passes them in here.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig } from './config/load.ts';
+import { HostChangeError } from './core/host-changes.ts';
+import type { Host } from './core/host.ts';
+import { reportToken } from './core/tokens.ts';
 import { createApp } from './http/app.ts';
+import type { AccessPolicy } from './http/auth.ts';
 import { DnsmasqConfWriter } from './pxe/dnsmasq-conf-writer.ts';
 import { createOutputs } from './render/outputs.ts';
-import { loadTemplates } from './render/renderer.ts';
+import { loadTemplates, RenderError } from './render/renderer.ts';
+import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { MayuService } from './service/mayu-service.ts';
 import { FileStore } from './store/file-store.ts';
 import { GitStore } from './store/git-store.ts';
@@ -33,6 +39,8 @@ export interface ServerOptions {
   useIgnition?: boolean;
   version: string;
   logger: Logger;
+  /** Admin token, report key, TLS port (README "Security"); config.yaml `security:` fills what is absent. */
+  security?: SecurityOptions;
   /** Randomness (machine ids, etcd token) and clock; tests pass fixed ones. */
   randomBytes?: (n: number) => Uint8Array;
   now?: () => Date;
@@ -42,6 +50,9 @@ export interface RunningServer {
   /** Base URL the HTTP server answers on (bind address and real port). */
   url: string;
   port: number;
+  /** https base URL and port of the admin API's TLS port, when configured. */
+  tlsUrl?: string;
+  tlsPort?: number;
   store: HostStore;
   config: LoadedConfig;
   close(): Promise<void>;
@@ -52,6 +63,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const loaded = await loadConfig(opts.configFile, opts.profilesDir);
   for (const w of loaded.warnings) logger.warn(w);
   const { config } = loaded;
+  const security = await resolveSecurity({
+    options: opts.security ?? {},
+    config: config.security,
+    configFile: opts.configFile,
+    defaultReportKeyFile: path.join(PROJECT_ROOT, 'run/report-key'),
+    httpPort: opts.httpPort,
+    now: (opts.now ?? (() => new Date()))(),
+  });
+  for (const w of security.warnings) logger.warn(w);
+  for (const n of security.notes) logger.info(n);
   const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir });
 
   const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
@@ -69,45 +90,85 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ? new DnsmasqConfWriter({ file: opts.dnsmasqConf, renderer, config, tftpRoot: opts.tftpRoot, store, logger, version: opts.version })
     : undefined;
 
+  // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
+  const listen = async (server: Server, port: number) => {
+    server.listen(port, opts.httpBindAddress);
+    await once(server, 'listening');
+    return (server.address() as AddressInfo).port;
+  };
+  const server = createServer();
+  const port = await listen(server, opts.httpPort);
+  const tlsServer = security.tls ? createTlsServer({ cert: security.tls.cert, key: security.tls.key }) : undefined;
+  const tlsPort = tlsServer && (await listen(tlsServer, security.tls!.port));
+  const tlsUrl = tlsPort === undefined ? undefined : `https://${config.network.bind_addr}:${tlsPort}`;
+
+  const reportTokenOf = (h: Host) => reportToken(security.reportKey, h.Serial ?? '', h.MachineID ?? '');
+  // Rendered only while a host is being (re)installed: the machine routes are open, so an
+  // installed host's token must not be one GET /first-stage-script away.
+  const renderedTokenOf = (h: Host) => (h.State === 'installed' || h.State === 'running' ? '' : reportTokenOf(h));
+  const useIgnition = opts.useIgnition ?? config.use_ignition;
+  const mayuUrl = `http://${config.network.bind_addr}:${port}`;
+  const outputs = createOutputs({
+    renderer, config, mayuUrl, version: opts.version, useIgnition,
+    reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem,
+  });
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
     ipRange: config.network.ip_range,
     randomBytes: rng,
     now: opts.now ?? (() => new Date()),
+    // An override that would break this host's script or config is refused before it is stored.
+    checkHost: (h) => {
+      try {
+        outputs.firstStageScript(h);
+        if (useIgnition) outputs.ignition(h);
+        else outputs.cloudConfig(h);
+      } catch (err) {
+        if (err instanceof RenderError) throw new HostChangeError(`refused: the host's templates would not render with it: ${err.message}`);
+        throw err;
+      }
+    },
     onChange: (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages }, 'host changed');
       if (e.from !== e.to) dnsmasq?.schedule();
     },
   });
 
-  // Listen first: the URLs rendered for machines carry the port really bound (port 0 in tests).
-  const server = createServer();
-  server.listen(opts.httpPort, opts.httpBindAddress);
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  const mayuUrl = `http://${config.network.bind_addr}:${port}`;
-  const outputs = createOutputs({ renderer, config, mayuUrl, version: opts.version, useIgnition: opts.useIgnition ?? config.use_ignition });
-  const app = createApp({
-    service,
-    outputs,
-    imagesDir: opts.imagesDir,
-    version: opts.version,
-    defaultImageVersion: config.default_coreos_version,
-    logger,
-  });
-  server.on('request', app.callback());
+  const appFor = (adminApiHere: boolean) => {
+    const access: AccessPolicy = {
+      adminToken: security.adminToken,
+      insecureReports: security.insecureReports,
+      reportTokenOf: (serial) => {
+        const host = service.find(serial);
+        return host && reportTokenOf(host);
+      },
+      adminApiHere,
+      adminApiPort: tlsPort,
+    };
+    return createApp({ service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access });
+  };
+  // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
+  server.on('request', appFor(tlsServer === undefined).callback());
+  tlsServer?.on('request', appFor(true).callback());
   await dnsmasq?.write(port);
-  logger.info({ port, address: opts.httpBindAddress, mayuUrl, version: opts.version }, 'mayu listening');
+  logger.info({
+    port, address: opts.httpBindAddress, mayuUrl, tlsPort, adminToken: security.adminToken !== undefined, version: opts.version,
+  }, 'mayu listening');
 
+  const local = opts.httpBindAddress === '0.0.0.0' ? '127.0.0.1' : opts.httpBindAddress;
   return {
-    url: `http://${opts.httpBindAddress === '0.0.0.0' ? '127.0.0.1' : opts.httpBindAddress}:${port}`,
+    url: `http://${local}:${port}`,
     port,
+    tlsUrl: tlsPort === undefined ? undefined : `https://${local}:${tlsPort}`,
+    tlsPort,
     store,
     config: loaded,
     async close() {
-      server.close();
-      server.closeAllConnections();
+      for (const s of [server, tlsServer]) {
+        s?.close();
+        s?.closeAllConnections();
+      }
       await store.close();
       await dnsmasq?.close();
     },

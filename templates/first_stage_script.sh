@@ -10,6 +10,7 @@ set -u
 SERIAL='{{host.serial}}'
 MAYU_URL='{{mayu_url}}'
 INSTALL_DISK='{{install_disk}}'
+REPORT_TOKEN='{{report_token}}'
 CONFIG_KIND='{{#use_ignition}}ignition{{/use_ignition}}{{^use_ignition}}cloud-config{{/use_ignition}}'
 # --- end of values ---
 
@@ -87,7 +88,7 @@ sync
 # Prints the HTTP status of an empty-body PUT. busybox wget cannot PUT: without curl, speak HTTP/1.0 over nc.
 http_put() {
   if command -v curl >/dev/null 2>&1; then
-    timeout "$HTTP_TIMEOUT" curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary '' "$1"
+    timeout "$HTTP_TIMEOUT" curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $REPORT_TOKEN" --data-binary '' "$1"
     return
   fi
   case $1 in http://*) ;; *) return ;; esac
@@ -97,7 +98,8 @@ http_put() {
   host=${hostport%:*}
   port=${hostport##*:}
   [ "$port" = "$hostport" ] && port=80
-  printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n' "$path" "$hostport" |
+  # busybox nc quits at the end of its input: keep it open so the answer (after a commit) arrives.
+  { printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n' "$path" "$hostport" "$REPORT_TOKEN"; sleep 2; } |
     timeout "$HTTP_TIMEOUT" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
 }
 

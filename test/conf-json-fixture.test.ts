@@ -26,6 +26,7 @@ describe('conf.json after the full protocol walk', () => {
       useGit: true,
       version: '0.12.0',
       logger: pino({ level: 'silent' }),
+      security: { reportKeyFile: path.join(dir, 'report-key') },
       randomBytes: (n) => Uint8Array.from({ length: n }, () => (counter++ * 37) & 255),
       now: () => new Date('2026-11-21T10:20:30.456Z'),
     });

@@ -15,7 +15,7 @@ async function countingRenderer(): Promise<{ renderer: Renderer; renders: () => 
 describe('rendered documents are cached per host version', () => {
   it('renders a host once however often it asks, and again once the host changed', async () => {
     const { renderer, renders } = await countingRenderer();
-    const outputs = createOutputs({ renderer, config: sampleConfig(), mayuUrl: 'http://10.0.0.1:4080', version: 'test', useIgnition: false });
+    const outputs = createOutputs({ renderer, config: sampleConfig(), mayuUrl: 'http://10.0.0.1:4080', version: 'test', useIgnition: false, reportTokenOf: () => 'token' });
     const host = sampleHost();
     const first = outputs.cloudConfig(host);
     assert.equal(outputs.cloudConfig(structuredClone(host)), first, 'an equal host gets the same bytes');

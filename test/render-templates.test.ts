@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import * as yaml from 'js-yaml';
 import { loadTemplates, RenderError, type Renderer } from '../src/render/renderer.ts';
 import { buildView, type TemplateView } from '../src/render/view.ts';
-import { HOSTILE_VALUES, sampleConfig, sampleHost, TEMPLATE_DIRS, VIEW_OPTS } from './fixtures/render/sample.ts';
+import { HOSTILE_VALUES, SAMPLE_REPORT_TOKEN, sampleConfig, sampleHost, TEMPLATE_DIRS, VIEW_OPTS } from './fixtures/render/sample.ts';
 
 // CI installs Debian's `ignition` package; the validator is assumed, not optional.
 const IGNITION_VALIDATE = '/usr/bin/ignition-validate';
@@ -38,7 +38,7 @@ function dataUrlContent(source: string): string {
 
 interface IgnitionDoc {
   passwd: { users: { name: string; sshAuthorizedKeys: string[] }[] };
-  storage: { files: { path: string; contents: { source: string } }[] };
+  storage: { files: { path: string; mode?: number; contents: { source: string } }[] };
 }
 
 function fileContent(doc: IgnitionDoc, file: string): string {
@@ -137,7 +137,7 @@ describe('cloud-config', () => {
       const doc = yaml.load(text) as { hostname: string; ssh_authorized_keys: string[]; write_files: { content: string }[] };
       assert.equal(doc.hostname, value);
       assert.deepEqual(doc.ssh_authorized_keys, [value, 'k2']);
-      assert.equal(doc.write_files[0]!.content, `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\n`);
+      assert.equal(doc.write_files[0]!.content, `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${SAMPLE_REPORT_TOKEN}\n`);
     }
   });
 });
@@ -149,7 +149,8 @@ describe('Ignition', () => {
       const doc = JSON.parse(json) as IgnitionDoc;
       assert.equal(json, JSON.stringify(doc, null, 2));
       assert.equal(fileContent(doc, '/etc/hostname'), '00006811af601fe8\n');
-      assert.equal(fileContent(doc, '/etc/mayu-env'), `SERIAL=004b27ed-692e-b32e\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\n`);
+      assert.equal(fileContent(doc, '/etc/mayu-env'), `SERIAL=004b27ed-692e-b32e\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${SAMPLE_REPORT_TOKEN}\n`);
+      assert.equal(doc.storage.files.find((f) => f.path === '/etc/mayu-env')!.mode, 0o600, 'the report token is for root only');
       if (model === 'singlenic') {
         assert.equal(fileContent(doc, '/etc/systemd/network/10-static.network'), '[Match]\nName=ens3\n\n[Network]\nAddress=10.0.3.31/22\nGateway=10.0.3.1\nDNS=8.8.8.8\nDNS=1.1.1.1\n');
       } else {

@@ -69,4 +69,13 @@ describe('buildView', () => {
     assert.deepEqual(buildView(sampleHost({ Overrides: { ssh_authorized_keys: 'k1' } }), sampleConfig(), VIEW_OPTS).ssh_keys, [{ key: 'k1', first: true }]);
     assert.throws(() => buildView(sampleHost({ Overrides: { ssh_authorized_keys: [1] } }), sampleConfig(), VIEW_OPTS), RenderError);
   });
+
+  it('report_token per host, mayu_tls_url and mayu_ca_pem; empty without a host or TLS', () => {
+    const opts = { ...VIEW_OPTS, reportTokenOf: (h: { Serial?: string }) => `token-of-${h.Serial}`, tlsUrl: 'https://h:4443/', caPem: '-----BEGIN CERTIFICATE-----\n' };
+    const v = buildView(sampleHost({ Serial: 'a' }), sampleConfig(), opts);
+    assert.deepEqual([v.report_token, v.mayu_tls_url, v.mayu_ca_pem], ['token-of-a', 'https://h:4443', '-----BEGIN CERTIFICATE-----\n']);
+    assert.equal(buildView(undefined, sampleConfig(), opts).report_token, '');
+    const plain = buildView(sampleHost(), sampleConfig(), { mayuUrl: 'http://h:4080', mayuVersion: '0.12.0' });
+    assert.deepEqual([plain.report_token, plain.mayu_tls_url, plain.mayu_ca_pem], ['', '', '']);
+  });
 });

@@ -12,6 +12,7 @@ import { resolveHead } from '../store/git-refs.ts';
 
 const version = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const inRoot = (p: string) => path.join(PROJECT_ROOT, p);
+const resolved = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));
 
 await yargs(hideBin(process.argv))
   .scriptName('mayu')
@@ -33,7 +34,14 @@ await yargs(hideBin(process.argv))
       .option('http-bind-address', { type: 'string', default: '0.0.0.0' })
       .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
       .option('use-ignition', { type: 'boolean', describe: 'serve Ignition instead of cloud-config (default: config use_ignition)' })
-      .option('debug', { type: 'boolean', default: false, describe: 'debug logging' }),
+      .option('debug', { type: 'boolean', default: false, describe: 'debug logging' })
+      .option('admin-token-file', { type: 'string', describe: 'file holding the admin API bearer token (or env MAYU_ADMIN_TOKEN, or config security.admin_token_file); none: the admin API is open, as in 0.11' })
+      .option('report-key-file', { type: 'string', describe: 'secret the per-host report tokens derive from, created 0600 on first start (default run/report-key; keep it out of the cluster repo)' })
+      .option('insecure-reports', { type: 'boolean', describe: 'accept set_installed / boot_complete without a report token (machines installed by 0.11)' })
+      .option('tls-port', { type: 'number', describe: 'serve the admin API (and the machine routes) over TLS on this port; the plain port then keeps machine routes and reports only' })
+      .option('tls-cert-file', { type: 'string', describe: 'PEM certificate (chain) of the TLS port' })
+      .option('tls-key-file', { type: 'string', describe: 'PEM private key of the TLS port' })
+      .option('tls-ca-file', { type: 'string', describe: 'PEM CA handed to templates as mayu_ca_pem (default: the certificate itself when self-signed)' }),
     async (argv) => {
       const logger = pino({ level: argv.debug ? 'debug' : 'info', base: { name: 'mayu' } });
       try {
@@ -52,6 +60,16 @@ await yargs(hideBin(process.argv))
           useIgnition: argv['use-ignition'],
           version,
           logger,
+          security: {
+            adminToken: process.env['MAYU_ADMIN_TOKEN'],
+            adminTokenFile: resolved(argv['admin-token-file']),
+            reportKeyFile: resolved(argv['report-key-file']),
+            insecureReports: argv['insecure-reports'],
+            tlsPort: argv['tls-port'],
+            tlsCertFile: resolved(argv['tls-cert-file']),
+            tlsKeyFile: resolved(argv['tls-key-file']),
+            tlsCaFile: resolved(argv['tls-ca-file']),
+          },
         });
         const stop = async (signal: string) => {
           logger.info({ signal }, 'stopping');

@@ -41,6 +41,23 @@ export const networkSchema = z.looseObject({
   bond_interfaces: z.array(z.string()).default([]),
 });
 
+/** Additions to 0.11 (README "Security"); the matching flags of `mayu serve` win over these. */
+export const securitySchema = z
+  .strictObject({
+    admin_token_file: z.string().min(1).optional(),
+    report_key_file: z.string().min(1).optional(),
+    insecure_reports: z.boolean().default(false),
+    tls: z
+      .strictObject({
+        port: z.number().int().min(0).max(65535).optional(),
+        cert_file: z.string().min(1).optional(),
+        key_file: z.string().min(1).optional(),
+        ca_file: z.string().min(1).optional(),
+      })
+      .optional(),
+  })
+  .prefault({});
+
 export const configSchema = z
   .looseObject({
     default_coreos_version: z.coerce.string().min(1),
@@ -49,6 +66,7 @@ export const configSchema = z
     templates_env: z.record(z.string(), z.unknown()).default({}),
     /** Serve Ignition (POST /final-ignition-config.json) instead of cloud-config to installers. */
     use_ignition: z.boolean().default(false),
+    security: securitySchema,
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
@@ -69,9 +87,10 @@ export const configSchema = z
 export type ProfileConfig = z.infer<typeof profileSchema>;
 export type NetworkConfig = z.infer<typeof networkSchema>;
 export type MayuConfig = z.infer<typeof configSchema>;
+export type SecurityConfig = z.infer<typeof securitySchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security'],
   network: Object.keys(networkSchema.shape),
 };

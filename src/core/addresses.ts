@@ -6,6 +6,8 @@ const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 function parseIpv4(ip: string): number | undefined {
   const m = IPV4.exec(ip);
   if (!m) return undefined;
+  // Leading zeros are refused, as Go's net.ParseIP does: "010" is octal to some tools.
+  for (let i = 1; i <= 4; i++) if (m[i]!.length > 1 && m[i]![0] === '0') return undefined;
   const a = Number(m[1]);
   const b = Number(m[2]);
   const c = Number(m[3]);

@@ -103,8 +103,19 @@ export function setInstalledSteps(host: Host): Step[] {
   return list.steps;
 }
 
+/** Versions end up in conf.json, templates and the OS image path: a conservative alphabet. */
+const VERSION = /^[A-Za-z0-9._+~:-]{1,64}$/;
+
+/** Text an operator sets (metadata, provider id): printable, one line, bounded. */
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+const TEXT_LIMIT = 256;
+
 /** boot_complete on every boot: always a commit (LastBoot moves); empty versions keep the stored ones. */
 export function bootCompleteSteps(host: Host, reported: Partial<Host>, now: Date): Step[] {
+  for (const f of VERSION_FIELDS) {
+    const v = reported[f];
+    if (v && !VERSION.test(v)) throw new HostChangeError(`invalid ${f} ${JSON.stringify(v.slice(0, 70))}: expected up to 64 letters, digits, ".", "_", "+", "~", ":" or "-"`);
+  }
   assertTransition(host.State, 'running');
   const list = new StepList(host);
   list.apply('updated state to running', (h) => {
@@ -146,7 +157,10 @@ export function markFreshSteps(host: Host): Step[] {
 
 export function setMetadataSteps(host: Host, metadata: string[]): Step[] {
   const bad = metadata.find((m) => !/^[^=\s]+=.*$/.test(m));
-  if (bad !== undefined) throw new HostChangeError(`invalid metadata ${JSON.stringify(bad)}: expected key=value`);
+  if (bad !== undefined) throw new HostChangeError(`invalid metadata ${JSON.stringify(bad.slice(0, 70))}: expected key=value`);
+  if (metadata.length > 64) throw new HostChangeError(`too much metadata: ${metadata.length} entries, at most 64`);
+  const odd = metadata.find((m) => m.length > TEXT_LIMIT || CONTROL.test(m));
+  if (odd !== undefined) throw new HostChangeError(`invalid metadata ${JSON.stringify(odd.slice(0, 70))}: at most ${TEXT_LIMIT} characters, no control characters`);
   const list = new StepList(host);
   list.apply('updated host metadata', (h) => {
     h.FleetMetadata = [...metadata];
@@ -155,6 +169,9 @@ export function setMetadataSteps(host: Host, metadata: string[]): Step[] {
 }
 
 export function setProviderIdSteps(host: Host, providerId: string): Step[] {
+  if (providerId.length > TEXT_LIMIT || CONTROL.test(providerId)) {
+    throw new HostChangeError(`invalid provider id ${JSON.stringify(providerId.slice(0, 70))}: at most ${TEXT_LIMIT} characters, no control characters`);
+  }
   const list = new StepList(host);
   list.apply('updated host provider id', (h) => {
     h.ProviderId = providerId;
@@ -190,12 +207,14 @@ export function setEtcdTokenSteps(host: Host, token: string): Step[] {
 }
 
 const OVERRIDE_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Names that mean something to JavaScript objects, never template variables. */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 export function overrideSteps(host: Host, overrides: Record<string, OverrideValue>): Step[] {
   const keys = Object.keys(overrides).sort();
   if (keys.length === 0) throw new HostChangeError('nothing to override');
-  const bad = keys.find((k) => !OVERRIDE_KEY.test(k));
-  if (bad !== undefined) throw new HostChangeError(`invalid override key ${JSON.stringify(bad.slice(0, 70))}: use letters, digits and "_"`);
+  const bad = keys.find((k) => !OVERRIDE_KEY.test(k) || RESERVED_KEYS.has(k));
+  if (bad !== undefined) throw new HostChangeError(`invalid override key ${JSON.stringify(bad.slice(0, 70))}: use letters, digits and "_" (not __proto__, constructor, prototype)`);
   const list = new StepList(host);
   list.apply(`updated host overrides: ${keys.join(', ')}`, (h) => {
     h.Overrides = { ...(h.Overrides ?? {}), ...structuredClone(overrides) };

@@ -32,6 +32,7 @@ export function parseHostData(raw: unknown): HostData {
   if (typeof o.Serial !== 'string' || o.Serial.trim() === '') throw new HostDataError('no serial ? :/');
   const netDevs = o.NetDevs ?? [];
   if (!Array.isArray(netDevs)) throw new HostDataError('NetDevs must be a list of {Name, MacAddress}');
+  if (netDevs.length > 64) throw new HostDataError(`NetDevs: ${netDevs.length} interfaces, at most 64`);
   const devs = netDevs.map((d: unknown, i) => {
     const dev = d as Partial<NetDev> | null;
     if (typeof dev !== 'object' || dev === null || typeof dev.Name !== 'string' || typeof dev.MacAddress !== 'string') {

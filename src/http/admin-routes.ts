@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { decodeHost, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
 import type { MayuService } from '../service/mayu-service.ts';
+import { requireAdmin, requireReporter, type AccessPolicy } from './auth.ts';
 import { readBody, readJsonObject } from './body.ts';
 import { HttpError } from './errors.ts';
 
@@ -14,26 +15,27 @@ function accepted(ctx: Context): void {
   ctx.body = '';
 }
 
-export function adminRoutes(service: MayuService): Router {
+export function adminRoutes(service: MayuService, policy: AccessPolicy): Router {
   const router = new Router({ prefix: '/admin' });
+  const admin = requireAdmin(policy);
 
-  router.get('/hosts', async (ctx) => {
+  router.get('/hosts', admin, async (ctx) => {
     ctx.body = (await service.list()).map(hostToJsonObject);
   });
 
-  router.get('/host/:serial', async (ctx) => {
+  router.get('/host/:serial', admin, async (ctx) => {
     const host = await service.get(ctx.params.serial!);
     if (!host) throw new HttpError(404, `host ${ctx.params.serial} not found`);
     ctx.body = hostToJsonObject(host);
   });
 
-  router.get('/host/:serial/history', async (ctx) => {
+  router.get('/host/:serial/history', admin, async (ctx) => {
     ctx.body = await service.history(ctx.params.serial!);
   });
 
   /** PUT route whose body is a Host; `apply` gets the decoded host and the raw object. */
   const put = (route: string, apply: (serial: string, body: Host, raw: Record<string, unknown>) => Promise<unknown>) => {
-    router.put(`/host/:serial/${route}`, async (ctx) => {
+    router.put(`/host/:serial/${route}`, admin, async (ctx) => {
       const raw = await readJsonObject(ctx, route);
       let body: Host;
       try {
@@ -46,18 +48,19 @@ export function adminRoutes(service: MayuService): Router {
     });
   };
 
-  /** PUT route with no body (installer reports). */
-  const putEmpty = (route: string, apply: (serial: string) => Promise<unknown>) => {
-    router.put(`/host/:serial/${route}`, async (ctx) => {
+  /** PUT route with no body. */
+  const putEmpty = (route: string, auth: typeof admin, apply: (serial: string) => Promise<unknown>) => {
+    router.put(`/host/:serial/${route}`, auth, async (ctx) => {
       await readBody(ctx);
       await apply(ctx.params.serial!);
       accepted(ctx);
     });
   };
 
-  putEmpty('set_installed', (s) => service.setInstalled(s));
-  putEmpty('mark_fresh', (s) => service.markFresh(s));
-  router.put('/host/:serial/boot_complete', async (ctx) => {
+  // The two machine reports: the host's report token or the admin token (auth.ts).
+  putEmpty('set_installed', requireReporter(policy, 'set_installed'), (s) => service.setInstalled(s));
+  putEmpty('mark_fresh', admin, (s) => service.markFresh(s));
+  router.put('/host/:serial/boot_complete', requireReporter(policy, 'boot_complete'), async (ctx) => {
     // The installed OS may send no body at all; an empty one means "no versions to report".
     const text = (await readBody(ctx)).trim();
     let reported: Host;

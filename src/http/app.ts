@@ -2,12 +2,14 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import type { MayuService } from '../service/mayu-service.ts';
 import { adminRoutes } from './admin-routes.ts';
-import { statusFor } from './errors.ts';
+import type { AccessPolicy } from './auth.ts';
+import { HttpError, statusFor } from './errors.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
 
 export interface AppDeps extends MachineRouteDeps {
   service: MayuService;
   logger: Logger;
+  access: AccessPolicy;
 }
 
 /** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
@@ -24,6 +26,7 @@ export function createApp(deps: AppDeps): Koa {
       const status = statusFor(err);
       const message = err instanceof Error ? err.message : String(err);
       ctx.status = status ?? 500;
+      if (err instanceof HttpError) ctx.set(err.headers);
       ctx.type = 'text/plain; charset=utf-8';
       ctx.body = status ? message : `internal error: ${message}`;
       if (!status) logger.error({ err, method: ctx.method, url: ctx.url }, 'request failed');
@@ -33,7 +36,7 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
-  for (const router of [machineRoutes(deps), adminRoutes(deps.service)]) {
+  for (const router of [machineRoutes(deps), adminRoutes(deps.service, deps.access)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

@@ -8,7 +8,7 @@ import { UnknownHostError } from '../service/mayu-service.ts';
 
 /** An error whose message is meant for the client as the plain-text body. */
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly headers: Readonly<Record<string, string>> = {}) {
     super(message);
   }
 }

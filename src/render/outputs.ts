@@ -38,9 +38,27 @@ class RenderCache {
 }
 
 /** Binds the renderer to this server's config and URL: host in, whole document out. */
-export function createOutputs(deps: { renderer: Renderer; config: MayuConfig; mayuUrl: string; version: string; useIgnition: boolean }): Outputs {
+export interface OutputDeps {
+  renderer: Renderer;
+  config: MayuConfig;
+  mayuUrl: string;
+  version: string;
+  useIgnition: boolean;
+  reportTokenOf: (host: Host) => string;
+  tlsUrl?: string;
+  caPem?: string;
+}
+
+export function createOutputs(deps: OutputDeps): Outputs {
   const { renderer, config } = deps;
-  const opts: ViewOptions = { mayuUrl: deps.mayuUrl, mayuVersion: deps.version, useIgnition: deps.useIgnition };
+  const opts: ViewOptions = {
+    mayuUrl: deps.mayuUrl,
+    mayuVersion: deps.version,
+    useIgnition: deps.useIgnition,
+    reportTokenOf: deps.reportTokenOf,
+    tlsUrl: deps.tlsUrl,
+    caPem: deps.caPem,
+  };
   const view = (host?: Host) => buildView(host, config, opts);
   const cached = { firstStage: new RenderCache(), cloudConfig: new RenderCache(), ignition: new RenderCache() };
   let ipxeScript: string | undefined;

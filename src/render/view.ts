@@ -16,6 +16,12 @@ export interface ViewOptions {
   installDisk?: string;
   /** etcd discovery base; the host's token is appended by the templates. Default <mayuUrl>/etcd (0.11's proxy). */
   etcdDiscoveryUrl?: string;
+  /** The host's report token (README "Security"); without it report_token is "". */
+  reportTokenOf?: (host: Host) => string;
+  /** https base URL of the admin API's TLS port; "" or absent when there is none. */
+  tlsUrl?: string;
+  /** PEM of the CA machines should trust for tlsUrl; "" or absent when none. */
+  caPem?: string;
 }
 
 export interface HostView {
@@ -70,6 +76,12 @@ export interface SshKeyView {
 export interface TemplateView {
   mayu_url: string;
   mayu_version: string;
+  /** https URL of the TLS port ("" without TLS); machine routes stay on mayu_url (plain HTTP, for iPXE). */
+  mayu_tls_url: string;
+  /** CA for mayu_tls_url, PEM ("" when none): for templates that talk HTTPS to mayu. */
+  mayu_ca_pem: string;
+  /** Lowercase hex secret the machine sends as "Authorization: Bearer" with set_installed / boot_complete; "" without a host (and, from the server, for installed/running hosts). */
+  report_token: string;
   use_ignition: boolean;
   install_disk: string;
   etcd_discovery_url: string;
@@ -162,6 +174,9 @@ export function buildView(host: Host | undefined, config: MayuConfig, opts: View
   return {
     mayu_url: mayuUrl,
     mayu_version: opts.mayuVersion,
+    mayu_tls_url: (opts.tlsUrl ?? '').replace(/\/+$/, ''),
+    mayu_ca_pem: opts.caPem ?? '',
+    report_token: host && opts.reportTokenOf ? opts.reportTokenOf(host) : '',
     use_ignition: opts.useIgnition ?? config.use_ignition,
     install_disk: envDisk ?? opts.installDisk ?? '/dev/sda',
     etcd_discovery_url: (opts.etcdDiscoveryUrl ?? `${mayuUrl}/etcd`).replace(/\/+$/, ''),

@@ -34,6 +34,8 @@ export interface ServiceDeps {
   ipRange: IpRange;
   randomBytes: (n: number) => Uint8Array;
   now: () => Date;
+  /** Throws (a 400-class error) when a host must not be stored like this; only override asks. */
+  checkHost?: (host: Host) => void;
   /** Called after a change is durable (dnsmasq host lists, events). Must not throw. */
   onChange?: (event: HostChangeEvent) => void;
 }
@@ -47,6 +49,11 @@ export class MayuService {
   async list(): Promise<Host[]> {
     await this.deps.store.settled();
     return this.deps.store.all().sort((a, b) => ((a.Serial ?? '') < (b.Serial ?? '') ? -1 : 1));
+  }
+
+  /** A known host as applied so far (durable or about to be); no waiting. */
+  find(rawSerial: string): Host | undefined {
+    return this.deps.store.get(normalizeSerial(rawSerial));
   }
 
   /** A known host, after every change applied so far is durable. */
@@ -118,7 +125,12 @@ export class MayuService {
   }
 
   override(serial: string, overrides: Record<string, OverrideValue>) {
-    return this.change(serial, (h) => overrideSteps(h, overrides));
+    return this.change(serial, (h) => {
+      const steps = overrideSteps(h, overrides);
+      const after = steps.at(-1)?.host;
+      if (after) this.deps.checkHost?.(after);
+      return steps;
+    });
   }
 
   private creation(serial: string): Step[] {

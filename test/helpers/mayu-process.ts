@@ -10,6 +10,8 @@ export const FIXTURES = path.join(ROOT, 'test/fixtures');
 export interface MayuProcess {
   url: string;
   port: number;
+  /** https URL of the TLS port, when mayu was started with one. */
+  tlsUrl?: string;
   workDir: string;
   clusterDir: string;
   dnsmasqConf: string;
@@ -26,6 +28,8 @@ export interface StartOptions {
   templatesDir?: string;
   imagesDir?: string;
   args?: string[];
+  /** Extra environment variables for the mayu process (e.g. MAYU_ADMIN_TOKEN). */
+  env?: Record<string, string>;
 }
 
 export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
@@ -47,6 +51,7 @@ export function mayuServeArgs(o: { workDir: string; config?: string; clusterDir?
     '--tftproot', path.join(o.workDir, 'tftproot'),
     '--http-port', String(o.port ?? 0),
     '--http-bind-address', '127.0.0.1',
+    '--report-key-file', path.join(o.workDir, 'report-key'),
     ...(o.extra ?? []),
   ];
 }
@@ -62,17 +67,21 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
     imagesDir: opts.imagesDir,
     extra: [...(opts.templatesDir ? ['--templates-dir', opts.templatesDir] : []), ...(opts.args ?? [])],
   });
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
+  let tlsPort: number | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (entry.msg === 'mayu listening') resolve(entry.port as number);
+        if (entry.msg === 'mayu listening') {
+          tlsPort = entry.tlsPort as number | undefined;
+          resolve(entry.port as number);
+        }
       } catch {
         logs.push({ raw: line });
       }
@@ -83,6 +92,7 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    tlsUrl: tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`,
     workDir,
     clusterDir,
     dnsmasqConf,
@@ -100,8 +110,8 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
 }
 
 /** Runs `mayu serve` expecting it to refuse to start; returns its exit code and stderr. */
-export async function mayuFailsToStart(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+export async function mayuFailsToStart(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   proc.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise<number | null>((r) => proc.once('exit', r));

@@ -1,6 +1,7 @@
 // Argument parsing for mayuctl (yargs). Runs one command line and returns the exit code; the
 // entry (src/cli/mayuctl.ts) owns process.argv and process.exit.
 
+import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { MayuClient } from './client.ts';
 import {
@@ -15,29 +16,38 @@ connection failure).
 
 Compatibility with 0.11's mayuctl: 0.11 used https unless --no-tls was given. This mayu serves
 plain HTTP, so mayuctl uses http by default; --no-tls is still accepted (and changes nothing),
---tls selects https.`;
+--tls selects https; --ca-file trusts the given CA (and implies --tls).
+
+Authentication: --token or the environment variable MAYU_TOKEN sends "Authorization: Bearer
+<token>" (mayu's admin token). boot-complete sends, in this order, --token, REPORT_TOKEN from the
+env file, MAYU_TOKEN.`;
 
 interface GlobalArgs {
   host: string;
   port: number;
   tls: boolean;
+  token?: string;
+  caFile?: string;
   debug: boolean;
 }
 
-export async function runMayuctl(argv: readonly string[], output: Output): Promise<number> {
+/** `env` is the process environment (only MAYU_TOKEN is read). */
+export async function runMayuctl(argv: readonly string[], output: Output, env: Readonly<Record<string, string | undefined>> = {}): Promise<number> {
   let exitCode = 0;
 
   /** Wraps a command handler: builds the client, turns a thrown error into stderr + exit 1. */
   const run =
     <A extends GlobalArgs>(command: (ctx: CommandContext, args: A) => Promise<void> | void) =>
     async (args: A): Promise<void> => {
-      const client = new MayuClient({
-        host: args.host,
-        port: args.port,
-        tls: args.tls,
-        debug: args.debug ? (line) => output.err(line) : undefined,
-      });
       try {
+        const client = new MayuClient({
+          host: args.host,
+          port: args.port,
+          tls: args.tls || args.caFile !== undefined,
+          token: args.token ?? env['MAYU_TOKEN'],
+          ca: args.caFile === undefined ? undefined : readCa(args.caFile),
+          debug: args.debug ? (line) => output.err(line) : undefined,
+        });
         await command({ ...output, client }, args);
       } catch (err) {
         output.err(errorText(err, args.debug));
@@ -58,6 +68,8 @@ export async function runMayuctl(argv: readonly string[], output: Output): Promi
       default: false,
       describe: 'use https (default plain http; --no-tls, 0.11\'s flag, is accepted)',
     })
+    .option('token', { type: 'string', describe: 'bearer token for mayu (default: env MAYU_TOKEN)' })
+    .option('ca-file', { type: 'string', describe: 'PEM CA to trust for https (implies --tls)' })
     .option('debug', { alias: 'd', type: 'boolean', default: false, describe: 'print requests and answers on stderr' })
     .check((args) => {
       if (!Number.isInteger(args.port) || args.port < 1 || args.port > 65535) throw new Error(`invalid port: ${args.port}`);
@@ -109,7 +121,9 @@ export async function runMayuctl(argv: readonly string[], output: Output): Promi
           .option('update-versions', { type: 'boolean', default: false, describe: 'also report the installed software versions' })
           .option('env-file', { type: 'string', default: '/etc/mayu-env', describe: 'file with SERIAL and MAYU_VERSION' })
           .option('os-release', { type: 'string', default: '/etc/os-release', describe: 'file with VERSION_ID' }),
-      run((ctx, a) => bootCompleteCommand(ctx, { updateVersions: a.updateVersions, envFile: a.envFile, osRelease: a.osRelease })),
+      run((ctx, a) =>
+        bootCompleteCommand(ctx, { updateVersions: a.updateVersions, envFile: a.envFile, osRelease: a.osRelease, token: a.token, fallbackToken: env['MAYU_TOKEN'] }),
+      ),
     )
     .command('version', 'Show cli version.', (y) => y, run((ctx) => versionCommand(ctx)))
     .command(
@@ -138,4 +152,12 @@ export async function runMayuctl(argv: readonly string[], output: Output): Promi
     }
   });
   return exitCode;
+}
+
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read --ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }

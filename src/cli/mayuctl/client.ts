@@ -1,11 +1,18 @@
-// HTTP client for mayu's admin API (protocol section 2), using fetch. Every PUT body is
-// built by request-body.ts; this module only moves bytes and turns failures into errors.
+// HTTP client for mayu's admin API (protocol section 2), on node:http(s) because fetch cannot
+// be told which CA to trust. Every PUT body is built by request-body.ts; this module only moves
+// bytes and turns failures into errors.
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface ClientOptions {
   host: string;
   port: number;
   /** 0.11 defaulted to https; our server speaks plain HTTP, so https is opt-in. */
   tls: boolean;
+  /** Sent as "Authorization: Bearer <token>" (admin token, or a host's report token for boot-complete). */
+  token?: string;
+  /** PEM CA(s) to trust for https instead of the system ones. */
+  ca?: string;
   /** Receives one line per request / answer when --debug is on. */
   debug?: (line: string) => void;
   timeoutMs?: number;
@@ -53,9 +60,9 @@ export class MayuClient {
     return this.getJson(`/admin/host/${encodeURIComponent(serial)}/history`);
   }
 
-  /** PUT /admin/host/<serial>/<route> with a JSON body; mayu answers 202. */
-  async putHost(serial: string, route: string, body: string): Promise<void> {
-    await this.request('PUT', `/admin/host/${encodeURIComponent(serial)}/${route}`, body);
+  /** PUT /admin/host/<serial>/<route> with a JSON body; mayu answers 202. `token` replaces the client's. */
+  async putHost(serial: string, route: string, body: string, token?: string): Promise<void> {
+    await this.request('PUT', `/admin/host/${encodeURIComponent(serial)}/${route}`, body, token);
   }
 
   private async getJson(path: string): Promise<unknown> {
@@ -67,34 +74,51 @@ export class MayuClient {
     }
   }
 
-  private async request(method: 'GET' | 'PUT', path: string, body?: string): Promise<string> {
+  private async request(method: 'GET' | 'PUT', path: string, body?: string, token = this.options.token): Promise<string> {
     const url = `${this.base}${path}`;
     const debug = this.options.debug;
     debug?.(`> ${method} ${url}${body === undefined ? '' : ` ${body}`}`);
-    let response: Response;
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (token) headers['authorization'] = `Bearer ${token}`;
+    let answer: { status: number; text: string };
     try {
-      response = await fetch(url, {
-        method,
-        body,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
-      });
+      answer = await send(url, { method, headers, body, ca: this.options.ca, timeoutMs: this.options.timeoutMs ?? 30_000 });
     } catch (err) {
-      throw new ConnectionError(`cannot reach mayu at ${url}: ${describeFetchError(err)}`);
+      throw new ConnectionError(`cannot reach mayu at ${url}: ${describeError(err)}`);
     }
-    const text = await response.text();
-    debug?.(`< ${response.status} ${text.length} bytes`);
-    if (response.status > 399) throw new HttpStatusError(response.status, text.trim());
-    return text;
+    debug?.(`< ${answer.status} ${answer.text.length} bytes`);
+    if (answer.status > 399) throw new HttpStatusError(answer.status, answer.text.trim());
+    return answer.text;
   }
 }
 
-/** fetch hides the socket error in `cause`; the code (ECONNREFUSED, ...) is what helps. */
-function describeFetchError(err: unknown): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'timed out';
-  const cause = err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
-  if (cause && typeof cause.message === 'string' && cause.message !== '') return cause.message;
-  if (cause && typeof cause.code === 'string') return cause.code;
-  return err instanceof Error ? err.message : String(err);
+interface SendOptions {
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  ca?: string;
+  timeoutMs: number;
+}
+
+/** One request, the whole answer as text; rejects on socket, TLS and timeout errors. */
+function send(url: string, o: SendOptions): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const options = { method: o.method, headers: o.headers, timeout: o.timeoutMs, ...(o.ca ? { ca: o.ca } : {}) };
+    const onResponse = (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    };
+    const req = url.startsWith('https:') ? httpsRequest(url, options, onResponse) : httpRequest(url, options, onResponse);
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+/** The socket or TLS error's own text ("connect ECONNREFUSED 127.0.0.1:4080", "self-signed certificate"). */
+function describeError(err: unknown): string {
+  return err instanceof Error ? err.message || String((err as NodeJS.ErrnoException).code) : String(err);
 }

@@ -80,6 +80,10 @@ export interface BootCompleteArgs {
   updateVersions: boolean;
   envFile: string;
   osRelease: string;
+  /** --token: wins over REPORT_TOKEN of the env file. */
+  token?: string;
+  /** MAYU_TOKEN: used when neither --token nor REPORT_TOKEN is there. */
+  fallbackToken?: string;
 }
 
 async function readEnv(path: string, required: boolean): Promise<Record<string, string>> {
@@ -98,7 +102,8 @@ export async function bootCompleteCommand(ctx: CommandContext, args: BootComplet
   // os-release only matters for the CoreOS version; a missing one must not block the report.
   const osRelease = args.updateVersions ? await readEnv(args.osRelease, false) : {};
   const { route, body } = bootCompleteRequest(mayuEnv, osRelease, args.updateVersions);
-  await ctx.client.putHost(serial, route, body);
+  const token = args.token ?? (mayuEnv['REPORT_TOKEN'] || undefined) ?? args.fallbackToken;
+  await ctx.client.putHost(serial, route, body, token);
 }
 
 export function versionCommand(output: Output): void {
