@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startServer } from '../src/server.ts';
 import { git } from './helpers/git.ts';
-import { FIXTURES, hostData, ROOT, tempDir } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, reportTokenIn, ROOT, tempDir } from './helpers/mayu-process.ts';
 
 // In-process server with fixed randomness and clock, so conf.json can be compared byte for byte.
 
@@ -34,8 +34,10 @@ describe('conf.json after the full protocol walk', () => {
       const serial = '004B27ED-692E-B32E-1F68-D89AFF66C71B';
       await fetch(`${server.url}/first-stage-script/${serial}`);
       await fetch(`${server.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify({ ...hostData(serial, '00:16:3E:A0:B7:DF'), IPMIAddress: '10.0.9.5' }) });
-      await fetch(`${server.url}/admin/host/${serial}/set_installed`, { method: 'PUT' });
-      await fetch(`${server.url}/admin/host/${serial}/boot_complete`, { method: 'PUT', body: '{"CoreOSVersion":"1010.5.0","MayuVersion":"0.11.1","State":"unknown"}' });
+      const token = reportTokenIn(await (await fetch(`${server.url}/first-stage-script/${serial}`)).text());
+      const headers = { authorization: `Bearer ${token}` };
+      assert.equal((await fetch(`${server.url}/admin/host/${serial}/set_installed`, { method: 'PUT', headers })).status, 202);
+      assert.equal((await fetch(`${server.url}/admin/host/${serial}/boot_complete`, { method: 'PUT', headers, body: '{"CoreOSVersion":"1010.5.0","MayuVersion":"0.11.1","State":"unknown"}' })).status, 202);
       const lower = serial.toLowerCase();
       const expected = await readFile(path.join(FIXTURES, 'walk-conf.json'), 'utf8');
       assert.equal(git(path.join(dir, 'clusters'), 'show', `HEAD:${lower}/conf.json`), expected);

@@ -8,7 +8,7 @@ import { bootCompleteSteps, HostChangeError, overrideSteps, setMetadataSteps, se
 import { HostDataError, parseHostData } from '../src/core/host-data.ts';
 import { InvalidSerialError, normalizeSerial } from '../src/core/serial.ts';
 import { gitCommitCount } from './helpers/git.ts';
-import { hostData, macFor, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+import { hostData, macFor, reportAuth, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
 import { sampleHost } from './fixtures/render/sample.ts';
 
 // Bad input: a clear 4xx naming the problem, and nothing written.
@@ -81,7 +81,7 @@ describe('bad input over HTTP: 4xx with a message, nothing written', () => {
   before(async () => {
     mayu = await startMayu();
     await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData('v-1', macFor(1))) });
-    await fetch(`${mayu.url}/admin/host/v-1/set_installed`, { method: 'PUT' });
+    assert.equal((await fetch(`${mayu.url}/admin/host/v-1/set_installed`, { method: 'PUT', headers: await reportAuth(mayu, 'v-1') })).status, 202);
   });
   after(() => mayu.stop());
 
@@ -113,7 +113,9 @@ describe('bad input over HTTP: 4xx with a message, nothing written', () => {
     it(`${c.name} → ${c.status}`, async () => {
       const commits = gitCommitCount(mayu.clusterDir);
       const files = await confJsons();
-      const res = await fetch(`${mayu.url}${c.path}`, { method: c.method, body: c.body });
+      // Reports come from the machine itself, with its report token.
+      const headers = c.path.endsWith('/boot_complete') ? await reportAuth(mayu, 'v-1') : {};
+      const res = await fetch(`${mayu.url}${c.path}`, { method: c.method, body: c.body, headers });
       assert.equal(res.status, c.status);
       assert.match(await res.text(), c.text);
       assert.equal(gitCommitCount(mayu.clusterDir), commits);

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
-import { hostData, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+import { hostData, startMayu, type MayuProcess, reportAuth } from './helpers/mayu-process.ts';
 
 // The whole 0.11 protocol against the real server process, checked with the native git.
 
@@ -15,8 +15,9 @@ describe('protocol walk of one new machine', () => {
   after(() => mayu.stop());
 
   const serial = 'walk-001';
-  const put = (route: string, body?: unknown) =>
-    fetch(`${mayu.url}/admin/host/${serial}/${route}`, { method: 'PUT', body: body === undefined ? undefined : JSON.stringify(body) });
+  /** A machine's report, with the report token mayu rendered for it. */
+  const put = async (route: string, body?: unknown) =>
+    fetch(`${mayu.url}/admin/host/${serial}/${route}`, { method: 'PUT', headers: await reportAuth(mayu, serial), body: body === undefined ? undefined : JSON.stringify(body) });
 
   it('goes configured → installing → installed → running in exactly the 10 commits of protocol section 6', async () => {
     const root = await fetch(`${mayu.url}/`);

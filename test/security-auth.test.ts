@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { gitCommitCount } from './helpers/git.ts';
-import { FIXTURES, hostData, macFor, mayuFailsToStart, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, macFor, mayuFailsToStart, reportTokenIn, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Admin token and report tokens against the real mayu process (README "Security").
 
@@ -13,13 +13,12 @@ const ADMIN = 'adm1n-T0ken-for-the-tests-0123456789';
 const run = promisify(execFile);
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-const reportTokenIn = (script: string) => /^REPORT_TOKEN='([0-9a-f]{64})'$/m.exec(script)![1]!;
 
 async function register(m: MayuProcess, serial: string, i: number): Promise<string> {
   const script = await (await fetch(`${m.url}/first-stage-script/${serial}`)).text();
   const res = await fetch(`${m.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData(serial, macFor(i))) });
   assert.equal(res.status, 200);
-  return reportTokenIn(script);
+  return reportTokenIn(script)!;
 }
 
 const put = (m: MayuProcess, serial: string, route: string, headers: Record<string, string> = {}, body?: string) =>
@@ -158,14 +157,19 @@ describe('admin token', () => {
 });
 
 describe('open mode and --insecure-reports', () => {
-  it('without a token: a start-up warning, and everything answers as in 0.11', async () => {
+  it('without an admin token: a start-up warning, the admin API answers as in 0.11, reports still need their token', async () => {
     const mayu = await startMayu();
     try {
       const warning = mayu.logs.find((l) => /no admin token configured: the admin API is open/.test(String(l.msg)));
       assert.equal(warning?.level, 40);
-      await register(mayu, 'open-1', 1);
+      const token = await register(mayu, 'open-1', 1);
       assert.equal((await fetch(`${mayu.url}/admin/hosts`)).status, 200);
-      assert.equal((await put(mayu, 'open-1', 'set_installed')).status, 202);
+      const count = gitCommitCount(mayu.clusterDir);
+      const refused = await put(mayu, 'open-1', 'set_installed');
+      assert.equal(refused.status, 403);
+      assert.match(await refused.text(), /--insecure-reports accepts 0\.11 machines/);
+      assert.equal(gitCommitCount(mayu.clusterDir), count, 'a refused report writes nothing');
+      assert.equal((await put(mayu, 'open-1', 'set_installed', bearer(token))).status, 202);
     } finally {
       await mayu.stop();
     }

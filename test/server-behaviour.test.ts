@@ -3,7 +3,7 @@ import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
-import { FIXTURES, hostData, macFor, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, macFor, reportAuth, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 const post = (m: MayuProcess, serial: string, i: number) =>
   fetch(`${m.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData(serial, macFor(i))) });
@@ -49,12 +49,13 @@ describe('bad input writes nothing', () => {
   });
   after(() => mayu.stop());
 
-  const cases: { name: string; method: string; path: string; body?: string; status: number; text: RegExp }[] = [
-    { name: 'setter on an unknown serial', method: 'PUT', path: '/admin/host/nobody/set_installed', status: 400, text: /^host doesn't exist$/ },
+  const cases: { name: string; method: string; path: string; body?: string; status: number; text: RegExp; asMachine?: string }[] = [
+    { name: 'setter on an unknown serial', method: 'PUT', path: '/admin/host/nobody/set_provider_id', body: '{"ProviderId":"x"}', status: 400, text: /^host doesn't exist$/ },
+    { name: 'report of an unknown serial', method: 'PUT', path: '/admin/host/nobody/set_installed', status: 403, text: /report token does not belong to host "nobody"/, asMachine: 'known' },
     { name: 'metadata setter on an unknown serial', method: 'PUT', path: '/admin/host/nobody/set_metadata', body: '{"FleetMetadata":["a=b"]}', status: 400, text: /^host doesn't exist$/ },
     { name: 'malformed JSON', method: 'PUT', path: '/admin/host/known/set_metadata', body: '{"FleetMetadata":', status: 400, text: /^unable to parse json data in set_metadata request$/ },
     { name: 'JSON of the wrong type', method: 'PUT', path: '/admin/host/known/set_cabinet', body: '{"Cabinet":"x"}', status: 400, text: /set_cabinet request: field Cabinet/ },
-    { name: 'illegal transition', method: 'PUT', path: '/admin/host/known/set_installed', status: 400, text: /^illegal state transition from 'unknown' to 'installed'$/ },
+    { name: 'illegal transition', method: 'PUT', path: '/admin/host/known/set_installed', status: 400, text: /^illegal state transition from 'unknown' to 'installed'$/, asMachine: 'known' },
     { name: 'set_state without State', method: 'PUT', path: '/admin/host/known/set_state', body: '{}', status: 400, text: /State must be one of/ },
     { name: 'empty override', method: 'PUT', path: '/admin/host/known/override', body: '{"Overrides":{}}', status: 400, text: /^nothing to override$/ },
     { name: 'final config without serial', method: 'POST', path: '/final-cloud-config.yaml', body: '{"NetDevs":[]}', status: 400, text: /^no serial \? :\/$/ },
@@ -69,7 +70,8 @@ describe('bad input writes nothing', () => {
   for (const c of cases) {
     it(`${c.name} → ${c.status}`, async () => {
       const count = gitCommitCount(mayu.clusterDir);
-      const res = await fetch(`${mayu.url}${c.path}`, { method: c.method, body: c.body });
+      const headers = c.asMachine ? await reportAuth(mayu, c.asMachine) : {};
+      const res = await fetch(`${mayu.url}${c.path}`, { method: c.method, body: c.body, headers });
       assert.equal(res.status, c.status);
       assert.match(await res.text(), c.text);
       assert.equal(gitCommitCount(mayu.clusterDir), count);
@@ -110,7 +112,7 @@ describe('templates and restart', () => {
     const first = await startMayu({ workDir });
     await post(first, 'r-1', 1);
     await fetch(`${first.url}/first-stage-script/r-2`);
-    await fetch(`${first.url}/admin/host/r-1/set_installed`, { method: 'PUT' });
+    assert.equal((await fetch(`${first.url}/admin/host/r-1/set_installed`, { method: 'PUT', headers: await reportAuth(first, 'r-1') })).status, 202);
     const before = await list(first);
     const commits = gitCommitCount(first.clusterDir);
     await first.stop();
@@ -147,7 +149,7 @@ describe('generated dnsmasq.conf', () => {
     const mayu = await startMayu();
     try {
       await post(mayu, 'd-1', 7);
-      await fetch(`${mayu.url}/admin/host/d-1/set_installed`, { method: 'PUT' });
+      assert.equal((await fetch(`${mayu.url}/admin/host/d-1/set_installed`, { method: 'PUT', headers: await reportAuth(mayu, 'd-1') })).status, 202);
       await waitFor(async () => (await readFile(mayu.dnsmasqConf, 'utf8')).includes(macFor(7)));
       const conf = await readFile(mayu.dnsmasqConf, 'utf8');
       assert.match(conf, /^interface=mayutest0$/m);

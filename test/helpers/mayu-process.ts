@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { reportToken } from '../../src/core/tokens.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
@@ -130,4 +131,19 @@ export function hostData(serial: string, mac: string, nic = 'ens3') {
 
 export function macFor(i: number): string {
   return `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+}
+
+/** The report token a machine finds in its rendered first-stage script. */
+export const reportTokenIn = (script: string): string | undefined => /^REPORT_TOKEN='([0-9a-f]{64})'$/m.exec(script)?.[1];
+
+/**
+ * The Authorization header a machine sends on set_installed / boot_complete: its report token,
+ * derived as mayu does from the key in the server's work dir and the host's MachineID.
+ */
+export async function reportAuth(m: { url: string; workDir: string }, serial: string): Promise<Record<string, string>> {
+  const key = Buffer.from((await readFile(path.join(m.workDir, 'report-key'), 'utf8')).trim(), 'hex');
+  const res = await fetch(`${m.url}/admin/host/${serial}`);
+  if (!res.ok) throw new Error(`reportAuth: GET /admin/host/${serial}: ${res.status}`);
+  const host = (await res.json()) as { MachineID?: string };
+  return { authorization: `Bearer ${reportToken(key, serial, host.MachineID ?? '')}` };
 }

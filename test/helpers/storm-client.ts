@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { hostData, macFor } from './mayu-process.ts';
+import { hostData, macFor, reportTokenIn } from './mayu-process.ts';
 
 // Simulated machines for storms: each one walks the whole 0.11 boot protocol (section 1) over
 // loopback, retrying connection errors and 5xx, and logs every change the server acknowledged.
@@ -135,9 +135,11 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   const acks: Ack[] = [];
   let successes = 0;
 
-  const send = (method: string, url: string, body?: string): Promise<Reply> =>
+  const send = (method: string, url: string, body?: string, auth?: string): Promise<Reply> =>
     new Promise((resolve, reject) => {
-      const req = http.request(url, { method, agent, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const headers: Record<string, string | number> = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+      if (auth) headers.authorization = auth;
+      const req = http.request(url, { method, agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -149,7 +151,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     });
 
   /** One protocol request, retried until it answers `expect` (or a non-retryable status). */
-  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string): Promise<Reply> => {
+  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string): Promise<Reply> => {
     for (let attempt = 1; ; attempt++) {
       const stop = opts.stopReason?.();
       if (stop) throw new Error(`${method} ${pathName}: stopped: ${stop}`);
@@ -161,7 +163,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       let reply: Reply | undefined;
       let cause: string;
       try {
-        reply = await send(method, url, body);
+        reply = await send(method, url, body, auth);
         cause = `HTTP ${reply.status}`;
       } catch (err) {
         cause = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
@@ -192,9 +194,10 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     const ms = opts.pace?.afterMs[route];
     if (ms) await sleep(ms * (0.5 + Math.random()));
   };
-  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string) => {
-    await call(route, serial, method, pathName, expect, body);
+  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string) => {
+    const reply = await call(route, serial, method, pathName, expect, body, auth);
     await pause(route);
+    return reply;
   };
 
   const machine = async (i: number): Promise<void> => {
@@ -202,11 +205,13 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     try {
       if (opts.pace) await sleep(Math.random() * opts.pace.rampMs);
       await step('ipxebootscript', serial, 'GET', '/ipxebootscript', 200);
-      await step('first-stage-script', serial, 'GET', `/first-stage-script/${serial}`, 200);
+      // Reports carry the report token mayu rendered into this machine's first-stage script.
+      const script = await step('first-stage-script', serial, 'GET', `/first-stage-script/${serial}`, 200);
+      const auth = `Bearer ${reportTokenIn(script.body)}`;
       await step('final-cloud-config', serial, 'POST', '/final-cloud-config.yaml', 200, JSON.stringify(hostData(serial, macFor(i))));
       await step('install-image-head', serial, 'HEAD', `/images/${serial}/install_image.bin.bz2`, 200);
-      await step('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202);
-      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY));
+      await step('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202, undefined, auth);
+      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY), auth);
     } catch (err) {
       failures.set(serial, (err as Error).message);
     }
