@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig } from './config/load.ts';
 import { createApp } from './http/app.ts';
-import { DnsmasqConfWriter } from './pxe/dnsmasq-conf-writer.ts';
+import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
 import { createOutputs } from './render/outputs.ts';
 import { loadTemplates } from './render/renderer.ts';
 import { MayuService } from './service/mayu-service.ts';
@@ -24,8 +24,11 @@ export interface ServerOptions {
   snippetsDir: string;
   imagesDir: string;
   tftpRoot: string;
-  /** Where the generated dnsmasq.conf goes (only with network.pxe). */
-  dnsmasqConf: string;
+  /**
+   * Run dnsmasq for DHCP + TFTP when config network.pxe is true. Absent (--no-dnsmasq): mayu
+   * serves HTTP only and writes no dnsmasq files, for sites with their own DHCP.
+   */
+  dnsmasq?: DnsmasqOptions;
   httpPort: number;
   httpBindAddress: string;
   useGit: boolean;
@@ -44,6 +47,9 @@ export interface RunningServer {
   port: number;
   store: HostStore;
   config: LoadedConfig;
+  /** The supervised dnsmasq, when one runs. */
+  dnsmasq?: RunningDnsmasq;
+  /** Stops serving, stops dnsmasq (waits until it is gone), closes the store. */
   close(): Promise<void>;
 }
 
@@ -65,10 +71,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
 
-  const dnsmasq = config.network.pxe
-    ? new DnsmasqConfWriter({ file: opts.dnsmasqConf, renderer, config, tftpRoot: opts.tftpRoot, store, logger, version: opts.version })
-    : undefined;
-
+  let dnsmasq: RunningDnsmasq | undefined;
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
@@ -77,7 +80,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     now: opts.now ?? (() => new Date()),
     onChange: (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages }, 'host changed');
-      if (e.from !== e.to) dnsmasq?.schedule();
+      // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
+      dnsmasq?.hostsChanged();
     },
   });
 
@@ -97,7 +101,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     logger,
   });
   server.on('request', app.callback());
-  await dnsmasq?.write(port);
+  if (config.network.pxe && opts.dnsmasq) {
+    try {
+      dnsmasq = await startDnsmasq({ ...opts.dnsmasq, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
+    } catch (err) {
+      server.close();
+      await store.close();
+      throw err;
+    }
+    dnsmasq.hostsChanged(); // changes made while dnsmasq started
+  } else if (config.network.pxe) {
+    logger.info('network.pxe is true but dnsmasq is not run (--no-dnsmasq): DHCP and TFTP are up to this site');
+  }
   logger.info({ port, address: opts.httpBindAddress, mayuUrl, version: opts.version }, 'mayu listening');
 
   return {
@@ -105,11 +120,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port,
     store,
     config: loaded,
+    dnsmasq,
     async close() {
       server.close();
       server.closeAllConnections();
-      await store.close();
       await dnsmasq?.close();
+      await store.close();
     },
   };
 }
