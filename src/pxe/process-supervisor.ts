@@ -152,6 +152,7 @@ export class ProcessSupervisor {
       const timer = setTimeout(() => void fail(`was not ready after ${timeoutMs} ms`), timeoutMs);
 
       const onLine = (line: string) => {
+        if (!line.trim()) return; // dnsmasq starts its fatal errors with an empty line
         logger.info({ pid: child.pid }, line);
         if (settled) return;
         kept.push(line);
