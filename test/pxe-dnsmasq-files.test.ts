@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Host } from '../src/core/host.ts';
 import { renderDhcpHostsfile } from '../src/pxe/dhcp-hostsfile.ts';
 import { renderDnsmasqConf } from '../src/pxe/dnsmasq-conf.ts';
+import { missingBootFiles } from '../src/pxe/dnsmasq.ts';
 import { dnsmasqArgs, dnsmasqFiles } from '../src/pxe/dnsmasq-files.ts';
 import { HostsfileWriter } from '../src/pxe/hostsfile-writer.ts';
 import { loadTemplates } from '../src/render/renderer.ts';
 import { captureLogger } from './helpers/log-capture.ts';
-import { sampleConfig, sampleHost, TEMPLATE_DIRS } from './fixtures/render/sample.ts';
+import { ROOT, sampleConfig, sampleHost, TEMPLATE_DIRS } from './fixtures/render/sample.ts';
 
 // What mayu writes for dnsmasq: the hostsfile (pure rendering, coalesced rewrites) and the main
 // conf, which Debian's dnsmasq must accept with mayu's command line (`dnsmasq --test`, no root).
@@ -115,5 +116,30 @@ describe('dnsmasq main conf', () => {
     for (const a of ['--keep-in-foreground', '--log-facility=-', `--conf-file=${files.conf}`, `--dhcp-hostsfile=${files.hostsfile}`, `--dhcp-leasefile=${files.leases}`, `--pid-file=${files.pid}`]) {
       assert.ok(args.includes(a), a);
     }
+  });
+});
+
+describe('npm run build:tftproot', () => {
+  const script = path.join(ROOT, 'scripts/build-tftproot.sh');
+
+  it('copies the iPXE boot files once and leaves equal files alone; mayu then misses none', async () => {
+    const dest = path.join(tmp, 'tftproot');
+    assert.deepEqual(await missingBootFiles(dest), ['undionly.kpxe', 'snponly.efi']);
+    const first = spawnSync('bash', [script, dest], { encoding: 'utf8' });
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stdout, /undionly\.kpxe copied/);
+    const mtime = (await stat(path.join(dest, 'snponly.efi'))).mtimeMs;
+    const second = spawnSync('bash', [script, dest], { encoding: 'utf8' });
+    assert.equal(second.status, 0, second.stderr);
+    assert.match(second.stdout, /snponly\.efi is up to date/);
+    assert.equal((await stat(path.join(dest, 'snponly.efi'))).mtimeMs, mtime);
+    assert.deepEqual(await readFile(path.join(dest, 'undionly.kpxe')), await readFile('/usr/lib/ipxe/undionly.kpxe'));
+    assert.deepEqual(await missingBootFiles(dest), []);
+  });
+
+  it('fails clearly when Debian\'s ipxe package is missing', () => {
+    const r = spawnSync('bash', [script, path.join(tmp, 'never')], { encoding: 'utf8', env: { ...process.env, IPXE_DIR: path.join(tmp, 'no-ipxe') } });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /undionly\.kpxe is missing: install Debian's ipxe package/);
   });
 });
