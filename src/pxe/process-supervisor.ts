@@ -14,7 +14,7 @@ export interface BackoffPolicy {
   stableMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 30_000, stableMs: 30_000 };
+export const DEFAULT_BACKOFF: Readonly<BackoffPolicy> = Object.freeze({ initialMs: 250, maxMs: 30_000, stableMs: 30_000 });
 
 /** initialMs doubled per failure in a row, capped at maxMs. */
 export function restartDelay(failuresInARow: number, policy: BackoffPolicy): number {
