@@ -147,7 +147,7 @@ describe('--no-dnsmasq (the site has its own DHCP)', () => {
     const mayu = await startMayu();
     try {
       await post(mayu, 'd-1', 7);
-      assert.equal((await fetch(`${mayu.url}/admin/host/d-1/set_installed`, { method: 'PUT' })).status, 202);
+      assert.equal((await fetch(`${mayu.url}/admin/host/d-1/set_state`, { method: 'PUT', body: '{"State":"installed"}' })).status, 202);
       assert.ok(mayu.logs.some((l) => String(l.msg).includes('dnsmasq is not run')));
       await assert.rejects(readdir(mayu.runDir), { code: 'ENOENT' });
     } finally {
