@@ -4,10 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: native git checks the cluster repo; ignition-validate checks rendered Ignition.
+# Debian packages: native git checks the cluster repo; ignition-validate checks rendered Ignition;
+# mayu runs dnsmasq (dnsmasq-base, not dnsmasq: that one adds a system service) in a network
+# namespace (iproute2) with busybox's udhcpc as client; ipxe gives the TFTP boot files.
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v ignition-validate >/dev/null || missing+=(ignition)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+command -v busybox >/dev/null || missing+=(busybox-static)
+command -v ip >/dev/null || missing+=(iproute2)
+[ -f /usr/lib/ipxe/undionly.kpxe ] && [ -f /usr/lib/ipxe/snponly.efi ] || missing+=(ipxe)
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq

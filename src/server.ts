@@ -13,7 +13,7 @@ import type { Host } from './core/host.ts';
 import { reportToken } from './core/tokens.ts';
 import { createApp } from './http/app.ts';
 import type { AccessPolicy } from './http/auth.ts';
-import { DnsmasqConfWriter } from './pxe/dnsmasq-conf-writer.ts';
+import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
 import { createOutputs } from './render/outputs.ts';
 import { loadTemplates, RenderError } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
@@ -30,8 +30,11 @@ export interface ServerOptions {
   snippetsDir: string;
   imagesDir: string;
   tftpRoot: string;
-  /** Where the generated dnsmasq.conf goes (only with network.pxe). */
-  dnsmasqConf: string;
+  /**
+   * Run dnsmasq for DHCP + TFTP when config network.pxe is true. Absent (--no-dnsmasq): mayu
+   * serves HTTP only and writes no dnsmasq files, for sites with their own DHCP.
+   */
+  dnsmasq?: DnsmasqOptions;
   httpPort: number;
   httpBindAddress: string;
   useGit: boolean;
@@ -55,6 +58,9 @@ export interface RunningServer {
   tlsPort?: number;
   store: HostStore;
   config: LoadedConfig;
+  /** The supervised dnsmasq, when one runs. */
+  dnsmasq?: RunningDnsmasq;
+  /** Stops serving, stops dnsmasq (waits until it is gone), closes the store. */
   close(): Promise<void>;
 }
 
@@ -86,10 +92,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
 
-  const dnsmasq = config.network.pxe
-    ? new DnsmasqConfWriter({ file: opts.dnsmasqConf, renderer, config, tftpRoot: opts.tftpRoot, store, logger, version: opts.version })
-    : undefined;
-
   // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
   const listen = async (server: Server, port: number) => {
     server.listen(port, opts.httpBindAddress);
@@ -112,6 +114,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     renderer, config, mayuUrl, version: opts.version, useIgnition,
     reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem,
   });
+  let dnsmasq: RunningDnsmasq | undefined;
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
@@ -131,7 +134,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
     onChange: (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages }, 'host changed');
-      if (e.from !== e.to) dnsmasq?.schedule();
+      // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
+      dnsmasq?.hostsChanged();
     },
   });
 
@@ -151,7 +155,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
   server.on('request', appFor(tlsServer === undefined).callback());
   tlsServer?.on('request', appFor(true).callback());
-  await dnsmasq?.write(port);
+  if (config.network.pxe && opts.dnsmasq) {
+    try {
+      dnsmasq = await startDnsmasq({ ...opts.dnsmasq, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
+    } catch (err) {
+      for (const s of [server, tlsServer]) s?.close();
+      await store.close();
+      throw err;
+    }
+    dnsmasq.hostsChanged(); // changes made while dnsmasq started
+  } else if (config.network.pxe) {
+    logger.info('network.pxe is true but dnsmasq is not run (--no-dnsmasq): DHCP and TFTP are up to this site');
+  }
   logger.info({
     port, address: opts.httpBindAddress, mayuUrl, tlsPort, adminToken: security.adminToken !== undefined, version: opts.version,
   }, 'mayu listening');
@@ -164,13 +179,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     tlsPort,
     store,
     config: loaded,
+    dnsmasq,
     async close() {
       for (const s of [server, tlsServer]) {
         s?.close();
         s?.closeAllConnections();
       }
-      await store.close();
       await dnsmasq?.close();
+      await store.close();
     },
   };
 }

@@ -20,7 +20,6 @@ describe('conf.json after the full protocol walk', () => {
       snippetsDir: path.join(ROOT, 'template_snippets'),
       imagesDir: path.join(dir, 'images'),
       tftpRoot: path.join(dir, 'tftproot'),
-      dnsmasqConf: path.join(dir, 'dnsmasq.conf'),
       httpPort: 0,
       httpBindAddress: '127.0.0.1',
       useGit: true,

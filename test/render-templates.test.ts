@@ -174,35 +174,34 @@ describe('Ignition', () => {
 });
 
 describe('dnsmasq.conf', () => {
-  const extra = { installed_macs: ['00:16:3e:a0:b7:df', '52:54:00:00:01:01'], tftp_root: '/var/lib/mayu/tftproot', http_port: 4081 };
+  const extra = { ignore_installed_macs: false, tftp_root: '/var/lib/mayu/tftproot', http_port: 4081 };
 
-  it('has the 0.11 options, the speed options and one dhcp-mac per installed MAC', () => {
+  it('has the 0.11 options, the speed options and BIOS + UEFI boot files', () => {
     const lines = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra }).split('\n');
     for (const line of [
       'port=0', 'interface=br0', 'listen-address=10.0.3.251', 'bind-interfaces', 'except-interface=lo', 'dhcp-authoritative', 'no-ping',
       'dhcp-option=option:router,10.0.3.1', 'dhcp-option=option:dns-server,8.8.8.8,1.1.1.1',
-      'dhcp-range=10.0.3.10,10.0.3.30,1m', 'enable-tftp', 'tftp-root=/var/lib/mayu/tftproot',
+      'dhcp-range=10.0.3.10,10.0.3.30,2m', 'enable-tftp', 'tftp-root=/var/lib/mayu/tftproot',
       'dhcp-match=set:ipxe,175', 'dhcp-match=set:efi64,option:client-arch,7', 'dhcp-match=set:efi64,option:client-arch,9',
       'dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,10.0.3.251', 'dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,10.0.3.251',
       'dhcp-boot=tag:ipxe,http://10.0.3.251:4081/ipxebootscript',
       'enable-ra', 'dhcp-range=::,constructor:br0,ra-only', 'dhcp-option=tag:ipxe,encap:175,176,1b',
-      'dhcp-mac=set:installed,00:16:3e:a0:b7:df', 'dhcp-mac=set:installed,52:54:00:00:01:01', 'dhcp-ignore=tag:installed',
     ]) {
       assert.ok(lines.includes(line), `missing line ${line}`);
     }
-    assert.equal(lines.filter((l) => l.startsWith('dhcp-mac=')).length, 2);
+    assert.ok(!lines.some((l) => l.startsWith('dhcp-mac=') || l.startsWith('dhcp-host=')), 'per-host lines belong in the hostsfile');
   });
 
-  it('leaves out the PXE part when network.pxe is false', () => {
-    const text = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig({ network: { pxe: false } }), VIEW_OPTS), ...extra });
-    for (const absent of ['enable-tftp', 'dhcp-boot=', 'dhcp-range=', 'enable-ra']) assert.ok(!text.includes(absent), absent);
-    assert.match(text, /^dhcp-mac=set:installed,00:16:3e:a0:b7:df$/m);
+  it('ignores hosts tagged installed only with network.ignore_installed_macs', () => {
+    const view = buildView(undefined, sampleConfig(), VIEW_OPTS);
+    assert.doesNotMatch(renderer.dnsmasqConf({ ...view, ...extra }), /dhcp-ignore/);
+    assert.match(renderer.dnsmasqConf({ ...view, ...extra, ignore_installed_macs: true }), /^dhcp-ignore=tag:installed$/m);
   });
 
-  it('refuses a MAC that would add a line, naming the tag', () => {
+  it('refuses a value that would add a line, naming the tag', () => {
     const err = (() => {
       try {
-        renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra, installed_macs: ['00:11:22:33:44:55\ndhcp-range=1.2.3.4'] });
+        renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra, tftp_root: '/srv/tftp\ndhcp-range=1.2.3.4' });
       } catch (e) {
         return e;
       }
@@ -210,7 +209,7 @@ describe('dnsmasq.conf', () => {
     })();
     assert.ok(err instanceof RenderError);
     assert.equal(err.template, 'dnsmasq_template.conf');
-    assert.equal(err.tag, '{{.}}');
+    assert.equal(err.tag, '{{tftp_root}}');
   });
 });
 

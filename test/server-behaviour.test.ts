@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
@@ -144,19 +144,14 @@ describe('templates and restart', () => {
   });
 });
 
-describe('generated dnsmasq.conf', () => {
-  it('ignores the MACs of installed hosts and lists them again after a reinstall request', async () => {
+describe('--no-dnsmasq (the site has its own DHCP)', () => {
+  it('serves with network.pxe true but runs no dnsmasq and writes no dnsmasq file', async () => {
     const mayu = await startMayu();
     try {
       await post(mayu, 'd-1', 7);
-      assert.equal((await fetch(`${mayu.url}/admin/host/d-1/set_installed`, { method: 'PUT', headers: await reportAuth(mayu, 'd-1') })).status, 202);
-      await waitFor(async () => (await readFile(mayu.dnsmasqConf, 'utf8')).includes(macFor(7)));
-      const conf = await readFile(mayu.dnsmasqConf, 'utf8');
-      assert.match(conf, /^interface=mayutest0$/m);
-      assert.match(conf, /^port=0$/m);
-      assert.match(conf, /dhcp-ignore=tag:installed/);
-      await fetch(`${mayu.url}/admin/host/d-1/set_state`, { method: 'PUT', body: '{"State":"configured"}' });
-      await waitFor(async () => !(await readFile(mayu.dnsmasqConf, 'utf8')).includes(macFor(7)));
+      assert.equal((await fetch(`${mayu.url}/admin/host/d-1/set_state`, { method: 'PUT', body: '{"State":"installed"}' })).status, 202);
+      assert.ok(mayu.logs.some((l) => String(l.msg).includes('dnsmasq is not run')));
+      await assert.rejects(readdir(mayu.runDir), { code: 'ENOENT' });
     } finally {
       await mayu.stop();
     }
@@ -180,11 +175,3 @@ describe('configuration errors stop mayu at start', () => {
     assert.match(r2.stderr, /p\/x\.yaml: quantity: /);
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -29,7 +29,8 @@ await yargs(hideBin(process.argv))
       .option('template-snippets', { type: 'string', default: inRoot('template_snippets') })
       .option('images-cache-dir', { type: 'string', default: inRoot('images'), describe: 'installer kernel/initrd and <version>/install_image.bin.bz2' })
       .option('tftproot', { type: 'string', default: inRoot('tftproot') })
-      .option('dnsmasq-conf', { type: 'string', default: inRoot('run/dnsmasq.conf'), describe: 'where the generated dnsmasq.conf is written (network.pxe: true)' })
+      .option('dnsmasq', { type: 'string', default: 'dnsmasq', describe: 'dnsmasq binary mayu runs for DHCP + TFTP when network.pxe is true (--no-dnsmasq: run none, the site has its own DHCP)' })
+      .option('run-dir', { type: 'string', default: inRoot('run'), describe: 'folder for dnsmasq\'s generated conf, hostsfile, lease file and pid file' })
       .option('http-port', { type: 'number', default: 4080 })
       .option('http-bind-address', { type: 'string', default: '0.0.0.0' })
       .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
@@ -53,7 +54,8 @@ await yargs(hideBin(process.argv))
           snippetsDir: path.resolve(argv['template-snippets']),
           imagesDir: path.resolve(argv['images-cache-dir']),
           tftpRoot: path.resolve(argv.tftproot),
-          dnsmasqConf: path.resolve(argv['dnsmasq-conf']),
+          // yargs turns --no-dnsmasq into false even for a string option.
+          dnsmasq: (argv.dnsmasq as string | false) === false ? undefined : { binary: argv.dnsmasq, runDir: path.resolve(argv['run-dir']) },
           httpPort: argv['http-port'],
           httpBindAddress: argv['http-bind-address'],
           useGit: argv.git,

@@ -39,6 +39,8 @@ export const networkSchema = z.looseObject({
   /** 0.11 hard-coded a /22; later mayu versions made it this key. */
   subnet_size: z.number().int().min(1).max(32).default(22),
   bond_interfaces: z.array(z.string()).default([]),
+  /** mayu 0.11: DHCP ignores installed/running hosts. Default: they get DHCP and iPXE sends them to their disk. */
+  ignore_installed_macs: z.boolean().default(false),
 });
 
 /** Additions to 0.11 (README "Security"); the matching flags of `mayu serve` win over these. */

@@ -30,8 +30,8 @@ const SNIPPET_DIRS = { cloudConfig: { dir: 'cloudconfig', ext: '.yaml' }, igniti
 const NETWORK_MODELS = ['singlenic', 'bond'] as const;
 
 export interface DnsmasqView extends TemplateView {
-  /** MACs of hosts in state installed/running: DHCP ignores them so they boot from disk. */
-  installed_macs: string[];
+  /** network.ignore_installed_macs: DHCP ignores hosts tagged `installed` in the hostsfile (mayu 0.11's behaviour). */
+  ignore_installed_macs: boolean;
   /** Absolute path dnsmasq serves undionly.kpxe / snponly.efi from. */
   tftp_root: string;
   /** Port of the plain-HTTP boot script URL. */

@@ -15,10 +15,13 @@ export interface MayuProcess {
   tlsUrl?: string;
   workDir: string;
   clusterDir: string;
-  dnsmasqConf: string;
+  /** dnsmasq's conf, hostsfile, lease and pid files (only written with `dnsmasq`). */
+  runDir: string;
   proc: ChildProcess;
   /** Every log line so far, parsed. */
   logs: Record<string, unknown>[];
+  /** The first log line (parsed) from now on, or already seen, that `match` accepts. */
+  waitForLog(match: (entry: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
   kill9(): Promise<void>;
 }
@@ -31,6 +34,12 @@ export interface StartOptions {
   args?: string[];
   /** Extra environment variables for the mayu process (e.g. MAYU_ADMIN_TOKEN). */
   env?: Record<string, string>;
+  /** dnsmasq binary to run (config network.pxe); default --no-dnsmasq. */
+  dnsmasq?: string;
+  /** Command prefix, e.g. ['ip', 'netns', 'exec', ns]: it must exec node (so proc.pid is mayu). */
+  wrap?: string[];
+  /** Default 127.0.0.1. */
+  bindAddress?: string;
 }
 
 export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
@@ -39,37 +48,46 @@ export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
 
 /**
  * node arguments for `mayu serve` on 127.0.0.1 with everything under `workDir` (clusters/,
- * images/, profiles/, tftproot/, dnsmasq.conf). Port 0 unless given.
+ * images/, profiles/, tftproot/, run/). Port 0 unless given. No dnsmasq unless `dnsmasq` names
+ * the binary: the fixture config has network.pxe true with an interface that does not exist.
  */
-export function mayuServeArgs(o: { workDir: string; config?: string; clusterDir?: string; imagesDir?: string; port?: number; extra?: string[] }): string[] {
+export function mayuServeArgs(o: {
+  workDir: string; config?: string; clusterDir?: string; imagesDir?: string; port?: number; extra?: string[]; dnsmasq?: string; bindAddress?: string;
+}): string[] {
   return [
     '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
     '--config', o.config ?? path.join(FIXTURES, 'config.yaml'),
     '--profiles-dir', path.join(o.workDir, 'profiles'),
     '--cluster-directory', o.clusterDir ?? path.join(o.workDir, 'clusters'),
-    '--dnsmasq-conf', path.join(o.workDir, 'dnsmasq.conf'),
+    '--run-dir', path.join(o.workDir, 'run'),
+    ...(o.dnsmasq ? ['--dnsmasq', o.dnsmasq] : ['--no-dnsmasq']),
     '--images-cache-dir', o.imagesDir ?? path.join(o.workDir, 'images'),
     '--tftproot', path.join(o.workDir, 'tftproot'),
     '--http-port', String(o.port ?? 0),
-    '--http-bind-address', '127.0.0.1',
+    '--http-bind-address', o.bindAddress ?? '127.0.0.1',
     '--report-key-file', path.join(o.workDir, 'report-key'),
     ...(o.extra ?? []),
   ];
 }
 
-/** The real `mayu serve` as a child process on 127.0.0.1, port 0; resolves once it listens. */
+/** The real `mayu serve` as a child process on 127.0.0.1 (or bindAddress), port 0; resolves once it listens. */
 export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
   const workDir = opts.workDir ?? (await tempDir());
   const clusterDir = path.join(workDir, 'clusters');
-  const dnsmasqConf = path.join(workDir, 'dnsmasq.conf');
+  const runDir = path.join(workDir, 'run');
+  const bindAddress = opts.bindAddress ?? '127.0.0.1';
   const args = mayuServeArgs({
     workDir,
     config: opts.config,
     imagesDir: opts.imagesDir,
+    dnsmasq: opts.dnsmasq,
+    bindAddress,
     extra: [...(opts.templatesDir ? ['--templates-dir', opts.templatesDir] : []), ...(opts.args ?? [])],
   });
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const [command, ...prefix] = [...(opts.wrap ?? []), process.execPath];
+  const proc = spawn(command!, [...prefix, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Record<string, unknown>[] = [];
+  const waiters = new Set<{ match: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }>();
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   let tlsPort: number | undefined;
@@ -79,6 +97,7 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
+        for (const w of waiters) if (w.match(entry)) (waiters.delete(w), w.resolve(entry));
         if (entry.msg === 'mayu listening') {
           tlsPort = entry.tlsPort as number | undefined;
           resolve(entry.port as number);
@@ -91,14 +110,23 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
   });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${bindAddress}:${port}`,
     port,
     tlsUrl: tlsPort === undefined ? undefined : `https://127.0.0.1:${tlsPort}`,
     workDir,
     clusterDir,
-    dnsmasqConf,
+    runDir,
     proc,
     logs,
+    waitForLog(match, timeoutMs = 10_000) {
+      const seen = logs.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const waiter = { match, resolve: (e: Record<string, unknown>) => (clearTimeout(timer), resolve(e)) };
+        const timer = setTimeout(() => (waiters.delete(waiter), reject(new Error(`no matching mayu log line in ${timeoutMs} ms`))), timeoutMs);
+        waiters.add(waiter);
+      });
+    },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
       await exited;
@@ -110,9 +138,15 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
   };
 }
 
-/** Runs `mayu serve` expecting it to refuse to start; returns its exit code and stderr. */
-export async function mayuFailsToStart(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+/**
+ * Runs `mayu serve` expecting it to refuse to start; returns its exit code and stderr. Runs no
+ * dnsmasq unless `args` name one with --dnsmasq; `wrap` as in StartOptions.
+ */
+export async function mayuFailsToStart(args: string[], env: Record<string, string> = {}, opts: { wrap?: string[] } = {}): Promise<{ code: number | null; stderr: string }> {
+  const dnsmasq = args.includes('--dnsmasq') ? [] : ['--no-dnsmasq'];
+  const [command, ...prefix] = [...(opts.wrap ?? []), process.execPath];
+  const mayuArgs = ['--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...dnsmasq, ...args];
+  const proc = spawn(command!, [...prefix, ...mayuArgs], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   proc.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise<number | null>((r) => proc.once('exit', r));
