@@ -83,6 +83,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // Listen first: the URLs rendered for machines carry the port really bound (port 0 in tests).
   const server = createServer();
+  // Answer clients that half-close after sending their request (busybox `nc`, which the
+  // installer and the test OS use for PUTs): Node otherwise drops the request on the client's
+  // FIN, and a slow answer (a git commit) is lost although the change was made.
+  (server as typeof server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.listen(opts.httpPort, opts.httpBindAddress);
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;

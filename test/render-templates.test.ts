@@ -62,6 +62,26 @@ describe('iPXE script', () => {
       'boot',
     ]);
   });
+  it('chain script: asks again with iPXE\'s serial, MAC and UUID in the query string', () => {
+    const U = VIEW_OPTS.mayuUrl;
+    assert.deepEqual(renderer.ipxeChainScript(buildView(undefined, sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
+      '#!ipxe',
+      `chain ${U}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid}`,
+    ]);
+  });
+  it('local boot script: one echo line naming the host, then exit; a hostile serial stays on its line', () => {
+    assert.deepEqual(renderer.ipxeLocalBoot(buildView(sampleHost({ State: 'running' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
+      '#!ipxe',
+      'echo mayu: 004b27ed-692e-b32e is running, booting from the local disk',
+      'exit',
+    ]);
+    for (const value of HOSTILE_VALUES) {
+      const lines = renderer.ipxeLocalBoot(buildView(sampleHost({ Serial: value, State: 'installed' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
+      assert.equal(lines.length, 3);
+      assert.equal(lines[2], 'exit');
+      assert.doesNotMatch(lines[1]!, /\$\{/);
+    }
+  });
   it('a hostile URL cannot add lines, arguments or ${} expansions', () => {
     const hostile = 'http://h:1/a b\nshell ${x}';
     const out = renderer.ipxeScript(buildView(undefined, sampleConfig(), { ...VIEW_OPTS, mayuUrl: hostile }));
@@ -175,7 +195,7 @@ describe('Ignition', () => {
 describe('dnsmasq.conf', () => {
   const extra = { installed_macs: ['00:16:3e:a0:b7:df', '52:54:00:00:01:01'], tftp_root: '/var/lib/mayu/tftproot', http_port: 4081 };
 
-  it('has the 0.11 options, the speed options and one dhcp-mac per installed MAC', () => {
+  it('has the 0.11 options and the speed options, and ignores no installed MAC', () => {
     const lines = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra }).split('\n');
     for (const line of [
       'port=0', 'interface=br0', 'listen-address=10.0.3.251', 'bind-interfaces', 'except-interface=lo', 'dhcp-authoritative', 'no-ping',
@@ -185,23 +205,23 @@ describe('dnsmasq.conf', () => {
       'dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,10.0.3.251', 'dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,10.0.3.251',
       'dhcp-boot=tag:ipxe,http://10.0.3.251:4081/ipxebootscript',
       'enable-ra', 'dhcp-range=::,constructor:br0,ra-only', 'dhcp-option=tag:ipxe,encap:175,176,1b',
-      'dhcp-mac=set:installed,00:16:3e:a0:b7:df', 'dhcp-mac=set:installed,52:54:00:00:01:01', 'dhcp-ignore=tag:installed',
     ]) {
       assert.ok(lines.includes(line), `missing line ${line}`);
     }
-    assert.equal(lines.filter((l) => l.startsWith('dhcp-mac=')).length, 2);
+    // Installed machines netboot and get the local-disk script (issue #14): DHCP must answer them.
+    assert.equal(lines.filter((l) => /^dhcp-(mac|ignore)=/.test(l)).length, 0);
   });
 
   it('leaves out the PXE part when network.pxe is false', () => {
     const text = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig({ network: { pxe: false } }), VIEW_OPTS), ...extra });
     for (const absent of ['enable-tftp', 'dhcp-boot=', 'dhcp-range=', 'enable-ra']) assert.ok(!text.includes(absent), absent);
-    assert.match(text, /^dhcp-mac=set:installed,00:16:3e:a0:b7:df$/m);
+    assert.match(text, /^interface=br0$/m);
   });
 
-  it('refuses a MAC that would add a line, naming the tag', () => {
+  it('refuses a value that would add a line, naming the tag', () => {
     const err = (() => {
       try {
-        renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra, installed_macs: ['00:11:22:33:44:55\ndhcp-range=1.2.3.4'] });
+        renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra, tftp_root: '/srv/tftp\ndhcp-range=1.2.3.4' });
       } catch (e) {
         return e;
       }
@@ -209,7 +229,7 @@ describe('dnsmasq.conf', () => {
     })();
     assert.ok(err instanceof RenderError);
     assert.equal(err.template, 'dnsmasq_template.conf');
-    assert.equal(err.tag, '{{.}}');
+    assert.equal(err.tag, '{{tftp_root}}');
   });
 });
 

@@ -143,18 +143,17 @@ describe('templates and restart', () => {
 });
 
 describe('generated dnsmasq.conf', () => {
-  it('ignores the MACs of installed hosts and lists them again after a reinstall request', async () => {
+  it('points iPXE at the fixed boot script URL and ignores no installed host (they boot from disk via iPXE)', async () => {
     const mayu = await startMayu();
     try {
       await post(mayu, 'd-1', 7);
       await fetch(`${mayu.url}/admin/host/d-1/set_installed`, { method: 'PUT' });
-      await waitFor(async () => (await readFile(mayu.dnsmasqConf, 'utf8')).includes(macFor(7)));
       const conf = await readFile(mayu.dnsmasqConf, 'utf8');
       assert.match(conf, /^interface=mayutest0$/m);
       assert.match(conf, /^port=0$/m);
-      assert.match(conf, /dhcp-ignore=tag:installed/);
-      await fetch(`${mayu.url}/admin/host/d-1/set_state`, { method: 'PUT', body: '{"State":"configured"}' });
-      await waitFor(async () => !(await readFile(mayu.dnsmasqConf, 'utf8')).includes(macFor(7)));
+      assert.match(conf, new RegExp(`^dhcp-boot=tag:ipxe,http://127\\.0\\.0\\.1:${mayu.port}/ipxebootscript$`, 'm'));
+      assert.doesNotMatch(conf, /^dhcp-(ignore|mac)=/m);
+      assert.ok(!conf.includes(macFor(7)));
     } finally {
       await mayu.stop();
     }
@@ -178,11 +177,3 @@ describe('configuration errors stop mayu at start', () => {
     assert.match(r2.stderr, /p\/x\.yaml: quantity: /);
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

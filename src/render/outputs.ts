@@ -5,7 +5,10 @@ import { buildView, type ViewOptions } from './view.ts';
 
 /** What the machine-facing routes serve; each throws RenderError and returns the whole text. */
 export interface Outputs {
+  /** The installer boot script (for every machine that is not installed). */
   ipxeScript(): string;
+  ipxeChainScript(): string;
+  ipxeLocalBoot(host: Host): string;
   firstStageScript(host: Host): string;
   cloudConfig(host: Host): string;
   ignition(host: Host): string;
@@ -18,6 +21,8 @@ export function createOutputs(deps: { renderer: Renderer; config: MayuConfig; ma
   const view = (host?: Host) => buildView(host, config, opts);
   return {
     ipxeScript: () => renderer.ipxeScript(view()),
+    ipxeChainScript: () => renderer.ipxeChainScript(view()),
+    ipxeLocalBoot: (host) => renderer.ipxeLocalBoot(view(host)),
     firstStageScript: (host) => renderer.firstStageScript(view(host)),
     cloudConfig: (host) => renderer.cloudConfig(view(host)),
     ignition: (host) => renderer.ignition(view(host)),
