@@ -5,12 +5,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: native git checks the cluster repo; ignition-validate checks rendered Ignition.
+# The VM test boots QEMU (TCG) with its iPXE ROMs and busybox nc for the port forward; the image
+# build (scripts/images) needs cpio, mkfs.vfat, mtools and bzip2, and apt's package lists for
+# `apt-get download` of the kernel, busybox-static and syslinux (never installed).
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v ignition-validate >/dev/null || missing+=(ignition)
-if ((${#missing[@]})); then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+[ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || missing+=(ipxe-qemu)
+command -v busybox >/dev/null || missing+=(busybox-static)
+command -v cpio >/dev/null || missing+=(cpio)
+command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v bzip2 >/dev/null || missing+=(bzip2)
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+if ((${#missing[@]})) || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   $sudo apt-get update -qq
+fi
+if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
