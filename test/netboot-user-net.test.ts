@@ -113,4 +113,28 @@ describe('netboot over QEMU user networking: install, then boot from disk', { ti
     assert.equal(consoleValue(boot, /mayu-test-os: config kind=cloud-config bytes=\d+ sha256=([0-9a-f]{64})/), sha, 'the OS read a different config');
     assert.equal(consoleValue(boot, /mayu-test-os: config kind=cloud-config bytes=(\d+)/), String(Buffer.byteLength(rendered)));
   });
+
+  it('a failing installer prints one ERROR line and powers off instead of rebooting; a placeholder serial falls back to the UUID', async () => {
+    // The installer kernel and initrd booted directly, without mayu= on the command line, and
+    // without -no-reboot: a reboot would netboot-loop until the timeout instead of exiting.
+    const uuid = '6d617975-0000-4000-8000-0000000000f1';
+    const vm = startVm({
+      name: 'VM failing installer',
+      consoleLog: path.join(workDir, 'console-failing-installer.log'),
+      netdev: 'user,id=n0,restrict=on',
+      mac: '52:54:00:4d:00:f1',
+      serial: 'To be filled by O.E.M.',
+      uuid: uuid.toUpperCase(),
+      noReboot: false,
+      extraArgs: ['-kernel', path.join(IMAGES_DIR, 'vmlinuz'), '-initrd', path.join(IMAGES_DIR, 'initrd.cpio.gz'), '-append', 'console=ttyS0,115200n8 panic=1 quiet'],
+    });
+    vms.push(vm);
+    const exit = await vm.waitForExit(RUN_TIMEOUT_MS);
+    assert.equal(exit.code, 0, vm.console().slice(-3000));
+    assert.equal(consoleValue(vm, /mayu-installer: serial (\S+)/), uuid);
+    const errors = vm.console().split('\n').filter((l) => l.startsWith('mayu-installer: ERROR'));
+    assert.deepEqual(errors, ['mayu-installer: ERROR: no mayu=<url> on the kernel command line']);
+    assert.match(vm.console(), /mayu-installer: powering off/);
+    assert.equal(vm.console().match(/mayu-installer: started/g)?.length, 1, 'the installer ran once: no reboot');
+  });
 });
