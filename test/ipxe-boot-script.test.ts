@@ -105,10 +105,14 @@ describe('GET /ipxebootscript against the real server', () => {
   });
 
   it('logs which answer each boot request got', async () => {
-    await bootScript('?serial=BOOT-1&mac=&uuid=');
-    const last = mayu.logs.filter((l) => l.msg === 'request' && String(l.url).startsWith('/ipxebootscript')).at(-1);
-    assert.equal(last?.boot, 'installer');
-    assert.equal(last?.host, 'boot-1');
+    const url = '/ipxebootscript?serial=BOOT-1&mac=&uuid=log-check';
+    await bootScript(url.slice('/ipxebootscript'.length));
+    // The log line reaches us through mayu's stdout, possibly after the answer: poll for it.
+    const deadline = Date.now() + 5000;
+    let line: Record<string, unknown> | undefined;
+    while (!(line = mayu.logs.find((l) => l.msg === 'request' && l.url === url)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(line?.boot, 'installer');
+    assert.equal(line?.host, 'boot-1');
   });
 });
 
