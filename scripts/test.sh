@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: native git checks the cluster repo; ignition-validate checks rendered Ignition;
 # mayu runs dnsmasq (dnsmasq-base, not dnsmasq: that one adds a system service) in a network
-# namespace (iproute2) with busybox's udhcpc as client; ipxe gives the TFTP boot files.
+# namespace (iproute2) with busybox's udhcpc as client; ipxe gives the TFTP boot files. The VM
+# tests boot QEMU (TCG) with its iPXE ROMs and busybox nc for the port forward; the image build
+# (scripts/images) needs cpio, mkfs.vfat, mtools and bzip2, and apt's package lists for
+# `apt-get download` of the kernel, busybox-static and syslinux (never installed).
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v ignition-validate >/dev/null || missing+=(ignition)
@@ -14,9 +17,17 @@ command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 command -v busybox >/dev/null || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
 [ -f /usr/lib/ipxe/undionly.kpxe ] && [ -f /usr/lib/ipxe/snponly.efi ] || missing+=(ipxe)
-if ((${#missing[@]})); then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+[ -e /usr/lib/ipxe/qemu/efi-virtio.rom ] || missing+=(ipxe-qemu)
+command -v cpio >/dev/null || missing+=(cpio)
+command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v bzip2 >/dev/null || missing+=(bzip2)
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+if ((${#missing[@]})) || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   $sudo apt-get update -qq
+fi
+if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 

@@ -98,9 +98,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await once(server, 'listening');
     return (server.address() as AddressInfo).port;
   };
+  // Answer clients that half-close after sending their request (busybox `nc`, which the
+  // installer and the test OS use for PUTs): Node otherwise drops the request on the client's
+  // FIN, and a slow answer (a git commit) is lost although the change was made.
   const server = createServer();
+  (server as typeof server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   const port = await listen(server, opts.httpPort);
   const tlsServer = security.tls ? createTlsServer({ cert: security.tls.cert, key: security.tls.key }) : undefined;
+  if (tlsServer) (tlsServer as typeof tlsServer & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   const tlsPort = tlsServer && (await listen(tlsServer, security.tls!.port));
   const tlsUrl = tlsPort === undefined ? undefined : `https://${config.network.bind_addr}:${tlsPort}`;
 

@@ -9,9 +9,13 @@ set -u
 # --- values rendered by mayu ---
 SERIAL='{{host.serial}}'
 MAYU_URL='{{mayu_url}}'
+MAYU_VERSION='{{mayu_version}}'
 INSTALL_DISK='{{install_disk}}'
 REPORT_TOKEN='{{report_token}}'
 CONFIG_KIND='{{#use_ignition}}ignition{{/use_ignition}}{{^use_ignition}}cloud-config{{/use_ignition}}'
+CONFIG_STORE='{{config_store}}'
+CONFIG_PARTITION='{{config_partition}}'
+CONFIG_PATH='{{config_path}}'
 # --- end of values ---
 
 HTTP_TIMEOUT=15     # seconds per API request (busybox wget -T segfaults: wrap with timeout)
@@ -24,36 +28,50 @@ fail() { echo "mayu-installer: ERROR: $*" >&2; exit 1; }
 
 if [ "$CONFIG_KIND" = ignition ]; then
   CONFIG_ROUTE=/final-ignition-config.json
-  CONFIG_PART=6                         # OEM partition: Ignition reads config.ign from it
-  CONFIG_FILE=/config.ign
 else
   CONFIG_ROUTE=/final-cloud-config.yaml
-  CONFIG_PART=9                         # ROOT partition: coreos-cloudinit's install user_data
-  CONFIG_FILE=/var/lib/coreos-install/user_data
 fi
 
-mkdir -p "$WORKDIR/mnt" || fail "cannot create $WORKDIR"
+rm -rf "$WORKDIR"
+mkdir -p "$WORKDIR/mnt" "$WORKDIR/store" || fail "cannot create $WORKDIR"
 
 # --- hardware data (HostData, protocol section 3) ---
 json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 
 netdevs=''
 for dev in /sys/class/net/*; do
-  [ -e "$dev/device" ] || continue      # only real NICs: lo, bridges and bonds have no device
+  [ -e "$dev/device" ] || continue      # only real NICs: lo, bridges, bonds and VLANs have no device
   mac=$(cat "$dev/address" 2>/dev/null) || continue
   [ -n "$netdevs" ] && netdevs="$netdevs,"
   netdevs="$netdevs{\"Name\":\"$(json_str "${dev##*/}")\",\"MacAddress\":\"$(json_str "$mac")\"}"
 done
 [ -n "$netdevs" ] || fail "no network interface with a device in /sys/class/net"
-connected_nic=$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null)
-[ -n "$connected_nic" ] || fail "no default route: cannot tell which NIC is connected"
-host_data="{\"Serial\":\"$(json_str "$SERIAL")\",\"NetDevs\":[$netdevs],\"IPMIAddress\":\"\",\"ConnectedNIC\":\"$(json_str "$connected_nic")\"}"
+
+# The connected NIC is the one that reaches mayu (else the one of the default route).
+mayu_host=${MAYU_URL#*://}
+mayu_host=${mayu_host%%/*}
+mayu_host=${mayu_host%:*}
+connected_nic=$(ip -4 route get "$mayu_host" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -n 1)
+[ -n "$connected_nic" ] || connected_nic=$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null)
+[ -n "$connected_nic" ] || fail "no route to $mayu_host and no default route: cannot tell which NIC is connected"
+
+# The BMC's address when ipmitool is there and the BMC has one; "" otherwise.
+ipmi_addr=''
+if command -v ipmitool >/dev/null 2>&1; then
+  ipmi_addr=$(timeout "$HTTP_TIMEOUT" ipmitool lan print 2>/dev/null | sed -n 's/^IP Address *: *\([0-9.]*\) *$/\1/p' | head -n 1)
+  case $ipmi_addr in
+    0.0.0.0 | *[!0-9.]* ) ipmi_addr='' ;;
+  esac
+fi
+
+host_data="{\"Serial\":\"$(json_str "$SERIAL")\",\"NetDevs\":[$netdevs],\"IPMIAddress\":\"$ipmi_addr\",\"ConnectedNIC\":\"$(json_str "$connected_nic")\"}"
 
 # --- final config ---
-say "reporting hardware to $MAYU_URL$CONFIG_ROUTE"
+say "reporting hardware to $MAYU_URL$CONFIG_ROUTE (connected NIC $connected_nic, IPMI ${ipmi_addr:-none})"
 timeout "$HTTP_TIMEOUT" wget -q -O "$WORKDIR/config" --header 'Content-Type: application/json' \
   --post-data "$host_data" "$MAYU_URL$CONFIG_ROUTE" || fail "POST $MAYU_URL$CONFIG_ROUTE failed: no $CONFIG_KIND for this machine"
 [ -s "$WORKDIR/config" ] || fail "mayu answered an empty $CONFIG_KIND"
+say "received $CONFIG_KIND: $(wc -c <"$WORKDIR/config") bytes, sha256 $(sha256sum "$WORKDIR/config" 2>/dev/null | cut -d ' ' -f 1)"
 
 # --- OS image ---
 image_url="$MAYU_URL/images/$SERIAL/install_image.bin.bz2"
@@ -63,44 +81,65 @@ rm -f "$WORKDIR/failed"
 # No pipefail in every sh: each stage records its own failure.
 { timeout "$IMAGE_TIMEOUT" wget -q -O - "$image_url" || echo "download of $image_url" >>"$WORKDIR/failed"; } |
   { bunzip2 -c || echo "bunzip2 (corrupt or truncated image)" >>"$WORKDIR/failed"; } |
-  { dd of="$INSTALL_DISK" bs=1M 2>/dev/null || echo "writing to $INSTALL_DISK" >>"$WORKDIR/failed"; }
+  { dd of="$INSTALL_DISK" bs=1M conv=fsync 2>/dev/null || echo "writing to $INSTALL_DISK" >>"$WORKDIR/failed"; }
 [ -e "$WORKDIR/failed" ] && fail "image not installed: $(head -n 1 "$WORKDIR/failed") failed"
 sync
 
 # --- config onto the new disk ---
 case $INSTALL_DISK in
-  *[0-9]) part="${INSTALL_DISK}p$CONFIG_PART" ;;  # /dev/nvme0n1 -> /dev/nvme0n1p6
-  *) part="$INSTALL_DISK$CONFIG_PART" ;;
+  *[0-9]) part="${INSTALL_DISK}p$CONFIG_PARTITION" ;;  # /dev/nvme0n1 -> /dev/nvme0n1p6
+  *) part="$INSTALL_DISK$CONFIG_PARTITION" ;;
 esac
 blockdev --rereadpt "$INSTALL_DISK" 2>/dev/null
 n=0
 while [ ! -b "$part" ] && [ "$n" -lt 10 ]; do sleep 1; n=$((n + 1)); done
 [ -b "$part" ] || fail "partition $part did not appear after writing the image"
-mount "$part" "$WORKDIR/mnt" || fail "cannot mount $part to write the $CONFIG_KIND"
-if ! { mkdir -p "$WORKDIR/mnt${CONFIG_FILE%/*}" && cp "$WORKDIR/config" "$WORKDIR/mnt$CONFIG_FILE"; }; then
-  umount "$WORKDIR/mnt"
-  fail "cannot write $CONFIG_FILE on $part"
-fi
-umount "$WORKDIR/mnt" || fail "cannot unmount $part"
+
+printf 'SERIAL=%s\nMAYU_VERSION=%s\nMAYU_URL=%s\nREPORT_TOKEN=%s\n' "$SERIAL" "$MAYU_VERSION" "$MAYU_URL" "$REPORT_TOKEN" >"$WORKDIR/store/mayu-env"
+cp "$WORKDIR/config" "$WORKDIR/store/config" || fail "cannot copy the $CONFIG_KIND in $WORKDIR"
+case $CONFIG_STORE in
+  tar)
+    # A plain tar archive written raw onto the partition: the installed OS reads it with tar.
+    tar -c -f "$WORKDIR/store.tar" -C "$WORKDIR/store" config mayu-env || fail "cannot pack the $CONFIG_KIND and mayu-env"
+    size=$(wc -c <"$WORKDIR/store.tar")
+    room=$(blockdev --getsize64 "$part" 2>/dev/null || echo 0)
+    [ "$size" -le "$room" ] || fail "config archive ($size bytes) does not fit partition $part ($room bytes)"
+    dd if="$WORKDIR/store.tar" of="$part" bs=512 conv=fsync 2>/dev/null || fail "cannot write the config archive to $part"
+    say "stored $CONFIG_KIND and mayu-env as a tar archive on $part"
+    ;;
+  file)
+    mount "$part" "$WORKDIR/mnt" || fail "cannot mount $part to write the $CONFIG_KIND"
+    if ! { mkdir -p "$WORKDIR/mnt${CONFIG_PATH%/*}" && cp "$WORKDIR/config" "$WORKDIR/mnt$CONFIG_PATH"; }; then
+      umount "$WORKDIR/mnt"
+      fail "cannot write $CONFIG_PATH on $part"
+    fi
+    umount "$WORKDIR/mnt" || fail "cannot unmount $part"
+    say "stored $CONFIG_KIND as $CONFIG_PATH on $part"
+    ;;
+  *) fail "unknown config_store '$CONFIG_STORE' (file or tar)" ;;
+esac
 sync
 
 # --- report and reboot ---
-# Prints the HTTP status of an empty-body PUT. busybox wget cannot PUT: without curl, speak HTTP/1.0 over nc.
+# Extra header lines of the reports to mayu, one printf each, e.g. an Authorization header.
+report_headers() {
+  printf 'Authorization: Bearer %s\r\n' "$REPORT_TOKEN"
+}
+
+# PUT with an empty body; prints the HTTP status. busybox wget cannot PUT: HTTP/1.0 over nc.
 http_put() {
-  if command -v curl >/dev/null 2>&1; then
-    timeout "$HTTP_TIMEOUT" curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $REPORT_TOKEN" --data-binary '' "$1"
-    return
-  fi
-  case $1 in http://*) ;; *) return ;; esac
+  case $1 in http://*) ;; *) echo "only http:// URLs can be reported to: $1" >&2; return 1 ;; esac
   rest=${1#http://}
   hostport=${rest%%/*}
   path=/${rest#*/}
   host=${hostport%:*}
   port=${hostport##*:}
   [ "$port" = "$hostport" ] && port=80
-  # busybox nc quits at the end of its input: keep it open so the answer (after a commit) arrives.
-  { printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n' "$path" "$hostport" "$REPORT_TOKEN"; sleep 2; } |
-    timeout "$HTTP_TIMEOUT" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
+  {
+    printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n' "$path" "$hostport"
+    report_headers
+    printf '\r\n'
+  } | timeout "$HTTP_TIMEOUT" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
 }
 
 installed_url="$MAYU_URL/admin/host/$SERIAL/set_installed"
@@ -115,6 +154,6 @@ while :; do
   attempt=$((attempt + 1))
   sleep 5
 done
-say "installed; rebooting"
+say "installed (mayu answered $status); rebooting"
 sync
 reboot -f

@@ -23,7 +23,10 @@ describe('protocol walk of one new machine', () => {
     const root = await fetch(`${mayu.url}/`);
     assert.equal(await root.text(), 'this is the iPXE server of mayu 0.12.0');
 
-    const ipxe = await fetch(`${mayu.url}/ipxebootscript`);
+    const chain = await fetch(`${mayu.url}/ipxebootscript`);
+    assert.equal(chain.status, 200);
+    assert.ok((await chain.text()).includes(`chain ${mayu.url}/ipxebootscript?serial=`), 'the fixed URL chains with the identity');
+    const ipxe = await fetch(`${mayu.url}/ipxebootscript?serial=${serial.toUpperCase()}&mac=52-54-00-aa-bb-01&uuid=`);
     assert.equal(ipxe.status, 200);
     const script = await ipxe.text();
     assert.match(script, /^#!ipxe\n/);

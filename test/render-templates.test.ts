@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -62,6 +63,26 @@ describe('iPXE script', () => {
       'boot',
     ]);
   });
+  it('chain script: asks again with iPXE\'s serial, MAC and UUID in the query string', () => {
+    const U = VIEW_OPTS.mayuUrl;
+    assert.deepEqual(renderer.ipxeChainScript(buildView(undefined, sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
+      '#!ipxe',
+      `chain ${U}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid}`,
+    ]);
+  });
+  it('local boot script: one echo line naming the host, then exit; a hostile serial stays on its line', () => {
+    assert.deepEqual(renderer.ipxeLocalBoot(buildView(sampleHost({ State: 'running' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
+      '#!ipxe',
+      'echo mayu: 004b27ed-692e-b32e is running, booting from the local disk',
+      'exit',
+    ]);
+    for (const value of HOSTILE_VALUES) {
+      const lines = renderer.ipxeLocalBoot(buildView(sampleHost({ Serial: value, State: 'installed' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
+      assert.equal(lines.length, 3);
+      assert.equal(lines[2], 'exit');
+      assert.doesNotMatch(lines[1]!, /\$\{/);
+    }
+  });
   it('a hostile URL cannot add lines, arguments or ${} expansions', () => {
     const hostile = 'http://h:1/a b\nshell ${x}';
     const out = renderer.ipxeScript(buildView(undefined, sampleConfig(), { ...VIEW_OPTS, mayuUrl: hostile }));
@@ -100,13 +121,73 @@ describe('first-stage script', () => {
     assert.ok(script.trimEnd().endsWith('\nreboot -f'));
   });
 
+  /**
+   * Runs the script's "report and reboot" part in sh with nc, timeout, sleep and reboot stubbed:
+   * nc records each request and answers the next status of `statuses`.
+   */
+  function runReportPart(script: string, statuses: string[], extraHeaders = ''): { code: number; output: string; requests: string[] } {
+    const dir = path.join(tmp, `report-${process.hrtime.bigint()}`);
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'statuses'), `${statuses.join('\n')}\n`);
+    writeFileSync(path.join(dir, 'count'), '0\n');
+    const constants = script.slice(script.indexOf('# --- end of values ---'), script.indexOf('say() {'));
+    const part = script.slice(script.indexOf('# --- report and reboot ---'));
+    const harness = [
+      valuesBlock(script),
+      constants,
+      'say() { echo "mayu-installer: $*"; }',
+      'fail() { echo "mayu-installer: ERROR: $*"; exit 1; }',
+      'timeout() { shift; "$@"; }',
+      'sleep() { :; }',
+      'reboot() { echo REBOOTED; }',
+      // nc runs in a subshell (pipeline inside $(...)): count requests in a file.
+      `nc() { n=$(($(cat '${dir}/count') + 1)); echo $n >'${dir}/count'; cat >"${dir}/request-$n"; status=$(sed -n "\${n}p" '${dir}/statuses'); [ -n "$status" ] && printf 'HTTP/1.1 %s X\\r\\n\\r\\n' "$status"; }`,
+      extraHeaders ? part.replace('report_headers() {\n  :\n}', `report_headers() {\n  ${extraHeaders}\n}`) : part,
+    ].join('\n');
+    const res = spawnSync('sh', ['-c', harness], { encoding: 'utf8', timeout: 20_000 });
+    const count = Number(readFileSync(path.join(dir, 'count'), 'utf8'));
+    const requests = Array.from({ length: count }, (_, i) => readFileSync(path.join(dir, `request-${i + 1}`), 'utf8'));
+    return { code: res.status ?? -1, output: res.stdout + res.stderr, requests };
+  }
+
+  it('set_installed: retried until a 2xx, and only then reboots', () => {
+    const script = renderer.firstStageScript(view('singlenic'));
+    const ok = runReportPart(script, ['500', '', '202']);
+    assert.equal(ok.code, 0, ok.output);
+    assert.equal(ok.requests.length, 3);
+    assert.equal(ok.requests[0], `PUT /admin/host/004b27ed-692e-b32e/set_installed HTTP/1.0\r\nHost: 10.0.3.251:4080\r\nContent-Length: 0\r\n\r\n`);
+    assert.match(ok.output, /answered 500, retrying[\s\S]*answered nothing, retrying[\s\S]*installed \(mayu answered 202\); rebooting\nREBOOTED\n$/);
+
+    const never = runReportPart(script, ['500', '503', '404', '500', '502', '202']);
+    assert.equal(never.code, 1);
+    assert.equal(never.requests.length, 5);
+    assert.doesNotMatch(never.output, /REBOOTED/);
+    assert.match(never.output, /mayu-installer: ERROR: PUT \S+\/set_installed failed 5 times \(last answer: 502\): not rebooting/);
+  });
+
+  it('report requests get extra header lines from one place (report_headers), before the blank line', () => {
+    const script = renderer.firstStageScript(view('singlenic'));
+    const r = runReportPart(script, ['202'], `printf 'Authorization: Bearer %s\\r\\n' t0ken`);
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.requests[0]!, /\r\nContent-Length: 0\r\nAuthorization: Bearer t0ken\r\n\r\n$/);
+  });
+
+  it('config placement: CoreOS places by default, the test OS tar partition from templates_env', () => {
+    const values = (script: string) =>
+      execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s|%s|%s' "$CONFIG_STORE" "$CONFIG_PARTITION" "$CONFIG_PATH"`], { encoding: 'utf8' });
+    assert.equal(values(renderer.firstStageScript(view('singlenic'))), 'file|9|/var/lib/coreos-install/user_data');
+    assert.equal(values(renderer.firstStageScript(buildView(sampleHost(), sampleConfig(), { ...VIEW_OPTS, useIgnition: true }))), 'file|6|/config.ign');
+    assert.equal(values(renderer.firstStageScript(view('singlenic', {}, { config_store: 'tar', config_partition: 2 }))), 'tar|2|/var/lib/coreos-install/user_data');
+  });
+
   for (const value of HOSTILE_VALUES) {
-    it(`a hostile serial and install disk come out byte-identical: ${JSON.stringify(value)}`, () => {
+    it(`a hostile serial, install disk and config path come out byte-identical: ${JSON.stringify(value)}`, () => {
       const disk = `/dev/${value}`;
-      const script = renderer.firstStageScript(view('singlenic', { Serial: value }, { install_disk: disk }));
+      const configPath = `/x/${value}`;
+      const script = renderer.firstStageScript(view('singlenic', { Serial: value }, { install_disk: disk, config_path: configPath }));
       execFileSync('sh', ['-n'], { input: script });
-      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s' "$SERIAL" "$INSTALL_DISK"`]);
-      assert.deepEqual(out, Buffer.from(`${value}\0${disk}`));
+      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s\\0%s' "$SERIAL" "$INSTALL_DISK" "$CONFIG_PATH"`]);
+      assert.deepEqual(out, Buffer.from(`${value}\0${disk}\0${configPath}`));
     });
   }
 });
@@ -176,7 +257,7 @@ describe('Ignition', () => {
 describe('dnsmasq.conf', () => {
   const extra = { ignore_installed_macs: false, tftp_root: '/var/lib/mayu/tftproot', http_port: 4081 };
 
-  it('has the 0.11 options, the speed options and BIOS + UEFI boot files', () => {
+  it('has the 0.11 options, the speed options and BIOS + UEFI boot files, and ignores no installed MAC', () => {
     const lines = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra }).split('\n');
     for (const line of [
       'port=0', 'interface=br0', 'listen-address=10.0.3.251', 'bind-interfaces', 'except-interface=lo', 'dhcp-authoritative', 'no-ping',
@@ -196,6 +277,12 @@ describe('dnsmasq.conf', () => {
     const view = buildView(undefined, sampleConfig(), VIEW_OPTS);
     assert.doesNotMatch(renderer.dnsmasqConf({ ...view, ...extra }), /dhcp-ignore/);
     assert.match(renderer.dnsmasqConf({ ...view, ...extra, ignore_installed_macs: true }), /^dhcp-ignore=tag:installed$/m);
+  });
+
+  it('leaves out the PXE part when network.pxe is false', () => {
+    const text = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig({ network: { pxe: false } }), VIEW_OPTS), ...extra });
+    for (const absent of ['enable-tftp', 'dhcp-boot=', 'dhcp-range=', 'enable-ra']) assert.ok(!text.includes(absent), absent);
+    assert.match(text, /^interface=br0$/m);
   });
 
   it('refuses a value that would add a line, naming the tag', () => {

@@ -53,6 +53,20 @@ describe('buildView', () => {
     assert.throws(() => buildView(sampleHost({ Overrides: { install_disk: 'sda' } }), config, VIEW_OPTS), RenderError);
   });
 
+  it('config placement: CoreOS places by kind, then templates_env, then host overrides (strings from mayuctl)', () => {
+    const place = (v: ReturnType<typeof buildView>) => [v.config_store, v.config_partition, v.config_path];
+    assert.deepEqual(place(buildView(sampleHost(), sampleConfig(), VIEW_OPTS)), ['file', 9, '/var/lib/coreos-install/user_data']);
+    assert.deepEqual(place(buildView(sampleHost(), sampleConfig(), { ...VIEW_OPTS, useIgnition: true })), ['file', 6, '/config.ign']);
+    const config = sampleConfig({ templates_env: { config_store: 'tar', config_partition: 2 } });
+    assert.deepEqual(place(buildView(sampleHost(), config, VIEW_OPTS)), ['tar', 2, '/var/lib/coreos-install/user_data']);
+    const overridden = sampleHost({ Overrides: { config_store: 'file', config_partition: '3', config_path: '/etc/config.yaml' } });
+    assert.deepEqual(place(buildView(overridden, config, VIEW_OPTS)), ['file', 3, '/etc/config.yaml']);
+    const bads: Record<string, string>[] = [{ config_store: 'ext4' }, { config_partition: '0' }, { config_partition: '2; reboot' }, { config_path: 'relative' }, { config_path: '/dir/' }];
+    for (const bad of bads) {
+      assert.throws(() => buildView(sampleHost({ Overrides: bad }), config, VIEW_OPTS), RenderError, JSON.stringify(bad));
+    }
+  });
+
   it('bond members: host bond interfaces, then config ones, then the host MACs, then en*', () => {
     const bond = { network_model: 'bond', bond_interfaces: ['eno1', 'eno2'] };
     const byConfig = buildView(sampleHost(), sampleConfig({ network: bond }), VIEW_OPTS).network;

@@ -32,7 +32,9 @@ export function createApp(deps: AppDeps): Koa {
       if (!status) logger.error({ err, method: ctx.method, url: ctx.url }, 'request failed');
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip }, 'request');
+      // Routes may add what they decided (e.g. the iPXE boot answer) to ctx.state.log.
+      const extra = (ctx.state as { log?: Record<string, unknown> }).log;
+      logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip, ...extra }, 'request');
     }
   });
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import Router, { type RouterMiddleware } from '@koa/router';
+import { bootsFromLocalDisk } from '../core/boot-identity.ts';
 import { parseHostData } from '../core/host-data.ts';
 import type { Host } from '../core/host.ts';
 import type { MayuService } from '../service/mayu-service.ts';
@@ -28,8 +29,23 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
     ctx.body = `this is the iPXE server of mayu ${deps.version}`;
   });
 
-  router.get('/ipxebootscript', (ctx) => {
-    Object.assign(ctx, text(outputs.ipxeScript()));
+  // Without a query string (the fixed URL dnsmasq hands out): a script that asks again with the
+  // machine's serial, MAC and UUID. With one: installed/running hosts boot their disk, every
+  // other machine gets the installer. See templates/ipxe_chain_script.ipxe.
+  router.get('/ipxebootscript', async (ctx) => {
+    if (ctx.querystring === '') {
+      ctx.state.log = { boot: 'chain' };
+      Object.assign(ctx, text(outputs.ipxeChainScript()));
+      return;
+    }
+    const param = (name: string) => {
+      const v = ctx.query[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const host = await service.findBootHost({ serial: param('serial'), mac: param('mac'), uuid: param('uuid') });
+    const localDisk = bootsFromLocalDisk(host);
+    ctx.state.log = { boot: localDisk ? 'local-disk' : 'installer', host: host?.Serial ?? null };
+    Object.assign(ctx, text(localDisk ? outputs.ipxeLocalBoot(host!) : outputs.ipxeScript()));
   });
 
   for (const name of ['vmlinuz', 'initrd.cpio.gz', 'hostinfo-helper']) {

@@ -5,7 +5,10 @@ import { buildView, type ViewOptions } from './view.ts';
 
 /** What the machine-facing routes serve; each throws RenderError and returns the whole text. */
 export interface Outputs {
+  /** The installer boot script (for every machine that is not installed). */
   ipxeScript(): string;
+  ipxeChainScript(): string;
+  ipxeLocalBoot(host: Host): string;
   firstStageScript(host: Host): string;
   cloudConfig(host: Host): string;
   ignition(host: Host): string;
@@ -60,11 +63,14 @@ export function createOutputs(deps: OutputDeps): Outputs {
     caPem: deps.caPem,
   };
   const view = (host?: Host) => buildView(host, config, opts);
-  const cached = { firstStage: new RenderCache(), cloudConfig: new RenderCache(), ignition: new RenderCache() };
+  const cached = { localBoot: new RenderCache(), firstStage: new RenderCache(), cloudConfig: new RenderCache(), ignition: new RenderCache() };
   let ipxeScript: string | undefined;
+  let ipxeChainScript: string | undefined;
   return {
     // The same for every machine: rendered on first use (a broken template is a 500, not a crash).
     ipxeScript: () => (ipxeScript ??= renderer.ipxeScript(view())),
+    ipxeChainScript: () => (ipxeChainScript ??= renderer.ipxeChainScript(view())),
+    ipxeLocalBoot: (host) => cached.localBoot.get(host, () => renderer.ipxeLocalBoot(view(host))),
     firstStageScript: (host) => cached.firstStage.get(host, () => renderer.firstStageScript(view(host))),
     cloudConfig: (host) => cached.cloudConfig.get(host, () => renderer.cloudConfig(view(host))),
     ignition: (host) => cached.ignition.get(host, () => renderer.ignition(view(host))),

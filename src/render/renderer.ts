@@ -13,6 +13,8 @@ export { RenderError } from './render-error.ts';
 /** Template files in templatesDir (mayu 0.11's names). */
 export const TEMPLATE_FILES = {
   ipxeScript: 'ipxe_boot_script.ipxe',
+  ipxeChainScript: 'ipxe_chain_script.ipxe',
+  ipxeLocalBoot: 'ipxe_local_boot.ipxe',
   firstStageScript: 'first_stage_script.sh',
   cloudConfig: 'last_stage_cloudconfig.yaml',
   ignition: 'last_stage_ignition.json',
@@ -25,7 +27,7 @@ type TemplateKey = keyof typeof TEMPLATE_FILES;
 //   cloud-config: every <snippetsDir>/cloudconfig/<name>.yaml
 //   Ignition:     every <snippetsDir>/ignition/<name>.json
 // and `network` is an alias for net_<network.network_model> (net_singlenic, net_bond), which
-// must exist in both folders. The iPXE script, first-stage script and dnsmasq.conf have no partials.
+// must exist in both folders. The iPXE scripts, first-stage script and dnsmasq.conf have no partials.
 const SNIPPET_DIRS = { cloudConfig: { dir: 'cloudconfig', ext: '.yaml' }, ignition: { dir: 'ignition', ext: '.json' } } as const;
 const NETWORK_MODELS = ['singlenic', 'bond'] as const;
 
@@ -39,7 +41,12 @@ export interface DnsmasqView extends TemplateView {
 }
 
 export interface Renderer {
+  /** The installer: kernel, initrd and first-stage URL. */
   ipxeScript(view: TemplateView): string;
+  /** Asks for the boot script again with the machine's identity in the query string. */
+  ipxeChainScript(view: TemplateView): string;
+  /** Leaves iPXE so the machine boots its local disk. */
+  ipxeLocalBoot(view: TemplateView): string;
   firstStageScript(view: TemplateView): string;
   /** Rendered, checked to be a YAML mapping starting with #cloud-config. */
   cloudConfig(view: TemplateView): string;
@@ -106,6 +113,14 @@ export async function loadTemplates(opts: TemplateDirs): Promise<Renderer> {
   return {
     ipxeScript(view) {
       return renderStrict(TEMPLATE_FILES.ipxeScript, source.ipxeScript, view, { escape: escapeIpxe });
+    },
+
+    ipxeChainScript(view) {
+      return renderStrict(TEMPLATE_FILES.ipxeChainScript, source.ipxeChainScript, view, { escape: escapeIpxe });
+    },
+
+    ipxeLocalBoot(view) {
+      return renderStrict(TEMPLATE_FILES.ipxeLocalBoot, source.ipxeLocalBoot, view, { escape: escapeIpxe });
     },
 
     firstStageScript(view) {

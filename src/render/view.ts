@@ -84,6 +84,18 @@ export interface TemplateView {
   report_token: string;
   use_ignition: boolean;
   install_disk: string;
+  /**
+   * Where the first-stage script stores the final config on install_disk after writing the image
+   * (env keys of the same names override each): `file` mounts partition config_partition and
+   * writes the config to config_path (CoreOS: the OEM partition's /config.ign, or ROOT's
+   * /var/lib/coreos-install/user_data); `tar` writes a tar archive holding `config` and
+   * `mayu-env` raw onto that partition (no filesystem or kernel module needed to read it: the
+   * test OS of scripts/images does).
+   */
+  config_store: ConfigStore;
+  config_partition: number;
+  /** Path inside the mounted partition (config_store `file` only). */
+  config_path: string;
   etcd_discovery_url: string;
   host: HostView;
   network: NetworkView;
@@ -92,6 +104,15 @@ export interface TemplateView {
   /** env.ssh_authorized_keys as list items. */
   ssh_keys: SshKeyView[];
 }
+
+export const CONFIG_STORES = ['file', 'tar'] as const;
+export type ConfigStore = (typeof CONFIG_STORES)[number];
+
+/** CoreOS's own places: Ignition reads the OEM partition (6), coreos-cloudinit ROOT's (9) user_data. */
+const COREOS_CONFIG_PLACES = {
+  ignition: { config_store: 'file', config_partition: 6, config_path: '/config.ign' },
+  cloudConfig: { config_store: 'file', config_partition: 9, config_path: '/var/lib/coreos-install/user_data' },
+} as const;
 
 /** env keys the shipped templates read, so a config without them still renders. */
 const ENV_DEFAULTS: Readonly<Record<string, unknown>> = { ssh_authorized_keys: [] };
@@ -107,6 +128,24 @@ function sshKeys(raw: unknown): SshKeyView[] {
     throw viewError('env.ssh_authorized_keys must be a list of strings (templates_env or a host override)');
   }
   return list.map((key, i) => ({ key, first: i === 0 }));
+}
+
+function configPlace(env: Record<string, unknown>, useIgnition: boolean): Pick<TemplateView, 'config_store' | 'config_partition' | 'config_path'> {
+  const defaults = useIgnition ? COREOS_CONFIG_PLACES.ignition : COREOS_CONFIG_PLACES.cloudConfig;
+  const store = env['config_store'] ?? defaults.config_store;
+  if (!CONFIG_STORES.includes(store as ConfigStore)) {
+    throw viewError(`env.config_store must be one of ${CONFIG_STORES.join(', ')} (templates_env or a host override)`);
+  }
+  // Overrides set with mayuctl arrive as strings.
+  const partition = env['config_partition'] ?? defaults.config_partition;
+  if (!/^[1-9][0-9]{0,2}$/.test(String(partition))) {
+    throw viewError('env.config_partition must be a partition number like 6 (templates_env or a host override)');
+  }
+  const configPath = env['config_path'] ?? defaults.config_path;
+  if (typeof configPath !== 'string' || !configPath.startsWith('/') || configPath.endsWith('/')) {
+    throw viewError('env.config_path must be an absolute file path like /config.ign (templates_env or a host override)');
+  }
+  return { config_store: store as ConfigStore, config_partition: Number(partition), config_path: configPath };
 }
 
 function hostView(host: Host | undefined, config: MayuConfig): HostView {
@@ -171,14 +210,16 @@ export function buildView(host: Host | undefined, config: MayuConfig, opts: View
   if (envDisk !== undefined && (typeof envDisk !== 'string' || !envDisk.startsWith('/dev/'))) {
     throw viewError('env.install_disk must be a device path like /dev/sda (templates_env or a host override)');
   }
+  const useIgnition = opts.useIgnition ?? config.use_ignition;
   return {
     mayu_url: mayuUrl,
     mayu_version: opts.mayuVersion,
     mayu_tls_url: (opts.tlsUrl ?? '').replace(/\/+$/, ''),
     mayu_ca_pem: opts.caPem ?? '',
     report_token: host && opts.reportTokenOf ? opts.reportTokenOf(host) : '',
-    use_ignition: opts.useIgnition ?? config.use_ignition,
+    use_ignition: useIgnition,
     install_disk: envDisk ?? opts.installDisk ?? '/dev/sda',
+    ...configPlace(env, useIgnition),
     etcd_discovery_url: (opts.etcdDiscoveryUrl ?? `${mayuUrl}/etcd`).replace(/\/+$/, ''),
     host: hostView(host, config),
     network: networkView(host, config),

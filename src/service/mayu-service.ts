@@ -2,6 +2,7 @@
 // core for the steps, and hands them to the store. Every method reads the current host and
 // applies its steps without awaiting in between, so concurrent requests never interleave.
 import type { IpRange } from '../core/addresses.ts';
+import { findBootHost, type BootQuery } from '../core/boot-identity.ts';
 import {
   bootCompleteSteps, creationSteps, finalConfigSteps, markFreshSteps, overrideSteps, setCabinetSteps,
   setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProviderIdSteps, setStateSteps,
@@ -61,6 +62,12 @@ export class MayuService {
     const serial = normalizeSerial(rawSerial);
     await this.deps.store.settled();
     return this.deps.store.get(serial);
+  }
+
+  /** The known host a netbooting machine is (see core/boot-identity.ts), after pending changes are durable. */
+  async findBootHost(query: BootQuery): Promise<Readonly<Host> | undefined> {
+    await this.deps.store.settled();
+    return findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan());
   }
 
   async history(rawSerial: string): Promise<CommitInfo[]> {

@@ -1,0 +1,42 @@
+// `npm run build:images [-- --version V] [--images-dir D] [--cache-dir C] [--force]`:
+// the installer (vmlinuz, initrd.cpio.gz) and the test OS image for version V (default: the
+// default_coreos_version of ./config.yaml). See build.ts.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as yaml from 'js-yaml';
+import { buildImages } from './build.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+const { values } = parseArgs({
+  options: {
+    version: { type: 'string' },
+    'images-dir': { type: 'string', default: path.join(ROOT, 'images') },
+    'cache-dir': { type: 'string', default: path.join(ROOT, '.cache/images') },
+    force: { type: 'boolean', default: false },
+  },
+});
+
+function defaultVersion(): string {
+  const config = yaml.load(readFileSync(path.join(ROOT, 'config.yaml'), 'utf8')) as { default_coreos_version?: unknown };
+  if (typeof config?.default_coreos_version !== 'string') throw new Error('config.yaml has no default_coreos_version: pass --version');
+  return config.default_coreos_version;
+}
+
+const started = performance.now();
+try {
+  const imagesDir = path.resolve(values['images-dir']);
+  const { info, skipped } = await buildImages({
+    version: values.version ?? defaultVersion(),
+    imagesDir,
+    cacheDir: path.resolve(values['cache-dir']),
+    force: values.force,
+    log: (line) => console.log(line),
+  });
+  console.log(skipped ? `images in ${imagesDir} are up to date (${info.fingerprint.slice(0, 12)})` : `built images in ${imagesDir} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  for (const [file, bytes] of Object.entries(info.sizes)) console.log(`  ${file.padEnd(36)} ${(bytes / 1e6).toFixed(2).padStart(7)} MB`);
+} catch (err) {
+  console.error(`build-images: ${(err as Error).message}`);
+  process.exit(1);
+}

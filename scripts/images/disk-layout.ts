@@ -1,0 +1,20 @@
+// Layout of the test OS disk image: MBR, a bootable FAT partition (syslinux, kernel, initramfs)
+// and a raw config partition the installer fills with a tar archive. Pure: sizes in, sector
+// numbers out.
+import { SECTOR, type MbrPartition } from './mbr.ts';
+
+const MIB_SECTORS = (1024 * 1024) / SECTOR;
+
+export interface DiskLayout {
+  boot: MbrPartition;
+  config: MbrPartition;
+  totalSectors: number;
+}
+
+/** Partition 1 = FAT boot (0x0e, FAT16 LBA), partition 2 = config (0xda, non-FS data), 1 MiB aligned. */
+export function testOsDiskLayout(bootBytes: number, configBytes: number): DiskLayout {
+  const mib = (bytes: number) => Math.max(1, Math.ceil(bytes / (1024 * 1024))) * MIB_SECTORS;
+  const boot: MbrPartition = { start: MIB_SECTORS, sectors: mib(bootBytes), type: 0x0e, bootable: true };
+  const config: MbrPartition = { start: boot.start + boot.sectors, sectors: mib(configBytes), type: 0xda };
+  return { boot, config, totalSectors: config.start + config.sectors };
+}

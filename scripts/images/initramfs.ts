@@ -1,0 +1,41 @@
+// The file list of an initramfs: busybox-static with one symlink per applet, the device nodes the
+// kernel needs before devtmpfs is mounted, kernel modules with their load order, and the caller's
+// own files (/init, ...). Pure: inputs in, cpio entries out.
+import type { CpioEntry } from './cpio.ts';
+
+export interface KernelModule {
+  name: string;
+  data: Uint8Array;
+}
+
+export interface InitramfsInputs {
+  busybox: Uint8Array;
+  /** `busybox --list`. */
+  applets: readonly string[];
+  /** In load order: /lib/modules/load-order lists them for /init. */
+  modules: readonly KernelModule[];
+  /** The caller's files, e.g. /init. */
+  files: readonly CpioEntry[];
+}
+
+export function initramfsEntries(inputs: InitramfsInputs): CpioEntry[] {
+  const entries: CpioEntry[] = [
+    ...['bin', 'dev', 'etc', 'lib', 'proc', 'run', 'sys', 'tmp', 'root'].map((d): CpioEntry => ({ type: 'dir', path: d })),
+    { type: 'symlink', path: 'sbin', target: 'bin' },
+    // /dev/console must exist when the kernel starts /init (its stdin/stdout); /dev/null for
+    // the shell before devtmpfs is mounted over /dev.
+    { type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
+    { type: 'char', path: 'dev/null', major: 1, minor: 3, mode: 0o666 },
+    { type: 'file', path: 'bin/busybox', data: inputs.busybox, mode: 0o755 },
+  ];
+  for (const applet of [...new Set(inputs.applets)].sort()) {
+    if (applet === 'busybox' || applet.includes('/')) continue;
+    entries.push({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' });
+  }
+  if (inputs.modules.length) {
+    for (const m of inputs.modules) entries.push({ type: 'file', path: `lib/modules/${m.name}.ko`, data: m.data });
+    entries.push({ type: 'file', path: 'lib/modules/load-order', data: `${inputs.modules.map((m) => m.name).join('\n')}\n` });
+  }
+  entries.push(...inputs.files);
+  return entries;
+}

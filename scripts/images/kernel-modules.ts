@@ -1,0 +1,39 @@
+// Kernel module load order for busybox insmod, which resolves nothing by itself. Debian's kernel
+// .deb ships no modules.dep, so each module's dependencies are read from its own `.modinfo`
+// strings ("depends=virtio,virtio_ring"). Pure: bytes and names in, an ordered list out.
+
+export class ModuleError extends Error {}
+
+/** The `depends=` list in a module's bytes ([] when it depends on nothing). */
+export function moduleDepends(ko: Uint8Array): string[] {
+  const text = Buffer.from(ko).toString('latin1');
+  const m = /\0depends=([^\0]*)\0/.exec(text);
+  if (!m) throw new ModuleError('no depends= string in the module (not a kernel module?)');
+  return m[1]!.split(',').filter(Boolean);
+}
+
+/** Module names use "_" where file names may use "-" (e.g. virtio-rng.ko is virtio_rng). */
+export const moduleName = (fileOrName: string) => fileOrName.replace(/\.ko$/, '').replace(/-/g, '_');
+
+/**
+ * `wanted` plus everything they depend on, each after its dependencies (depth first, in the
+ * order given). `dependsOf` returns a module's dependencies, or undefined when there is no such
+ * module file (built into the kernel, or a typo): a wanted one is an error, as is a cycle.
+ */
+export function loadOrder(wanted: readonly string[], dependsOf: (name: string) => string[] | undefined): string[] {
+  const order: string[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, chain: string[]) => {
+    const s = state.get(name);
+    if (s === 'done') return;
+    if (s === 'visiting') throw new ModuleError(`module dependency cycle: ${[...chain, name].join(' -> ')}`);
+    const deps = dependsOf(name);
+    if (deps === undefined) throw new ModuleError(`no module file for ${name}${chain.length ? ` (needed by ${chain.at(-1)})` : ''}`);
+    state.set(name, 'visiting');
+    for (const d of deps) visit(moduleName(d), [...chain, name]);
+    state.set(name, 'done');
+    order.push(name);
+  };
+  for (const w of wanted) visit(moduleName(w), []);
+  return order;
+}

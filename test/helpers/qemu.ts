@@ -1,0 +1,159 @@
+// QEMU VMs for netboot tests: TCG only (no KVM on these machines), serial console captured to
+// a file and kept in memory, waits for console lines and for exit, kill by PID. The network is
+// the caller's (-netdev string): QEMU user networking here, a tap in a namespace elsewhere.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+
+export interface VmOptions {
+  /** For messages only. */
+  name: string;
+  /** The serial console (with SeaBIOS, iPXE, kernel and init output) is written here. */
+  consoleLog: string;
+  /** A -netdev value whose id is `netdevId`, e.g. from userNetdev(). */
+  netdev: string;
+  netdevId?: string;
+  mac: string;
+  /** SMBIOS type 1 serial (what iPXE's ${serial} and /sys/class/dmi/id/product_serial show). */
+  serial?: string;
+  uuid?: string;
+  /** Raw disk image, attached as virtio-blk (/dev/vda). */
+  disk?: string;
+  memoryMb?: number;
+  /** -boot order: 'nc' = network first, then the disk (after iPXE's `exit`). */
+  bootOrder?: string;
+  /** Exit QEMU when the guest reboots (default true), so a run ends at the installer's reboot. */
+  noReboot?: boolean;
+  extraArgs?: string[];
+}
+
+/** The qemu-system-x86_64 arguments for `opts`. Pure. */
+export function qemuArgs(opts: VmOptions): string[] {
+  const id = opts.netdevId ?? 'n0';
+  return [
+    '-accel', 'tcg',
+    '-m', String(opts.memoryMb ?? 256),
+    '-nographic', '-serial', 'stdio', '-monitor', 'none',
+    ...(opts.noReboot === false ? [] : ['-no-reboot']),
+    ...(opts.serial !== undefined ? ['-smbios', `type=1,serial=${opts.serial.replace(/,/g, ',,')}`] : []),
+    ...(opts.uuid ? ['-uuid', opts.uuid] : []),
+    '-netdev', opts.netdev,
+    '-device', `virtio-net-pci,netdev=${id},mac=${opts.mac}`,
+    ...(opts.disk ? ['-drive', `file=${opts.disk},if=virtio,format=raw`] : []),
+    '-boot', `order=${opts.bootOrder ?? 'nc'}`,
+    ...(opts.extraArgs ?? []),
+  ];
+}
+
+/**
+ * QEMU user networking that keeps every guest packet inside QEMU (restrict=on) except TCP to
+ * `guestAddr:port`, which is forwarded to mayu on 127.0.0.1:`port` (one `busybox nc` per
+ * connection). QEMU's own DHCP hands iPXE `bootPath` on that address as its boot file.
+ */
+export function userNetdev(o: { port: number; id?: string; guestAddr?: string; bootPath?: string }): string {
+  const addr = o.guestAddr ?? '10.0.2.100';
+  if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw new Error(`invalid port ${o.port}`);
+  return [
+    `user,id=${o.id ?? 'n0'}`,
+    'restrict=on',
+    `bootfile=http://${addr}:${o.port}${o.bootPath ?? '/ipxebootscript'}`,
+    `guestfwd=tcp:${addr}:${o.port}-cmd:busybox nc 127.0.0.1 ${o.port}`,
+  ].join(',');
+}
+
+/** A sparse raw disk of `sizeMb` MiB. */
+export async function createBlankDisk(file: string, sizeMb: number): Promise<void> {
+  const fh = await open(file, 'w');
+  try {
+    await fh.truncate(sizeMb * 1024 * 1024);
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  seconds: number;
+}
+
+export interface Vm {
+  name: string;
+  pid: number;
+  proc: ChildProcess;
+  /** Console output so far (\r removed). */
+  console(): string;
+  /** Resolves with the first console line matching `pattern`; rejects on exit or timeout. */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<string>;
+  /** Resolves when QEMU exits; after `timeoutMs` kills it and rejects, quoting the console tail. */
+  waitForExit(timeoutMs: number): Promise<VmExit>;
+  /** SIGKILL by PID if still running; resolves once it is gone. Safe to call twice. */
+  kill(): Promise<void>;
+}
+
+export function startVm(opts: VmOptions): Vm {
+  const started = performance.now();
+  const proc = spawn('qemu-system-x86_64', qemuArgs(opts), { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (proc.pid === undefined) throw new Error(`${opts.name}: qemu-system-x86_64 did not start`);
+  const log = createWriteStream(opts.consoleLog);
+  let text = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    log.write(d);
+    text += d.toString('latin1').replace(/\r/g, '');
+    for (const l of listeners) l();
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  const exited = new Promise<VmExit>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      log.end();
+      resolve({ code, signal, seconds: (performance.now() - started) / 1000 });
+      for (const l of listeners) l();
+    });
+  });
+  const tail = () => text.split('\n').slice(-25).join('\n');
+  const kill = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, 'SIGKILL');
+    await exited;
+  };
+
+  return {
+    name: opts.name,
+    pid: proc.pid,
+    proc,
+    console: () => text,
+    waitForLine(pattern, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => finish(new Error(`${opts.name}: no console line matching ${pattern} within ${timeoutMs} ms; console tail:\n${tail()}`)), timeoutMs);
+        const check = () => {
+          const line = text.split('\n').find((l) => pattern.test(l));
+          if (line !== undefined) finish(undefined, line);
+          else if (proc.exitCode !== null || proc.signalCode !== null) finish(new Error(`${opts.name}: QEMU exited before a console line matched ${pattern}; console tail:\n${tail()}`));
+        };
+        const finish = (err?: Error, line?: string) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          if (err) reject(err);
+          else resolve(line!);
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    async waitForExit(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          void kill().then(() => reject(new Error(`${opts.name}: QEMU still running after ${timeoutMs} ms, killed; console tail:\n${tail()}`)));
+        }, timeoutMs);
+      });
+      try {
+        return await Promise.race([exited, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    kill,
+  };
+}

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { CpioError, writeCpio } from '../scripts/images/cpio.ts';
+import { testOsDiskLayout } from '../scripts/images/disk-layout.ts';
+import { initramfsEntries } from '../scripts/images/initramfs.ts';
+import { loadOrder, ModuleError, moduleDepends } from '../scripts/images/kernel-modules.ts';
+import { MbrError, mbrSector } from '../scripts/images/mbr.ts';
+
+// The pure parts of `npm run build:images`: newc cpio writer, MBR, module load order, layout.
+
+/** `cpio -itv` (GNU cpio) of an archive: what a real cpio reads back. */
+function gnuCpioList(archive: Buffer): string[] {
+  return execFileSync('cpio', ['-itv', '--quiet'], { input: archive, encoding: 'utf8' }).trimEnd().split('\n');
+}
+
+describe('newc cpio writer', () => {
+  const archive = writeCpio([
+    { type: 'file', path: '/init', data: '#!/bin/sh\necho hi\n', mode: 0o755 },
+    { type: 'char', path: 'dev/console', major: 5, minor: 1 },
+    { type: 'symlink', path: 'bin/sh', target: 'busybox' },
+    { type: 'file', path: 'lib/modules/x.ko', data: new Uint8Array([1, 2, 3]) },
+  ]);
+
+  it('is read back by GNU cpio with modes, device numbers, link targets and parent dirs', () => {
+    const lines = gnuCpioList(archive);
+    // mtime 0: every line ends "Jan  1  1970 <name>".
+    const byName = new Map(lines.map((l) => [l.replace(/^.*? 1970 /, ''), l]));
+    assert.deepEqual([...byName.keys()], ['init', 'dev', 'dev/console', 'bin', 'bin/sh -> busybox', 'lib', 'lib/modules', 'lib/modules/x.ko']);
+    assert.match(byName.get('init')!, /^-rwxr-xr-x .* 18 /);
+    assert.match(byName.get('dev/console')!, /^crw------- .* 5,\s+1 /);
+    assert.match(byName.get('dev')!, /^drwxr-xr-x /);
+    assert.match(byName.get('lib/modules/x.ko')!, /^-rw-r--r-- .* 3 /);
+  });
+
+  it('pads every header+name and every body to 4 bytes and ends with TRAILER!!!', () => {
+    assert.equal(archive.length % 4, 0);
+    assert.equal(archive.subarray(0, 6).toString(), '070701');
+    const nameSize = parseInt(archive.subarray(94, 102).toString(), 16);
+    assert.equal(nameSize, 'init'.length + 1);
+    const dataAt = Math.ceil((110 + nameSize) / 4) * 4;
+    assert.equal(archive.subarray(dataAt, dataAt + 9).toString(), '#!/bin/sh');
+    const trailer = archive.lastIndexOf('TRAILER!!!');
+    assert.ok(trailer > 0);
+    assert.equal(archive.subarray(trailer - 110, trailer - 104).toString(), '070701');
+  });
+
+  it('is deterministic and refuses duplicate or escaping paths', () => {
+    const again = writeCpio([{ type: 'file', path: 'a', data: 'x' }]);
+    assert.deepEqual(again, writeCpio([{ type: 'file', path: 'a', data: 'x' }]));
+    assert.throws(() => writeCpio([{ type: 'file', path: 'a', data: '' }, { type: 'dir', path: '/a/' }]), CpioError);
+    assert.throws(() => writeCpio([{ type: 'file', path: '../etc/passwd', data: '' }]), CpioError);
+  });
+});
+
+describe('initramfs entries', () => {
+  it('busybox with one link per applet, device nodes, modules with their load order', () => {
+    const entries = initramfsEntries({
+      busybox: new Uint8Array([0x7f]),
+      applets: ['sh', 'busybox', 'ls', 'sh'],
+      modules: [{ name: 'virtio', data: new Uint8Array() }, { name: 'virtio_net', data: new Uint8Array() }],
+      files: [{ type: 'file', path: 'init', data: '' }],
+    });
+    const paths = entries.map((e) => e.path);
+    assert.ok(paths.includes('dev/console') && paths.includes('dev/null'));
+    assert.deepEqual(entries.filter((e) => e.type === 'symlink' && e.path.startsWith('bin/')).map((e) => e.path), ['bin/ls', 'bin/sh']);
+    const order = entries.find((e) => e.path === 'lib/modules/load-order');
+    assert.deepEqual(order, { type: 'file', path: 'lib/modules/load-order', data: 'virtio\nvirtio_net\n' });
+    assert.equal(paths.at(-1), 'init');
+    const listed = gnuCpioList(writeCpio(entries)).join('\n');
+    assert.match(listed, /crw-rw-rw- .* 1,\s+3 .* dev\/null/);
+  });
+});
+
+describe('kernel module load order', () => {
+  const ko = (depends: string) => Buffer.from(`\0license=GPL\0depends=${depends}\0name=x\0`, 'latin1');
+
+  it('reads depends= from the module bytes', () => {
+    assert.deepEqual(moduleDepends(ko('virtio,virtio_ring')), ['virtio', 'virtio_ring']);
+    assert.deepEqual(moduleDepends(ko('')), []);
+    assert.throws(() => moduleDepends(Buffer.from('not a module')), ModuleError);
+  });
+
+  it('puts every dependency first, once, and names what is missing or cyclic', () => {
+    const deps: Record<string, string[]> = {
+      virtio_net: ['net_failover', 'virtio', 'virtio_ring'],
+      net_failover: ['failover'],
+      failover: [],
+      virtio: [],
+      virtio_ring: [],
+      virtio_pci: ['virtio_pci_modern_dev', 'virtio', 'virtio_ring'],
+      virtio_pci_modern_dev: [],
+    };
+    assert.deepEqual(loadOrder(['virtio_pci', 'virtio-net'], (n) => deps[n]), [
+      'virtio_pci_modern_dev', 'virtio', 'virtio_ring', 'virtio_pci', 'failover', 'net_failover', 'virtio_net',
+    ]);
+    assert.throws(() => loadOrder(['virtio_net'], (n) => (n === 'failover' ? undefined : deps[n])), /no module file for failover \(needed by net_failover\)/);
+    assert.throws(() => loadOrder(['a'], (n) => (n === 'a' ? ['b'] : ['a'])), /cycle: a -> b -> a/);
+  });
+});
+
+describe('MBR and the test OS disk layout', () => {
+  it('writes boot code, signature, LBA fields, the boot flag and 0x55AA', () => {
+    const layout = testOsDiskLayout(15 * 1024 * 1024 + 1, 1024 * 1024);
+    assert.deepEqual(layout.boot, { start: 2048, sectors: 16 * 2048, type: 0x0e, bootable: true });
+    assert.deepEqual(layout.config, { start: 2048 + 16 * 2048, sectors: 2048, type: 0xda });
+    assert.equal(layout.totalSectors, 2048 + 17 * 2048);
+
+    const sector = mbrSector(Buffer.alloc(440, 0xab), [layout.boot, layout.config], 0x12345678);
+    assert.equal(sector.length, 512);
+    assert.equal(sector[439], 0xab);
+    assert.equal(sector.readUInt32LE(440), 0x12345678);
+    assert.equal(sector[446], 0x80);
+    assert.equal(sector[446 + 4], 0x0e);
+    assert.equal(sector.readUInt32LE(446 + 8), 2048);
+    assert.equal(sector.readUInt32LE(446 + 12), 16 * 2048);
+    assert.equal(sector[462], 0x00);
+    assert.equal(sector[462 + 4], 0xda);
+    assert.equal(sector.readUInt32LE(462 + 8), 2048 + 16 * 2048);
+    assert.deepEqual([sector[510], sector[511]], [0x55, 0xaa]);
+  });
+
+  it('refuses overlapping partitions and oversized boot code', () => {
+    assert.throws(() => mbrSector(Buffer.alloc(0), [{ start: 2048, sectors: 100, type: 1 }, { start: 2100, sectors: 10, type: 1 }], 1), MbrError);
+    assert.throws(() => mbrSector(Buffer.alloc(446), [], 1), MbrError);
+  });
+});

@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { qemuArgs, userNetdev } from './helpers/qemu.ts';
+
+// The VM command line the netboot tests use: TCG, isolated user networking, network boot first.
+
+describe('QEMU command line', () => {
+  it('user networking: restrict=on, boot file and the only forward both on the guest address, to 127.0.0.1', () => {
+    const netdev = userNetdev({ port: 40123 });
+    assert.equal(
+      netdev,
+      'user,id=n0,restrict=on,bootfile=http://10.0.2.100:40123/ipxebootscript,guestfwd=tcp:10.0.2.100:40123-cmd:busybox nc 127.0.0.1 40123',
+    );
+    assert.equal(netdev.match(/guestfwd=/g)?.length, 1);
+    assert.throws(() => userNetdev({ port: 0 }), /invalid port/);
+  });
+
+  it('TCG, serial console on stdio, -no-reboot, SMBIOS serial (commas doubled), disk, network before disk', () => {
+    const args = qemuArgs({ name: 'x', consoleLog: '/dev/null', netdev: 'user,id=n0', mac: '52:54:00:00:00:01', serial: 'A,B', uuid: 'u', disk: '/tmp/d.raw' });
+    const s = args.join(' ');
+    assert.match(s, /^-accel tcg -m 256 -nographic -serial stdio -monitor none -no-reboot /);
+    assert.ok(!s.includes('kvm'));
+    assert.match(s, / -smbios type=1,serial=A,,B -uuid u /);
+    assert.match(s, / -device virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01 /);
+    assert.match(s, / -drive file=\/tmp\/d\.raw,if=virtio,format=raw -boot order=nc$/);
+    assert.ok(!qemuArgs({ name: 'x', consoleLog: '', netdev: 'n', mac: 'm', noReboot: false }).includes('-no-reboot'));
+  });
+});
