@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { bootSerial, bootsFromLocalDisk, findBootHost, isPlaceholderSerial, PLACEHOLDER_SERIALS } from '../src/core/boot-identity.ts';
 import type { Host } from '../src/core/host.ts';
-import { hostData, ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+import { hostData, reportAuth, ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Installed machines boot from disk (mayu issue #14): GET /ipxebootscript without a query chains
 // to itself with serial, MAC and UUID; with them, installed/running hosts get `exit`, the rest
@@ -63,7 +63,8 @@ describe('GET /ipxebootscript against the real server', () => {
   };
   const isInstaller = (s: string) => /^kernel \S+\/images\/vmlinuz .*next-script=\S+\/first-stage-script\/__SERIAL__$/m.test(s);
   const isLocalBoot = (s: string) => /^exit$/m.test(s) && !s.includes('kernel ');
-  const put = (serial: string, route: string, body?: string) => fetch(`${mayu.url}/admin/host/${serial}/${route}`, { method: 'PUT', body });
+  /** A machine's report, with its report token. */
+  const put = async (serial: string, route: string, body?: string) => fetch(`${mayu.url}/admin/host/${serial}/${route}`, { method: 'PUT', body, headers: await reportAuth(mayu, serial) });
   const install = async (serial: string, mac: string) => {
     assert.equal((await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData(serial, mac)) })).status, 200);
     assert.equal((await put(serial, 'set_installed')).status, 202);
@@ -137,7 +138,8 @@ describe('HTTP clients that half-close after their request (busybox nc)', () => 
     for (let i = 0; i < 5; i++) {
       const serial = `half-${i}`;
       assert.equal((await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData(serial, `52:54:00:dd:00:0${i}`)) })).status, 200);
-      const answer = await rawRequest(`PUT /admin/host/${serial}/set_installed HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
+      const { authorization } = await reportAuth(mayu, serial);
+      const answer = await rawRequest(`PUT /admin/host/${serial}/set_installed HTTP/1.0\r\nHost: x\r\nAuthorization: ${authorization}\r\nContent-Length: 0\r\n\r\n`);
       assert.match(answer, /^HTTP\/1\.1 202 /, `answer ${i}: ${JSON.stringify(answer)}`);
     }
   });

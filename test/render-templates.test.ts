@@ -142,7 +142,7 @@ describe('first-stage script', () => {
       'reboot() { echo REBOOTED; }',
       // nc runs in a subshell (pipeline inside $(...)): count requests in a file.
       `nc() { n=$(($(cat '${dir}/count') + 1)); echo $n >'${dir}/count'; cat >"${dir}/request-$n"; status=$(sed -n "\${n}p" '${dir}/statuses'); [ -n "$status" ] && printf 'HTTP/1.1 %s X\\r\\n\\r\\n' "$status"; }`,
-      extraHeaders ? part.replace('report_headers() {\n  :\n}', `report_headers() {\n  ${extraHeaders}\n}`) : part,
+      extraHeaders ? part.replace(/report_headers\(\) \{\n[^}]*\}/, `report_headers() {\n  ${extraHeaders}\n}`) : part,
     ].join('\n');
     const res = spawnSync('sh', ['-c', harness], { encoding: 'utf8', timeout: 20_000 });
     const count = Number(readFileSync(path.join(dir, 'count'), 'utf8'));
@@ -155,7 +155,9 @@ describe('first-stage script', () => {
     const ok = runReportPart(script, ['500', '', '202']);
     assert.equal(ok.code, 0, ok.output);
     assert.equal(ok.requests.length, 3);
-    assert.equal(ok.requests[0], `PUT /admin/host/004b27ed-692e-b32e/set_installed HTTP/1.0\r\nHost: 10.0.3.251:4080\r\nContent-Length: 0\r\n\r\n`);
+    const token = view('singlenic').report_token;
+    assert.match(token, /^[0-9a-f]{64}$/);
+    assert.equal(ok.requests[0], `PUT /admin/host/004b27ed-692e-b32e/set_installed HTTP/1.0\r\nHost: 10.0.3.251:4080\r\nContent-Length: 0\r\nAuthorization: Bearer ${token}\r\n\r\n`);
     assert.match(ok.output, /answered 500, retrying[\s\S]*answered nothing, retrying[\s\S]*installed \(mayu answered 202\); rebooting\nREBOOTED\n$/);
 
     const never = runReportPart(script, ['500', '503', '404', '500', '502', '202']);
@@ -277,12 +279,6 @@ describe('dnsmasq.conf', () => {
     const view = buildView(undefined, sampleConfig(), VIEW_OPTS);
     assert.doesNotMatch(renderer.dnsmasqConf({ ...view, ...extra }), /dhcp-ignore/);
     assert.match(renderer.dnsmasqConf({ ...view, ...extra, ignore_installed_macs: true }), /^dhcp-ignore=tag:installed$/m);
-  });
-
-  it('leaves out the PXE part when network.pxe is false', () => {
-    const text = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig({ network: { pxe: false } }), VIEW_OPTS), ...extra });
-    for (const absent of ['enable-tftp', 'dhcp-boot=', 'dhcp-range=', 'enable-ra']) assert.ok(!text.includes(absent), absent);
-    assert.match(text, /^interface=br0$/m);
   });
 
   it('refuses a value that would add a line, naming the tag', () => {

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitSubjectCounts, strayRefs } from './storm-checks.ts';
-import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormResult } from './storm-client.ts';
+import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormPace, type StormResult } from './storm-client.ts';
 import { PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from './storm-env.ts';
 
 // A boot storm during which the server is killed with SIGKILL at random moments and restarted on
@@ -12,6 +12,8 @@ export interface CrashLoopOptions {
   machines: number;
   kills: number;
   concurrency?: number;
+  /** Machine timing (storm-client StormPace); saturation when absent. */
+  pace?: StormPace;
   /** Abort (and fail) after this long. */
   timeoutMs?: number;
   keepWorkDir?: boolean;
@@ -111,6 +113,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   const stormPromise = runStorm(target, {
     machines: opts.machines,
     concurrency: opts.concurrency ?? 256,
+    pace: opts.pace,
     maxAttempts: 400,
     requestTimeoutMs: 30_000,
     generation: () => generation,

@@ -204,7 +204,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     const serial = serialFor(i);
     try {
       if (opts.pace) await sleep(Math.random() * opts.pace.rampMs);
-      await step('ipxebootscript', serial, 'GET', '/ipxebootscript', 200);
+      // The boot script as iPXE asks for it after mayu's chain script: with its identity.
+      await step('ipxebootscript', serial, 'GET', `/ipxebootscript?serial=${serial}&mac=${macFor(i).replaceAll(':', '-')}&uuid=`, 200);
       // Reports carry the report token mayu rendered into this machine's first-stage script.
       const script = await step('first-stage-script', serial, 'GET', `/first-stage-script/${serial}`, 200);
       const auth = `Bearer ${reportTokenIn(script.body)}`;
