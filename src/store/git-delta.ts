@@ -32,21 +32,31 @@ function copyOp(offset: number, size: number): number[] {
   return [op, ...args];
 }
 
-/** Length of the common prefix; native compares of 256-byte blocks first, then bytes. */
+/**
+ * Length of the common prefix: a binary search over native compares (~16 memcmp calls for a
+ * 40 KB root tree, instead of one JS comparison per byte or per block).
+ */
 function commonPrefix(a: Buffer, b: Buffer, max: number): number {
-  const BLOCK = 256;
-  let n = 0;
-  while (n + BLOCK <= max && a.compare(b, n, n + BLOCK, n, n + BLOCK) === 0) n += BLOCK;
-  while (n < max && a[n] === b[n]) n++;
-  return n;
+  let lo = 0;
+  let hi = max;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (a.compare(b, 0, mid, 0, mid) === 0) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
+/** Length of the common suffix, the same way from the ends. */
 function commonSuffix(a: Buffer, b: Buffer, max: number): number {
-  const BLOCK = 256;
-  let n = 0;
-  while (n + BLOCK <= max && a.compare(b, b.length - n - BLOCK, b.length - n, a.length - n - BLOCK, a.length - n) === 0) n += BLOCK;
-  while (n < max && a[a.length - 1 - n] === b[b.length - 1 - n]) n++;
-  return n;
+  let lo = 0;
+  let hi = max;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (a.compare(b, b.length - mid, b.length, a.length - mid, a.length) === 0) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 /**
