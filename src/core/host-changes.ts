@@ -3,7 +3,7 @@
 import { allocateAddress, isIpv4, type IpRange } from './addresses.ts';
 import { cloneHost, formatTime, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
 import type { HostData } from './host-data.ts';
-import { applyProfile, chooseProfile, countByProfile, type Profile } from './profiles.ts';
+import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from './profiles.ts';
 import { assertTransition } from './states.ts';
 
 export interface Step {
@@ -14,6 +14,9 @@ export interface Step {
 
 /** A request the core refuses: becomes a 400 with this message. */
 export class HostChangeError extends Error {}
+
+/** A profile change that would exceed the target profile's quantity (409 unless forced). */
+export class ProfileQuantityError extends HostChangeError {}
 
 export interface CreationContext {
   hosts: Iterable<Host>;
@@ -218,6 +221,45 @@ export function overrideSteps(host: Host, overrides: Record<string, OverrideValu
   const list = new StepList(host);
   list.apply(`updated host overrides: ${keys.join(', ')}`, (h) => {
     h.Overrides = { ...(h.Overrides ?? {}), ...structuredClone(overrides) };
+  });
+  return list.steps;
+}
+
+export interface ProfileChangeContext {
+  profiles: readonly Profile[];
+  hosts: Iterable<Readonly<Host>>;
+  /** The cluster's default token: what a new host of a profile without a token gets. */
+  defaultEtcdToken: string;
+  /** Exceed the target profile's quantity. */
+  force: boolean;
+}
+
+/**
+ * An operator moves a host to another profile: one commit. The profile's fields are applied as
+ * at creation (tags → FleetMetadata, disable_engine, coreos_version when set) and the etcd token
+ * becomes the profile's, else the cluster default, as a new host of that profile would get:
+ * keeping the old profile's token would join the host to the old profile's etcd cluster.
+ */
+export function setProfileSteps(host: Host, name: string, ctx: ProfileChangeContext): Step[] {
+  const known = ctx.profiles.map((p) => p.name);
+  const implicitDefault: Profile = { name: DEFAULT_PROFILE, tags: [], disable_engine: false };
+  const profile = ctx.profiles.find((p) => p.name === name) ?? (name === DEFAULT_PROFILE ? implicitDefault : undefined);
+  if (!profile) {
+    const names = known.includes(DEFAULT_PROFILE) ? known : [...known, DEFAULT_PROFILE];
+    throw new HostChangeError(`unknown profile ${JSON.stringify(name.slice(0, 70))} (known: ${names.join(', ')})`);
+  }
+  // `default` catches every host; a host already holding the profile is counted already.
+  if (name !== DEFAULT_PROFILE && host.Profile !== name && !ctx.force) {
+    const held = countByProfile(ctx.hosts).get(name) ?? 0;
+    const quantity = profile.quantity ?? 0;
+    if (held >= quantity) {
+      throw new ProfileQuantityError(`profile "${name}" is full: quantity ${quantity}, held by ${held} host${held === 1 ? '' : 's'}; force to exceed it`);
+    }
+  }
+  const list = new StepList(host);
+  list.apply(`updated host profile to ${name}`, (h) => {
+    Object.assign(h, applyProfile(h, profile));
+    h.EtcdClusterToken = profile.etcd_cluster_token || ctx.defaultEtcdToken;
   });
   return list.steps;
 }

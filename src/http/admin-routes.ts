@@ -82,6 +82,11 @@ export function adminRoutes(service: MayuService, policy: AccessPolicy): Router 
     if (!isHostState(raw.State)) throw new HttpError(400, `unable to parse json data in set_state request: State must be one of unknown, configured, installing, installed, running`);
     return service.setState(s, b.State);
   });
+  put('set_profile', (s, b, raw) => {
+    if (!b.Profile) throw new HttpError(400, 'set_profile: Profile is required (the name of a profile)');
+    if (raw.Force !== undefined && typeof raw.Force !== 'boolean') throw new HttpError(400, 'set_profile: Force must be true or false');
+    return service.setProfile(s, b.Profile, raw.Force === true);
+  });
   put('override', (s, b) => service.override(s, b.Overrides ?? {}));
 
   return router;

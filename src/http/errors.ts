@@ -1,5 +1,5 @@
 import { HostDecodeError } from '../core/host.ts';
-import { HostChangeError } from '../core/host-changes.ts';
+import { HostChangeError, ProfileQuantityError } from '../core/host-changes.ts';
 import { HostDataError } from '../core/host-data.ts';
 import { RangeExhaustedError } from '../core/addresses.ts';
 import { InvalidSerialError } from '../core/serial.ts';
@@ -18,6 +18,8 @@ const CLIENT_ERRORS = [UnknownHostError, HostChangeError, IllegalTransitionError
 /** Status for an error thrown by the core or service; undefined means a server fault (500). */
 export function statusFor(err: unknown): number | undefined {
   if (err instanceof HttpError) return err.status;
+  // The request is fine, the cluster's state refuses it (the operator may force it).
+  if (err instanceof ProfileQuantityError) return 409;
   if (CLIENT_ERRORS.some((c) => err instanceof c)) return 400;
   // Not the client's fault, and not ours either: the operator must widen ip_range.
   if (err instanceof RangeExhaustedError) return 503;

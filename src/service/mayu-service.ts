@@ -5,7 +5,7 @@ import type { IpRange } from '../core/addresses.ts';
 import { findBootHost, type BootQuery } from '../core/boot-identity.ts';
 import {
   bootCompleteSteps, creationSteps, finalConfigSteps, markFreshSteps, overrideSteps, setCabinetSteps,
-  setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProviderIdSteps, setStateSteps,
+  setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProfileSteps, setProviderIdSteps, setStateSteps,
   type Step,
 } from '../core/host-changes.ts';
 import type { HostData } from '../core/host-data.ts';
@@ -129,6 +129,16 @@ export class MayuService {
 
   setEtcdToken(serial: string, token: string) {
     return this.change(serial, (h) => setEtcdTokenSteps(h, token));
+  }
+
+  /** Moves a host to another profile; `force` exceeds the profile's quantity. */
+  setProfile(serial: string, profile: string, force: boolean) {
+    return this.change(serial, (h) => setProfileSteps(h, profile, {
+      profiles: this.deps.profiles,
+      hosts: this.deps.store.scan(),
+      defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
+      force,
+    }));
   }
 
   override(serial: string, overrides: Record<string, OverrideValue>) {

@@ -101,8 +101,9 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
       (y) =>
         serialArg(y)
           .positional('key', { type: 'string', demandOption: true, describe: SET_KEYS.join(' | ') })
-          .positional('value', { type: 'string', demandOption: true, describe: 'metadata: comma list k=v,...; cabinet: number; state: unknown | configured | installing | installed | running' }),
-      run((ctx, a) => setCommand(ctx, a.serial, a.key, a.value)),
+          .positional('value', { type: 'string', demandOption: true, describe: 'metadata: comma list k=v,...; cabinet: number; state: unknown | configured | installing | installed | running; profile: a profile name' })
+          .option('force', { type: 'boolean', default: false, describe: 'profile: exceed the profile\'s quantity' }),
+      run((ctx, a) => setCommand(ctx, a.serial, a.key, a.value, a.force)),
     )
     .command(
       'override <serial> <property> <value>',

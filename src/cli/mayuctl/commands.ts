@@ -66,8 +66,8 @@ export async function statusCommand(ctx: CommandContext, serial: string, json: b
   ctx.out(json ? pretty(raw[index]) : formatStatus(host));
 }
 
-export async function setCommand(ctx: CommandContext, serial: string, key: string, value: string): Promise<void> {
-  const { route, body } = setRequest(key, value);
+export async function setCommand(ctx: CommandContext, serial: string, key: string, value: string, force = false): Promise<void> {
+  const { route, body } = setRequest(key, value, { force });
   await ctx.client.putHost(serial, route, body);
 }
 

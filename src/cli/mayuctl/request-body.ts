@@ -19,7 +19,7 @@ export function hostBody(fields: Partial<Host> = {}): string {
   return goJson(hostToJsonObject({ ConnectedNIC: '', LastBoot: ZERO_TIME, State: 'unknown', ...fields }));
 }
 
-export const SET_KEYS = ['metadata', 'providerid', 'ipmiaddr', 'cabinet', 'state', 'etcdtoken'] as const;
+export const SET_KEYS = ['metadata', 'providerid', 'ipmiaddr', 'cabinet', 'state', 'etcdtoken', 'profile'] as const;
 export type SetKey = (typeof SET_KEYS)[number];
 
 /** A usage error found before any request is sent. */
@@ -36,7 +36,8 @@ export interface SetRequest {
  * IPMIAddr for a bad IP and accepted any state string until the server choked), bad values are
  * refused here.
  */
-export function setRequest(key: string, value: string): SetRequest {
+export function setRequest(key: string, value: string, options: { force?: boolean } = {}): SetRequest {
+  if (options.force && key !== 'profile') throw new InvalidSetError('--force only applies to `set <serial> profile <name>`');
   switch (key) {
     case 'metadata':
       // 0.11: strings.Split(value, ","), so "" becomes [""], kept for compatibility.
@@ -60,6 +61,11 @@ export function setRequest(key: string, value: string): SetRequest {
       return { route: 'set_state', body: hostBody({ State: value }) };
     case 'etcdtoken':
       return { route: 'set_etcd_cluster_token', body: hostBody({ EtcdClusterToken: value }) };
+    case 'profile': {
+      // Not in 0.11: the Host body plus Force, which exceeds the profile's quantity.
+      const host = hostToJsonObject({ ConnectedNIC: '', LastBoot: ZERO_TIME, State: 'unknown', Profile: value });
+      return { route: 'set_profile', body: goJson(options.force ? { ...host, Force: true } : host) };
+    }
     default:
       throw new InvalidSetError(`setting key with name '${key}' is not supported`);
   }

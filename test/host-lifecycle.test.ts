@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
+import { ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+
+// Host lifecycle operations through the real mayuctl against the real mayu process.
+
+const run = promisify(execFile);
+
+async function mayuctlAt(mayu: MayuProcess, ...args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayuctl.ts'), '--host', '127.0.0.1', '--port', String(mayu.port), ...args], { cwd: ROOT });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+const getHost = async (m: MayuProcess, serial: string) => (await (await fetch(`${m.url}/admin/host/${serial}`)).json()) as Record<string, unknown>;
+
+describe('mayuctl set <serial> profile', () => {
+  let mayu: MayuProcess;
+  before(async () => {
+    mayu = await startMayu();
+    // The fixture config: core (quantity 3), then default.
+    for (let i = 1; i <= 4; i++) assert.equal((await fetch(`${mayu.url}/first-stage-script/p-${i}`)).status, 200);
+  });
+  after(() => mayu.stop());
+
+  it('refuses a full profile with 409 naming it and its quantity, writes nothing; --force changes it in one commit', async () => {
+    assert.equal((await getHost(mayu, 'p-4')).Profile, 'default');
+    const before = gitCommitCount(mayu.clusterDir);
+    const full = await mayuctlAt(mayu, 'set', 'p-4', 'profile', 'core');
+    assert.equal(full.code, 1);
+    assert.match(full.stderr, /invalid status code '409'/);
+    assert.match(full.stderr, /profile "core" is full: quantity 3, held by 3 hosts/);
+    assert.equal(gitCommitCount(mayu.clusterDir), before);
+
+    const forced = await mayuctlAt(mayu, 'set', 'p-4', 'profile', 'core', '--force');
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(gitSubjects(mayu.clusterDir).slice(before), ['p-4: updated host profile to core']);
+    const host = await getHost(mayu, 'p-4');
+    assert.equal(host.Profile, 'core');
+    assert.deepEqual(host.FleetMetadata, ['role-core=true']);
+    assert.equal(host.CoreOSVersion, '835.13.0');
+    assert.equal(host.FleetDisableEngine, undefined, 'core does not disable the engine (default did)');
+  });
+
+  it('moves a host to a profile with room without --force; unknown profiles and a bad Force are 400', async () => {
+    const before = gitCommitCount(mayu.clusterDir);
+    assert.equal((await mayuctlAt(mayu, 'set', 'p-1', 'profile', 'default')).code, 0);
+    assert.equal((await getHost(mayu, 'p-1')).Profile, 'default');
+    const unknown = await mayuctlAt(mayu, 'set', 'p-1', 'profile', 'nope');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /unknown profile "nope" \(known: core, default\)/);
+    const bad = await fetch(`${mayu.url}/admin/host/p-1/set_profile`, { method: 'PUT', body: '{"Profile":"core","Force":"yes"}' });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /Force must be true or false/);
+    const none = await fetch(`${mayu.url}/admin/host/p-1/set_profile`, { method: 'PUT', body: '{}' });
+    assert.equal(none.status, 400);
+    assert.equal(gitCommitCount(mayu.clusterDir), before + 1);
+    gitFsck(mayu.clusterDir);
+  });
+});
