@@ -138,7 +138,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     },
     onChange: (e) => {
-      logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages }, 'host changed');
+      logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, deleted: e.deleted }, 'host changed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
     },

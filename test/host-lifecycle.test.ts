@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
+import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
 import { ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Host lifecycle operations through the real mayuctl against the real mayu process.
@@ -63,6 +64,61 @@ describe('mayuctl set <serial> profile', () => {
     const none = await fetch(`${mayu.url}/admin/host/p-1/set_profile`, { method: 'PUT', body: '{}' });
     assert.equal(none.status, 400);
     assert.equal(gitCommitCount(mayu.clusterDir), before + 1);
+    gitFsck(mayu.clusterDir);
+  });
+});
+
+describe('mayuctl delete <serial>', () => {
+  let mayu: MayuProcess;
+  before(async () => {
+    mayu = await startMayu();
+    for (let i = 1; i <= 4; i++) assert.equal((await fetch(`${mayu.url}/first-stage-script/d-${i}`)).status, 200);
+  });
+  after(() => mayu.stop());
+
+  it('removes <serial>/conf.json in one commit; history stays in git; the mirror folder goes', async () => {
+    const d2 = await getHost(mayu, 'd-2');
+    assert.deepEqual([d2.InternalAddr, d2.Profile], ['10.0.3.32', 'core']);
+    const before = gitCommitCount(mayu.clusterDir);
+    const res = await mayuctlAt(mayu, 'delete', 'd-2');
+    assert.equal(res.code, 0, res.stderr);
+    assert.deepEqual(gitSubjects(mayu.clusterDir).slice(before), ['d-2: host deleted']);
+    assert.doesNotMatch(git(mayu.clusterDir, 'ls-tree', '--name-only', 'HEAD'), /^d-2$/m);
+    assert.match(git(mayu.clusterDir, 'ls-tree', '--name-only', 'HEAD'), /^d-1$/m);
+    const trail = git(mayu.clusterDir, 'log', '--all', '--format=%s', '--', 'd-2/conf.json').trim().split('\n');
+    assert.equal(trail[0], 'd-2: host deleted');
+    assert.equal(trail.at(-1), 'd-2: host created');
+    gitFsck(mayu.clusterDir);
+    await assert.rejects(stat(path.join(mayu.clusterDir, 'd-2')), /ENOENT/);
+    assert.equal((await fetch(`${mayu.url}/admin/host/d-2`)).status, 404);
+    // The audit trail of a deleted host is still served.
+    const history = (await (await fetch(`${mayu.url}/admin/host/d-2/history`)).json()) as { message: string }[];
+    assert.equal(history[0]!.message, 'd-2: host deleted');
+    assert.equal(history.length, 6);
+  });
+
+  it('frees the address and the profile slot: the next new host gets both', async () => {
+    assert.equal((await fetch(`${mayu.url}/first-stage-script/d-5`)).status, 200);
+    const d5 = await getHost(mayu, 'd-5');
+    assert.deepEqual([d5.InternalAddr, d5.Profile], ['10.0.3.32', 'core']);
+  });
+
+  it('refuses an unknown serial (400, exit 1) and writes nothing', async () => {
+    const before = gitCommitCount(mayu.clusterDir);
+    const res = await mayuctlAt(mayu, 'delete', 'nobody');
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /invalid status code '400'\nhost doesn't exist/);
+    assert.equal((await fetch(`${mayu.url}/admin/host/nobody/history`)).status, 400);
+    assert.equal(gitCommitCount(mayu.clusterDir), before);
+  });
+
+  it('an acknowledged deletion survives kill -9; the host stays deleted after the restart', async () => {
+    assert.equal((await fetch(`${mayu.url}/admin/host/d-3`, { method: 'DELETE' })).status, 204);
+    await mayu.kill9();
+    mayu = await startMayu({ workDir: mayu.workDir });
+    const serials = ((await (await fetch(`${mayu.url}/admin/hosts`)).json()) as { Serial: string }[]).map((h) => h.Serial);
+    assert.deepEqual(serials, ['d-1', 'd-4', 'd-5']);
+    await assert.rejects(stat(path.join(mayu.clusterDir, 'd-3')), /ENOENT/);
     gitFsck(mayu.clusterDir);
   });
 });

@@ -29,6 +29,13 @@ export function adminRoutes(service: MayuService, policy: AccessPolicy): Router 
     ctx.body = hostToJsonObject(host);
   });
 
+  // 204: the deletion is durable (committed) when the answer is sent.
+  router.delete('/host/:serial', admin, async (ctx) => {
+    await readBody(ctx);
+    await service.deleteHost(ctx.params.serial!);
+    ctx.status = 204;
+  });
+
   router.get('/host/:serial/history', admin, async (ctx) => {
     ctx.body = await service.history(ctx.params.serial!);
   });

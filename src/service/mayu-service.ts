@@ -27,6 +27,8 @@ export interface HostChangeEvent {
   to: HostState;
   messages: string[];
   host: Host;
+  /** The host was deleted; `host` is what it was. */
+  deleted?: true;
 }
 
 export interface ServiceDeps {
@@ -70,11 +72,28 @@ export class MayuService {
     return findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan());
   }
 
+  /** A host's commits, newest first; a deleted host's stay readable (the audit trail outlives it). */
   async history(rawSerial: string): Promise<CommitInfo[]> {
     const serial = normalizeSerial(rawSerial);
-    if (!this.deps.store.get(serial)) throw new UnknownHostError();
+    const known = this.deps.store.get(serial) !== undefined;
+    // Without git there is no history of anything: let the store say so.
+    if (!known && this.deps.store.kind !== 'git') throw new UnknownHostError();
     await this.deps.store.settled();
-    return this.deps.store.history(serial);
+    const commits = await this.deps.store.history(serial);
+    if (!known && commits.length === 0) throw new UnknownHostError();
+    return commits;
+  }
+
+  /**
+   * Decommission: one commit removing `<serial>/`. Its address and its place in the profile's
+   * count are free at once (both are computed from the hosts present).
+   */
+  async deleteHost(rawSerial: string): Promise<void> {
+    const serial = normalizeSerial(rawSerial);
+    const host = this.deps.store.get(serial);
+    if (!host) throw new UnknownHostError();
+    await this.deps.store.remove(serial, 'host deleted');
+    this.deps.onChange?.({ serial, from: host.State, to: host.State, messages: ['host deleted'], host, deleted: true });
   }
 
   /** First-stage script request: creates the host on first contact, renders its script. */

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeHost, encodeHost } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
@@ -9,11 +9,15 @@ import { HostTable } from './host-table.ts';
 import { StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
 
 // --no-git: the same folder layout without history. Each change replaces conf.json atomically
-// and durably; there is no audit trail, so history() refuses.
+// and durably; there is no audit trail, so history() refuses. A removed host's folder is first
+// renamed to a hidden name (one atomic step, skipped at load), then deleted.
+
+const REMOVED_PREFIX = '.removed-';
 
 interface Write {
   serial: string;
-  content: string;
+  /** undefined: remove the host's folder. */
+  content: string | undefined;
   undo?: { prev: ReturnType<HostTable['get']> };
 }
 
@@ -43,6 +47,7 @@ export class FileStore implements HostStore {
       await writeFileAtomic(path.join(opts.dir, 'cluster.json'), encodeClusterJson(store.cluster));
     }
     for (const entry of await readdir(opts.dir, { withFileTypes: true })) {
+      if (entry.isDirectory() && entry.name.startsWith(REMOVED_PREFIX)) await rm(path.join(opts.dir, entry.name), { recursive: true, force: true });
       if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
       const file = path.join(opts.dir, entry.name, 'conf.json');
       try {
@@ -68,6 +73,11 @@ export class FileStore implements HostStore {
     return this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } });
   }
 
+  remove(serial: string): Promise<void> {
+    const prev = this.table.remove(serial);
+    return this.writer.submit({ serial, content: undefined, undo: { prev } });
+  }
+
   async history(): Promise<CommitInfo[]> {
     throw new StoreError('no history: mayu runs with --no-git');
   }
@@ -78,12 +88,20 @@ export class FileStore implements HostStore {
 
   private async write(items: Write[]): Promise<void> {
     const latest = new Map(items.map((i) => [i.serial, i.content]));
-    let newFolder = false;
+    let folderChanged = false;
     await Promise.all([...latest].map(async ([serial, content]) => {
-      newFolder = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined || newFolder;
+      if (content === undefined) {
+        const hidden = path.join(this.dir, `${REMOVED_PREFIX}${serial}`);
+        await rm(hidden, { recursive: true, force: true });
+        await rename(path.join(this.dir, serial), hidden);
+        folderChanged = true; // the rename must be durable before the answer: fsync the folder below
+        await rm(hidden, { recursive: true, force: true });
+        return;
+      }
+      folderChanged = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined || folderChanged;
       await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
     }));
     // A new host folder is only durable once the cluster folder's entry for it is.
-    if (newFolder) await fsyncPath(this.dir);
+    if (folderChanged) await fsyncPath(this.dir);
   }
 }

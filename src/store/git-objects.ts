@@ -132,9 +132,8 @@ export class RootTree {
     return this.keys.length;
   }
 
-  set(entry: TreeEntry): void {
-    const key = sortKey(entry);
-    const bytes = entryBytes(entry);
+  /** Index of the first key not below `key`, and the byte offset of that entry. */
+  private find(key: Buffer): { index: number; offset: number } {
     let lo = 0;
     let hi = this.keys.length;
     while (lo < hi) {
@@ -144,6 +143,25 @@ export class RootTree {
     }
     let offset = 0;
     for (let i = 0; i < lo; i++) offset += this.lengths[i]!;
+    return { index: lo, offset };
+  }
+
+  /** Drops the entry of that name and mode (a host folder: TREE_MODE); false when there is none. */
+  remove(name: string, mode: string): boolean {
+    const key = sortKey({ mode, name, oid: '' });
+    const { index, offset } = this.find(key);
+    if (index >= this.keys.length || !this.keys[index]!.equals(key)) return false;
+    const length = this.lengths[index]!;
+    this.bytes_ = Buffer.concat([this.bytes_.subarray(0, offset), this.bytes_.subarray(offset + length)]);
+    this.keys.splice(index, 1);
+    this.lengths.splice(index, 1);
+    return true;
+  }
+
+  set(entry: TreeEntry): void {
+    const key = sortKey(entry);
+    const bytes = entryBytes(entry);
+    const { index: lo, offset } = this.find(key);
     const replaces = lo < this.keys.length && this.keys[lo]!.equals(key);
     const oldLength = replaces ? this.lengths[lo]! : 0;
     const next = Buffer.allocUnsafe(this.bytes_.length - oldLength + bytes.length);

@@ -1,5 +1,5 @@
 import * as nodeFs from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
@@ -49,6 +49,8 @@ interface WriteItem {
   /** Serial, or undefined for cluster.json. */
   serial?: string;
   content: string;
+  /** Removes the host's folder instead of writing `content`. */
+  remove?: true;
   /** On the first step of an apply(): the host to restore if the write fails. */
   undo?: { prev: Host | undefined };
 }
@@ -112,6 +114,12 @@ export class GitStore implements HostStore {
     return Promise.all(writes).then(() => undefined);
   }
 
+  remove(serial: string, message: string): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError('store is closed'));
+    const prev = this.table.remove(serial);
+    return this.writer.submit({ serial, message: hostCommitMessage(serial, message), content: '', remove: true, undo: { prev } });
+  }
+
   history(serial: string): Promise<CommitInfo[]> {
     return this.history_.forSerial(serial);
   }
@@ -163,11 +171,20 @@ export class GitStore implements HostStore {
       await mkdir(path.join(gitdir, MIRROR_TMP));
       await this.reader.refresh();
       await this.loadHead();
+      await this.removeStaleMirrors();
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
       this.cluster = { DefaultEtcdClusterToken: token };
       await this.commitCluster(`Set default etcd cluster to '${token}'`);
+    }
+  }
+
+  /** Mirror folders of hosts deleted in git whose removal a kill interrupted. */
+  private async removeStaleMirrors(): Promise<void> {
+    for (const entry of await readdir(this.opts.dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith('.') || this.table.get(entry.name)) continue;
+      if (await exists(path.join(this.opts.dir, entry.name, HOST_FILE))) await rm(path.join(this.opts.dir, entry.name), { recursive: true, force: true });
     }
   }
 
@@ -221,8 +238,10 @@ export class GitStore implements HostStore {
     let pack: PackFileWriter | undefined;
     try {
       for (const item of items) {
-        const blobOid = add('blob', Buffer.from(item.content, 'utf8'));
-        if (item.serial === undefined) {
+        const blobOid = item.remove ? '' : add('blob', Buffer.from(item.content, 'utf8'));
+        if (item.remove) {
+          this.root.remove(item.serial!, TREE_MODE);
+        } else if (item.serial === undefined) {
           this.root.set({ mode: FILE_MODE, name: CLUSTER_FILE, oid: blobOid });
         } else {
           const hostTree = add('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blobOid }]));
@@ -270,9 +289,13 @@ export class GitStore implements HostStore {
 
   /** Working-tree copies for operators; git is the truth, so these are not fsync'd. */
   private async mirror(items: WriteItem[]): Promise<void> {
-    const latest = new Map<string, string>();
-    for (const item of items) latest.set(item.serial ?? '', item.content);
+    const latest = new Map<string, string | undefined>();
+    for (const item of items) latest.set(item.serial ?? '', item.remove ? undefined : item.content);
     await Promise.all([...latest].map(async ([serial, content]) => {
+      if (content === undefined) {
+        await rm(path.join(this.opts.dir, serial), { recursive: true, force: true });
+        return;
+      }
       const file = serial ? path.join(this.opts.dir, serial, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
       await mkdir(path.dirname(file), { recursive: true });
       await writeFileAtomic(file, content, false, path.join(this.opts.dir, '.git', MIRROR_TMP, serial || CLUSTER_FILE));

@@ -35,6 +35,13 @@ export class HostTable {
     return prev;
   }
 
+  /** Forgets a host and returns what to restore on failure. */
+  remove(serial: string): Host | undefined {
+    const prev = this.hosts.get(serial);
+    this.hosts.delete(serial);
+    return prev;
+  }
+
   restore(serial: string, prev: Host | undefined): void {
     if (prev) this.hosts.set(serial, prev);
     else this.hosts.delete(serial);

@@ -23,6 +23,11 @@ export class MemoryStore implements HostStore {
     }
   }
 
+  async remove(serial: string, message: string): Promise<void> {
+    this.table.remove(serial);
+    this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, message) });
+  }
+
   async settled(): Promise<void> {}
 
   async history(serial: string): Promise<CommitInfo[]> {

@@ -27,6 +27,11 @@ export interface HostStore {
   size(): number;
   clusterConfig(): ClusterConfig;
   apply(serial: string, steps: readonly Step[]): Promise<void>;
+  /**
+   * Removes a host (its `<serial>/` folder) in one commit with this message (without the
+   * `<serial>: ` prefix); memory changes at once, as with apply(). The history stays in git.
+   */
+  remove(serial: string, message: string): Promise<void>;
   /** Resolves when everything applied so far is durable: answers that read state wait on it. */
   settled(): Promise<void>;
   /** Newest first. */

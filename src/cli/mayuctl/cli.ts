@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { MayuClient } from './client.ts';
 import {
-  bootCompleteCommand, errorText, historyCommand, listCommand, overrideCommand, setCommand, statusCommand, versionCommand,
+  bootCompleteCommand, deleteCommand, errorText, historyCommand, listCommand, overrideCommand, setCommand, statusCommand, versionCommand,
   type CommandContext, type Output,
 } from './commands.ts';
 import { DEFAULT_LIST_FIELDS, LIST_FIELD_NAMES } from './format.ts';
@@ -104,6 +104,12 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
           .positional('value', { type: 'string', demandOption: true, describe: 'metadata: comma list k=v,...; cabinet: number; state: unknown | configured | installing | installed | running; profile: a profile name' })
           .option('force', { type: 'boolean', default: false, describe: 'profile: exceed the profile\'s quantity' }),
       run((ctx, a) => setCommand(ctx, a.serial, a.key, a.value, a.force)),
+    )
+    .command(
+      'delete <serial>',
+      'Delete (decommission) a host: one commit removing <serial>/; its address and profile slot are free again, its history stays in git.',
+      (y) => serialArg(y),
+      run((ctx, a) => deleteCommand(ctx, a.serial)),
     )
     .command(
       'override <serial> <property> <value>',

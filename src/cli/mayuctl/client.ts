@@ -65,6 +65,11 @@ export class MayuClient {
     await this.request('PUT', `/admin/host/${encodeURIComponent(serial)}/${route}`, body, token);
   }
 
+  /** DELETE /admin/host/<serial>; mayu answers 204 once the deletion is committed. */
+  async deleteHost(serial: string): Promise<void> {
+    await this.request('DELETE', `/admin/host/${encodeURIComponent(serial)}`);
+  }
+
   private async getJson(path: string): Promise<unknown> {
     const text = await this.request('GET', path);
     try {
@@ -74,7 +79,7 @@ export class MayuClient {
     }
   }
 
-  private async request(method: 'GET' | 'PUT', path: string, body?: string, token = this.options.token): Promise<string> {
+  private async request(method: 'GET' | 'PUT' | 'DELETE', path: string, body?: string, token = this.options.token): Promise<string> {
     const url = `${this.base}${path}`;
     const debug = this.options.debug;
     debug?.(`> ${method} ${url}${body === undefined ? '' : ` ${body}`}`);

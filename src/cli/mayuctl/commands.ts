@@ -71,6 +71,10 @@ export async function setCommand(ctx: CommandContext, serial: string, key: strin
   await ctx.client.putHost(serial, route, body);
 }
 
+export async function deleteCommand(ctx: CommandContext, serial: string): Promise<void> {
+  await ctx.client.deleteHost(serial);
+}
+
 export async function overrideCommand(ctx: CommandContext, serial: string, property: string, value: string): Promise<void> {
   const { route, body } = overrideRequest(property, value);
   await ctx.client.putHost(serial, route, body);
