@@ -7,14 +7,16 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig, type LoadedConfig } from './config/load.ts';
+import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
 import type { Host } from './core/host.ts';
 import { reportToken } from './core/tokens.ts';
 import { createApp } from './http/app.ts';
 import type { AccessPolicy } from './http/auth.ts';
 import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
+import { POWER_HOOK_KEYS, PowerHook } from './power/power-hook.ts';
 import { createOutputs } from './render/outputs.ts';
+import { compileShellCommand, ShellCommandError } from './render/shell-command.ts';
 import { loadTemplates, RenderError } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { MayuService } from './service/mayu-service.ts';
@@ -80,6 +82,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   for (const w of security.warnings) logger.warn(w);
   for (const n of security.notes) logger.info(n);
   const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir });
+  const powerHook = config.power_hook && new PowerHook({
+    command: compilePowerHook(`${opts.configFile}: power_hook.command`, config.power_hook.command),
+    timeoutMs: config.power_hook.timeout_ms,
+    logger: logger.child({ component: 'power-hook' }),
+    now: opts.now,
+  });
 
   const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
   const store: HostStore = opts.useGit
@@ -141,6 +149,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, deleted: e.deleted }, 'host changed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
+      // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
+      if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
     },
   });
 
@@ -155,7 +165,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       adminApiHere,
       adminApiPort: tlsPort,
     };
-    return createApp({ service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access });
+    return createApp({ service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access, admin: { powerHook } });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
   server.on('request', appFor(tlsServer === undefined).callback());
@@ -191,9 +201,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         s?.closeAllConnections();
       }
       await dnsmasq?.close();
+      await powerHook?.close();
       await store.close();
     },
   };
+}
+
+function compilePowerHook(name: string, template: string) {
+  try {
+    return compileShellCommand(name, template, POWER_HOOK_KEYS);
+  } catch (err) {
+    if (err instanceof ShellCommandError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 export const PROJECT_ROOT = path.resolve(import.meta.dirname, '..');

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
-import { ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, mayuFailsToStart, reportAuth, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Host lifecycle operations through the real mayuctl against the real mayu process.
 
@@ -120,5 +120,100 @@ describe('mayuctl delete <serial>', () => {
     assert.deepEqual(serials, ['d-1', 'd-4', 'd-5']);
     await assert.rejects(stat(path.join(mayu.clusterDir, 'd-3')), /ENOENT/);
     gitFsck(mayu.clusterDir);
+  });
+});
+
+describe('power hook on reinstall', () => {
+  let mayu: MayuProcess;
+  let dir: string;
+  /** A config with this power_hook block added to the fixture's. */
+  const configWith = async (hook: object) => {
+    const file = path.join(dir, `config-${Math.random().toString(36).slice(2)}.yaml`);
+    await writeFile(file, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}\npower_hook: ${JSON.stringify(hook)}\n`);
+    return file;
+  };
+  /** Registers, installs (with this IPMI address) and returns the host at `installed`. */
+  const installed = async (serial: string, ipmi: string, i: number) => {
+    await fetch(`${mayu.url}/first-stage-script/${serial}`);
+    const data = { ...hostData(serial, `52:54:00:00:01:0${i}`), IPMIAddress: ipmi };
+    assert.equal((await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(data) })).status, 200);
+    assert.equal((await fetch(`${mayu.url}/admin/host/${serial}/set_installed`, { method: 'PUT', headers: await reportAuth(mayu, serial) })).status, 202);
+  };
+  const lastRun = async (serial: string) => {
+    for (let i = 0; i < 100; i++) {
+      const res = await fetch(`${mayu.url}/admin/host/${serial}/power-hook`);
+      if (res.status === 200) {
+        const r = (await res.json()) as Record<string, unknown>;
+        if (!r.running) return r;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`power hook of ${serial} did not finish`);
+  };
+
+  before(async () => {
+    dir = await tempDir();
+    const script = path.join(dir, 'hook.sh');
+    await writeFile(script, [
+      '#!/bin/sh',
+      'printf "%s\\n" "$@" > "$(dirname "$0")/args-$2"',
+      'echo "power cycled $1"',
+      'case "$2" in fail-*) echo boom >&2; exit 3;; slow-*) sleep 30;; esac',
+      '',
+    ].join('\n'));
+    await chmod(script, 0o755);
+    const config = await configWith({ command: `'${script}' '{{ipmi_address}}' '{{serial}}' 'pxe'`, timeout_ms: 1500 });
+    mayu = await startMayu({ config });
+  });
+  after(() => mayu.stop());
+
+  it('runs with the host\'s IPMI address when set back to configured; output and exit code in the log and GET power-hook; no extra commit', async () => {
+    await installed('ph-1', '10.9.8.7', 1);
+    assert.equal((await fetch(`${mayu.url}/admin/host/ph-1/power-hook`)).status, 404, 'not run by the install');
+    const before = gitCommitCount(mayu.clusterDir);
+    const res = await mayuctlAt(mayu, 'set', 'ph-1', 'state', 'configured');
+    assert.equal(res.code, 0, res.stderr);
+    const run = await lastRun('ph-1');
+    assert.equal(await readFile(path.join(dir, 'args-ph-1'), 'utf8'), '10.9.8.7\nph-1\npxe\n');
+    assert.equal(run.exitCode, 0);
+    assert.equal(run.stdout, 'power cycled 10.9.8.7\n');
+    const log = await mayu.waitForLog((e) => e.msg === 'power hook finished' && e.serial === 'ph-1');
+    assert.equal(log.exitCode, 0);
+    assert.equal(log.stdout, 'power cycled 10.9.8.7\n');
+    assert.deepEqual(gitSubjects(mayu.clusterDir).slice(before), ['ph-1: updated host state']);
+    const shown = await mayuctlAt(mayu, 'power-hook', 'ph-1');
+    assert.match(shown.stdout, /^Status:\s+ok$/m);
+    assert.match(shown.stdout, /^stdout:\npower cycled 10\.9\.8\.7$/m);
+    assert.equal(JSON.parse((await mayuctlAt(mayu, 'power-hook', 'ph-1', '--json')).stdout).exitCode, 0);
+  });
+
+  it('records a failing hook (exit code, stderr), kills a hook past its timeout, and does not run without an IPMI address', async () => {
+    await installed('fail-1', '10.9.8.8', 2);
+    await mayuctlAt(mayu, 'set', 'fail-1', 'state', 'configured');
+    const failed = await lastRun('fail-1');
+    assert.deepEqual([failed.exitCode, failed.stderr], [3, 'boom\n']);
+    assert.equal((await mayu.waitForLog((e) => e.msg === 'power hook failed' && e.serial === 'fail-1')).exitCode, 3);
+    assert.match((await mayuctlAt(mayu, 'power-hook', 'fail-1')).stdout, /^Status:\s+failed: exit code 3$/m);
+
+    await installed('slow-1', '10.9.8.9', 3);
+    const started = Date.now();
+    await mayuctlAt(mayu, 'set', 'slow-1', 'state', 'running'); // 0.11: a clean reinstall, stored as configured
+    const slow = await lastRun('slow-1');
+    assert.equal(slow.timedOut, true);
+    assert.equal(slow.signal, 'SIGKILL');
+    assert.ok(Date.now() - started < 10_000, 'the sleep was killed, not waited for');
+
+    await installed('noipmi-1', '', 4);
+    await mayuctlAt(mayu, 'set', 'noipmi-1', 'state', 'configured');
+    const skipped = await lastRun('noipmi-1');
+    assert.match(String(skipped.error), /not run: the host has no ipmi_address/);
+    assert.equal(skipped.command, '');
+  });
+
+  it('refuses to start with a tag outside single quotes, naming the key and the tag', async () => {
+    const config = await configWith({ command: 'ipmitool -H {{ipmi_address}} chassis power cycle' });
+    const { code, stderr } = await mayuFailsToStart(['--config', config, '--cluster-directory', path.join(dir, 'c2'), '--report-key-file', path.join(dir, 'k2')]);
+    assert.equal(code, 1);
+    assert.match(stderr, /power_hook\.command: \{\{ipmi_address\}\} must be inside single quotes/);
   });
 });

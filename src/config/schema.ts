@@ -69,6 +69,13 @@ export const configSchema = z
     /** Serve Ignition (POST /final-ignition-config.json) instead of cloud-config to installers. */
     use_ignition: z.boolean().default(false),
     security: securitySchema,
+    /** Command run when a reinstall is requested (README "Host lifecycle"). */
+    power_hook: z
+      .strictObject({
+        command: z.string().min(1),
+        timeout_ms: z.number().int().min(100).max(3_600_000).default(60_000),
+      })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
@@ -93,6 +100,6 @@ export type SecurityConfig = z.infer<typeof securitySchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook'],
   network: Object.keys(networkSchema.shape),
 };

@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { decodeHost, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
+import { normalizeSerial } from '../core/serial.ts';
 import type { MayuService } from '../service/mayu-service.ts';
 import { requireAdmin, requireReporter, type AccessPolicy } from './auth.ts';
 import { readBody, readJsonObject } from './body.ts';
@@ -15,7 +16,13 @@ function accepted(ctx: Context): void {
   ctx.body = '';
 }
 
-export function adminRoutes(service: MayuService, policy: AccessPolicy): Router {
+/** Optional parts of the server the admin API reports on. */
+export interface AdminExtras {
+  /** The power hook's last result for a host (config power_hook); absent when none is configured. */
+  powerHook?: { lastResult(serial: string): object | undefined };
+}
+
+export function adminRoutes(service: MayuService, policy: AccessPolicy, extras: AdminExtras = {}): Router {
   const router = new Router({ prefix: '/admin' });
   const admin = requireAdmin(policy);
 
@@ -27,6 +34,14 @@ export function adminRoutes(service: MayuService, policy: AccessPolicy): Router 
     const host = await service.get(ctx.params.serial!);
     if (!host) throw new HttpError(404, `host ${ctx.params.serial} not found`);
     ctx.body = hostToJsonObject(host);
+  });
+
+  router.get('/host/:serial/power-hook', admin, async (ctx) => {
+    if (!extras.powerHook) throw new HttpError(404, 'no power hook is configured (config.yaml power_hook)');
+    const serial = normalizeSerial(ctx.params.serial!);
+    const result = extras.powerHook.lastResult(serial);
+    if (!result) throw new HttpError(404, `the power hook has not run for host ${serial} since mayu started`);
+    ctx.body = result;
   });
 
   // 204: the deletion is durable (committed) when the answer is sent.

@@ -1,7 +1,7 @@
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import type { MayuService } from '../service/mayu-service.ts';
-import { adminRoutes } from './admin-routes.ts';
+import { adminRoutes, type AdminExtras } from './admin-routes.ts';
 import type { AccessPolicy } from './auth.ts';
 import { HttpError, statusFor } from './errors.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
@@ -10,6 +10,7 @@ export interface AppDeps extends MachineRouteDeps {
   service: MayuService;
   logger: Logger;
   access: AccessPolicy;
+  admin?: AdminExtras;
 }
 
 /** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
@@ -38,7 +39,7 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
-  for (const router of [machineRoutes(deps), adminRoutes(deps.service, deps.access)]) {
+  for (const router of [machineRoutes(deps), adminRoutes(deps.service, deps.access, deps.admin)]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

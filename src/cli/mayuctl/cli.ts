@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { MayuClient } from './client.ts';
 import {
-  bootCompleteCommand, deleteCommand, errorText, historyCommand, listCommand, overrideCommand, setCommand, statusCommand, versionCommand,
+  bootCompleteCommand, deleteCommand, errorText, historyCommand, listCommand, overrideCommand, powerHookCommand, setCommand, statusCommand, versionCommand,
   type CommandContext, type Output,
 } from './commands.ts';
 import { DEFAULT_LIST_FIELDS, LIST_FIELD_NAMES } from './format.ts';
@@ -138,6 +138,12 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
       "Show a host's audit trail (newest first).",
       (y) => serialArg(y).option('json', jsonOpt),
       run((ctx, a) => historyCommand(ctx, a.serial, a.json)),
+    )
+    .command(
+      'power-hook <serial>',
+      "Show the last run of the site's power hook for a host (config power_hook; runs when a reinstall is requested).",
+      (y) => serialArg(y).option('json', jsonOpt),
+      run((ctx, a) => powerHookCommand(ctx, a.serial, a.json)),
     )
     .demandCommand(1, 'a command is required')
     .strict()

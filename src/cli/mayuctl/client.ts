@@ -65,6 +65,11 @@ export class MayuClient {
     await this.request('PUT', `/admin/host/${encodeURIComponent(serial)}/${route}`, body, token);
   }
 
+  /** GET /admin/host/<serial>/power-hook → the raw JSON answer. */
+  powerHook(serial: string): Promise<unknown> {
+    return this.getJson(`/admin/host/${encodeURIComponent(serial)}/power-hook`);
+  }
+
   /** DELETE /admin/host/<serial>; mayu answers 204 once the deletion is committed. */
   async deleteHost(serial: string): Promise<void> {
     await this.request('DELETE', `/admin/host/${encodeURIComponent(serial)}`);

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { decodeHost, HostDecodeError, type Host } from '../../core/host.ts';
 import { BadAnswerError, HttpStatusError, type MayuClient } from './client.ts';
 import { parseEnvFile } from './env-file.ts';
-import { formatHistory, formatList, formatStatus, parseFields, type HistoryEntry } from './format.ts';
+import { formatHistory, formatList, formatPowerHook, formatStatus, parseFields, type HistoryEntry } from './format.ts';
 import { bootCompleteRequest, overrideRequest, setRequest } from './request-body.ts';
 import { packageVersion } from './version.ts';
 
@@ -69,6 +69,22 @@ export async function statusCommand(ctx: CommandContext, serial: string, json: b
 export async function setCommand(ctx: CommandContext, serial: string, key: string, value: string, force = false): Promise<void> {
   const { route, body } = setRequest(key, value, { force });
   await ctx.client.putHost(serial, route, body);
+}
+
+export async function powerHookCommand(ctx: CommandContext, serial: string, json: boolean): Promise<void> {
+  let data: Record<string, unknown>;
+  try {
+    data = (await ctx.client.powerHook(serial)) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof HttpStatusError && err.body !== '') throw new CliError(err.body);
+    throw err;
+  }
+  if (typeof data !== 'object' || data === null || typeof data['serial'] !== 'string') throw new BadAnswerError('power-hook: expected a JSON object with a serial');
+  if (json) {
+    ctx.out(pretty(data));
+    return;
+  }
+  ctx.out(formatPowerHook(data));
 }
 
 export async function deleteCommand(ctx: CommandContext, serial: string): Promise<void> {

@@ -142,6 +142,21 @@ export function formatStatus(h: Host): string {
   return columnize(lines);
 }
 
+/** `mayuctl power-hook`: the last run's fields, then its output. */
+export function formatPowerHook(r: Readonly<Record<string, unknown>>): string {
+  const text = (v: unknown) => (v === undefined || v === null || v === '' ? '-' : String(v));
+  const status = r['running'] ? 'running' : r['error'] ? `failed: ${text(r['error'])}` : r['exitCode'] === 0 ? 'ok' : `failed: exit code ${text(r['exitCode'])}${r['signal'] ? `, signal ${text(r['signal'])}` : ''}`;
+  const lines = columnize([
+    ['Serial:', text(r['serial'])],
+    ['Status:', status],
+    ['Command:', text(r['command'])],
+    ['Started:', text(r['startedAt'])],
+    ['Finished:', text(r['finishedAt'])],
+  ]);
+  const output = (label: string, v: unknown) => (typeof v === 'string' && v !== '' ? `\n${label}:\n${v.trimEnd()}` : '');
+  return `${lines}${output('stdout', r['stdout'])}${output('stderr', r['stderr'])}`;
+}
+
 /** One commit of a host's audit trail, as GET /admin/host/<serial>/history answers it. */
 export interface HistoryEntry {
   commit: string;
