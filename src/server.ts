@@ -20,6 +20,7 @@ import { compileShellCommand, ShellCommandError } from './render/shell-command.t
 import { loadTemplates, RenderError } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { MayuService } from './service/mayu-service.ts';
+import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { FileStore } from './store/file-store.ts';
 import { GitStore } from './store/git-store.ts';
 import type { HostStore } from './store/store.ts';
@@ -62,6 +63,8 @@ export interface RunningServer {
   config: LoadedConfig;
   /** The supervised dnsmasq, when one runs. */
   dnsmasq?: RunningDnsmasq;
+  /** State of the audit push (config audit_push); undefined when none is configured. For /readyz, /metrics. */
+  pushStatus(): AuditPushStatus | undefined;
   /** Stops serving, stops dnsmasq (waits until it is gone), closes the store. */
   close(): Promise<void>;
 }
@@ -99,6 +102,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
+  if (config.audit_push && store.kind !== 'git') logger.warn('audit_push is ignored: --no-git keeps no history to push');
+  const auditPush = config.audit_push && store.kind === 'git' ? new AuditPusher({
+    dir: opts.clusterDir,
+    // A relative path is a remote next to config.yaml, like the other paths there.
+    url: isRelativePath(config.audit_push.url) ? path.resolve(path.dirname(opts.configFile), config.audit_push.url) : config.audit_push.url,
+    branch: config.audit_push.branch,
+    intervalMs: config.audit_push.interval_ms,
+    maxBackoffMs: config.audit_push.max_backoff_ms,
+    timeoutMs: config.audit_push.timeout_ms,
+    logger: logger.child({ component: 'audit-push' }),
+    now: opts.now,
+  }) : undefined;
+  auditPush?.notify(); // what is already committed (a new cluster's first commits, changes made while it was down)
 
   // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
   const listen = async (server: Server, port: number) => {
@@ -149,6 +165,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, deleted: e.deleted }, 'host changed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
+      auditPush?.notify();
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
     },
@@ -165,7 +182,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       adminApiHere,
       adminApiPort: tlsPort,
     };
-    return createApp({ service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access, admin: { powerHook } });
+    return createApp({ service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access, admin: { powerHook, auditPush } });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
   server.on('request', appFor(tlsServer === undefined).callback());
@@ -195,6 +212,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     store,
     config: loaded,
     dnsmasq,
+    pushStatus: () => auditPush?.status(),
     async close() {
       for (const s of [server, tlsServer]) {
         s?.close();
@@ -202,9 +220,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       await dnsmasq?.close();
       await powerHook?.close();
+      await auditPush?.close();
       await store.close();
     },
   };
+}
+
+/** A path, not a URL (scheme://, scp-like user@host:path) nor an absolute path. */
+function isRelativePath(url: string): boolean {
+  return !path.isAbsolute(url) && !url.includes(':');
 }
 
 function compilePowerHook(name: string, template: string) {

@@ -76,6 +76,17 @@ export const configSchema = z
         timeout_ms: z.number().int().min(100).max(3_600_000).default(60_000),
       })
       .optional(),
+    /** Push the cluster repo to a remote after commits (README "Audit push"). */
+    audit_push: z
+      .strictObject({
+        // A leading "-" would reach git as an option.
+        url: z.string().min(1).regex(/^[^-\s]/, { message: 'expected a git URL or a path (not starting with "-")' }),
+        branch: z.string().regex(/^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]+$/, { message: 'expected a branch name of letters, digits, ".", "_", "/" or "-"' }).default('master'),
+        interval_ms: z.number().int().min(0).default(5_000),
+        max_backoff_ms: z.number().int().min(100).default(300_000),
+        timeout_ms: z.number().int().min(1_000).default(120_000),
+      })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
@@ -100,6 +111,6 @@ export type SecurityConfig = z.infer<typeof securitySchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push'],
   network: Object.keys(networkSchema.shape),
 };

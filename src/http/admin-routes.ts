@@ -20,6 +20,8 @@ function accepted(ctx: Context): void {
 export interface AdminExtras {
   /** The power hook's last result for a host (config power_hook); absent when none is configured. */
   powerHook?: { lastResult(serial: string): object | undefined };
+  /** The audit push (config audit_push); absent when none is configured. */
+  auditPush?: { status(): object };
 }
 
 export function adminRoutes(service: MayuService, policy: AccessPolicy, extras: AdminExtras = {}): Router {
@@ -34,6 +36,11 @@ export function adminRoutes(service: MayuService, policy: AccessPolicy, extras: 
     const host = await service.get(ctx.params.serial!);
     if (!host) throw new HttpError(404, `host ${ctx.params.serial} not found`);
     ctx.body = hostToJsonObject(host);
+  });
+
+  router.get('/audit-push', admin, async (ctx) => {
+    if (!extras.auditPush) throw new HttpError(404, 'no audit push is configured (config.yaml audit_push)');
+    ctx.body = extras.auditPush.status();
   });
 
   router.get('/host/:serial/power-hook', admin, async (ctx) => {

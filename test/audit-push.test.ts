@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { AuditPusher, type AuditPushStatus } from '../src/store/audit-push.ts';
+import { git } from './helpers/git.ts';
+import { FIXTURES, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('AuditPusher (fake git)', () => {
+  it('keeps at most one push in flight and pushes what landed meanwhile in the next one', async () => {
+    const dir = await tempDir();
+    await mkdir(path.join(dir, '.git', 'refs', 'heads'), { recursive: true });
+    await writeFile(path.join(dir, '.git', 'HEAD'), 'ref: refs/heads/master\n');
+    const setHead = (n: number) => writeFile(path.join(dir, '.git', 'refs', 'heads', 'master'), `${String(n).padStart(40, '0')}\n`);
+    let running = 0;
+    let maxRunning = 0;
+    const pushed: string[] = [];
+    const pusher = new AuditPusher({
+      dir, url: '/remote', branch: 'audit', intervalMs: 0, maxBackoffMs: 1000, timeoutMs: 5000, logger: pino({ level: 'silent' }),
+      runGit: async (args) => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await sleep(100);
+        pushed.push(args.at(-1)!);
+        running--;
+      },
+    });
+    await setHead(1);
+    pusher.notify();
+    await sleep(20); // the first push is running now
+    for (let i = 2; i <= 30; i++) {
+      await setHead(i);
+      pusher.notify();
+    }
+    await until('idle', () => (pusher.status().state === 'idle' ? true : undefined));
+    assert.equal(maxRunning, 1);
+    assert.deepEqual(pushed, [`${'1'.padStart(40, '0')}:refs/heads/audit`, `${'30'.padStart(40, '0')}:refs/heads/audit`]);
+    assert.equal(pusher.status().lastPushedCommit, '30'.padStart(40, '0'));
+    await pusher.close();
+  });
+
+  it('retries a failing push with growing delays, reports the failure, then recovers', async () => {
+    const dir = await tempDir();
+    await mkdir(path.join(dir, '.git'), { recursive: true });
+    await writeFile(path.join(dir, '.git', 'HEAD'), `${'a'.repeat(40)}\n`);
+    const attempts: number[] = [];
+    let fail = true;
+    const pusher = new AuditPusher({
+      dir, url: '/remote', branch: 'master', intervalMs: 50, maxBackoffMs: 400, timeoutMs: 5000, logger: pino({ level: 'silent' }),
+      runGit: async () => {
+        attempts.push(Date.now());
+        if (fail) throw new Error('fatal: could not read from remote repository');
+      },
+    });
+    pusher.notify();
+    const failing: AuditPushStatus = await until('4 failures', () => (pusher.status().consecutiveFailures >= 4 ? pusher.status() : undefined));
+    assert.equal(failing.state, 'failing');
+    assert.match(failing.lastError!, /could not read from remote/);
+    assert.equal(failing.lastPushedCommit, undefined);
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    assert.ok(gaps[2]! >= 150 && gaps[2]! > gaps[0]!, `delays grow: ${gaps.join(', ')}`);
+    fail = false;
+    const ok = await until('recovery', () => (pusher.status().state === 'idle' ? pusher.status() : undefined));
+    assert.equal(ok.consecutiveFailures, 0);
+    assert.equal(ok.lastPushedCommit, 'a'.repeat(40));
+    await pusher.close();
+  });
+});
+
+describe('audit push to a local bare repo (native git)', () => {
+  const running: MayuProcess[] = [];
+  after(async () => {
+    for (const m of running) await m.stop();
+  });
+  const startWith = async (url: string) => {
+    const workDir = await tempDir();
+    const config = path.join(workDir, 'config.yaml');
+    const push = { url, branch: 'audit', interval_ms: 100, max_backoff_ms: 500 };
+    await writeFile(config, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}\naudit_push: ${JSON.stringify(push)}\n`);
+    const m = await startMayu({ workDir, config });
+    running.push(m);
+    return m;
+  };
+  const status = async (m: MayuProcess) => (await (await fetch(`${m.url}/admin/audit-push`)).json()) as AuditPushStatus;
+  const head = (m: MayuProcess) => git(m.clusterDir, 'rev-parse', 'HEAD').trim();
+  const pushedUpToHead = (m: MayuProcess) => async () => {
+    const s = await status(m);
+    return s.lastPushedCommit === head(m) && s.state === 'idle' ? s : undefined;
+  };
+
+  it('pushes the commits to the remote branch; the bare repo shows them', async () => {
+    const bare = path.join(await tempDir(), 'audit.git');
+    execFileSync('git', ['init', '--quiet', '--bare', bare]);
+    const m = await startWith(bare);
+    for (let i = 1; i <= 3; i++) assert.equal((await fetch(`${m.url}/first-stage-script/ap-${i}`)).status, 200);
+    await until('push of HEAD', pushedUpToHead(m));
+    const remote = execFileSync('git', ['--git-dir', bare, 'log', '--format=%H %s', 'audit'], { encoding: 'utf8' });
+    assert.equal(remote, git(m.clusterDir, 'log', '--format=%H %s', 'HEAD'));
+    assert.match(remote, /ap-3: host created/);
+    execFileSync('git', ['--git-dir', bare, 'fsck', '--full', '--strict']);
+  });
+
+  it('with the remote missing, provisioning still works and the status shows the failure; then it recovers', async () => {
+    const bare = path.join(await tempDir(), 'later.git');
+    const m = await startWith(bare);
+    for (let i = 1; i <= 2; i++) assert.equal((await fetch(`${m.url}/first-stage-script/down-${i}`)).status, 200);
+    const failing = await until('a failure', async () => {
+      const s = await status(m);
+      return s.consecutiveFailures >= 2 ? s : undefined;
+    });
+    assert.equal(failing.state, 'failing');
+    assert.match(failing.lastError!, /later\.git/);
+    await m.waitForLog((e) => e.msg === 'audit push failed, will retry');
+    assert.equal((await fetch(`${m.url}/first-stage-script/down-3`)).status, 200, 'still provisioning');
+
+    execFileSync('git', ['init', '--quiet', '--bare', bare]);
+    const ok = await until('recovery', pushedUpToHead(m));
+    assert.equal(ok.consecutiveFailures, 0);
+    assert.match(execFileSync('git', ['--git-dir', bare, 'log', '--format=%s', 'audit'], { encoding: 'utf8' }), /down-3: host created/);
+    await m.waitForLog((e) => e.msg === 'audit push recovered');
+  });
+
+  it('answers 404 on /admin/audit-push when no audit_push is configured', async () => {
+    const m = await startMayu();
+    running.push(m);
+    const res = await fetch(`${m.url}/admin/audit-push`);
+    assert.equal(res.status, 404);
+    assert.match(await res.text(), /no audit push is configured/);
+  });
+});
