@@ -129,7 +129,7 @@ describe('mayuctl against a fake mayu', () => {
 
   it('list with an invalid field fails before any request', async () => {
     const r = await ctl('list', '--fields=ip,bogus');
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, 'Invalid field: "bogus".\n');
     assert.equal(requests.length, 0);
@@ -196,14 +196,14 @@ describe('mayuctl against a fake mayu', () => {
 
   it('set with an unsupported key fails before any request', async () => {
     const r = await ctl('set', 'node-a', 'color', 'red');
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.equal(r.stderr, "setting key with name 'color' is not supported\n");
     assert.equal(requests.length, 0);
   });
 
   it('set with a bad state fails before any request', async () => {
     const r = await ctl('set', 'node-a', 'state', 'broken');
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /^invalid state 'broken'/);
     assert.equal(requests.length, 0);
   });
@@ -268,9 +268,9 @@ describe('mayuctl against a fake mayu', () => {
   });
 
   it('no command and unknown command are usage errors', async () => {
-    assert.equal((await mayuctl([])).code, 1);
+    assert.equal((await mayuctl([])).code, 2);
     const r = await mayuctl(['frobnicate']);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /Unknown argument: frobnicate/);
   });
 

@@ -45,7 +45,7 @@ describe('mayuctl against a live mayu', () => {
     const hosts = JSON.parse((await mayuctl('list', '--json')).stdout) as { Serial: string }[];
     assert.deepEqual(hosts.map((h) => h.Serial), ['ctl-1', 'ctl-2']);
     const bad = await mayuctl('list', '--fields=nope');
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 2);
     assert.match(bad.stderr + bad.stdout, /Invalid field: "nope"\./);
   });
 

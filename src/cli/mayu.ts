@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
+import pinoPretty from 'pino-pretty';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError } from '../config/load.ts';
@@ -44,7 +45,9 @@ await yargs(hideBin(process.argv))
       .option('tls-key-file', { type: 'string', describe: 'PEM private key of the TLS port' })
       .option('tls-ca-file', { type: 'string', describe: 'PEM CA handed to templates as mayu_ca_pem (default: the certificate itself when self-signed)' }),
     async (argv) => {
-      const logger = pino({ level: argv.debug ? 'debug' : 'info', base: { name: 'mayu' } });
+      // Readable lines for a person at a terminal; JSON lines for everything else (journald, files, tests).
+      const pretty = process.stdout.isTTY ? pinoPretty({ sync: true, colorize: !process.env['NO_COLOR'] }) : undefined;
+      const logger = pino({ level: argv.debug ? 'debug' : 'info', base: { name: 'mayu' } }, pretty ?? process.stdout);
       try {
         const server = await startServer({
           configFile: path.resolve(argv.config),

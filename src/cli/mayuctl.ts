@@ -6,6 +6,6 @@ import { runMayuctl } from './mayuctl/cli.ts';
 const code = await runMayuctl(hideBin(process.argv), {
   out: (text) => process.stdout.write(`${text}\n`),
   err: (text) => process.stderr.write(`${text}\n`),
-}, process.env);
+}, process.env, process.stderr.isTTY === true && !process.env['NO_COLOR']);
 // Let pending writes to a pipe finish before exiting.
 process.exitCode = code;

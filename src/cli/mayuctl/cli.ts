@@ -8,11 +8,14 @@ import {
   bootCompleteCommand, deleteCommand, errorText, historyCommand, listCommand, overrideCommand, powerHookCommand, setCommand, statusCommand, versionCommand,
   type CommandContext, type Output,
 } from './commands.ts';
-import { DEFAULT_LIST_FIELDS, LIST_FIELD_NAMES } from './format.ts';
-import { SET_KEYS } from './request-body.ts';
+import { DEFAULT_LIST_FIELDS, InvalidFieldError, LIST_FIELD_NAMES } from './format.ts';
+import { InvalidSetError, SET_KEYS } from './request-body.ts';
 
-const EPILOGUE = `Exit codes: 0 success; 1 any error (usage, unknown host, field or key, HTTP status above 399,
-connection failure).
+const EPILOGUE = `Exit codes: 0 success; 1 mayu said no or could not be reached (unknown host, HTTP status
+above 399, connection failure, a bad answer); 2 usage (unknown command or option, missing argument,
+invalid field, set key or value), found before any request.
+
+Shell completion: mayuctl completion >> ~/.bashrc (bash; zsh with bashcompinit).
 
 Compatibility with 0.11's mayuctl: 0.11 used https unless --no-tls was given. This mayu serves
 plain HTTP, so mayuctl uses http by default; --no-tls is still accepted (and changes nothing),
@@ -31,9 +34,21 @@ interface GlobalArgs {
   debug: boolean;
 }
 
-/** `env` is the process environment (only MAYU_TOKEN is read). */
-export async function runMayuctl(argv: readonly string[], output: Output, env: Readonly<Record<string, string | undefined>> = {}): Promise<number> {
+/** Exit code of a command line mayuctl refuses before sending anything. */
+export const USAGE_EXIT_CODE = 2;
+
+/** Errors are red when stderr is a terminal and NO_COLOR is unset (https://no-color.org). */
+const red = (text: string) => `\x1b[31m${text}\x1b[0m`;
+
+/**
+ * `env` is the process environment (MAYU_TOKEN is read); `color`: stderr is a terminal that
+ * takes colour (the entry decides, with NO_COLOR).
+ */
+export async function runMayuctl(
+  argv: readonly string[], output: Output, env: Readonly<Record<string, string | undefined>> = {}, color = false,
+): Promise<number> {
   let exitCode = 0;
+  const paint = (text: string) => (color ? red(text) : text);
 
   /** Wraps a command handler: builds the client, turns a thrown error into stderr + exit 1. */
   const run =
@@ -50,8 +65,8 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
         });
         await command({ ...output, client }, args);
       } catch (err) {
-        output.err(errorText(err, args.debug));
-        exitCode = 1;
+        output.err(paint(errorText(err, args.debug)));
+        exitCode = err instanceof InvalidSetError || err instanceof InvalidFieldError ? USAGE_EXIT_CODE : 1;
       }
     };
 
@@ -132,7 +147,7 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
         bootCompleteCommand(ctx, { updateVersions: a.updateVersions, envFile: a.envFile, osRelease: a.osRelease, token: a.token, fallbackToken: env['MAYU_TOKEN'] }),
       ),
     )
-    .command('version', 'Show cli version.', (y) => y, run((ctx) => versionCommand(ctx)))
+    .command('version', 'Show cli version.', (y) => y.option('json', jsonOpt), run((ctx, a) => versionCommand(ctx, a.json)))
     .command(
       'history <serial>',
       "Show a host's audit trail (newest first).",
@@ -145,6 +160,7 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
       (y) => serialArg(y).option('json', jsonOpt),
       run((ctx, a) => powerHookCommand(ctx, a.serial, a.json)),
     )
+    .completion('completion', 'Print a shell completion script (mayuctl completion >> ~/.bashrc).')
     .demandCommand(1, 'a command is required')
     .strict()
     .recommendCommands()
@@ -158,8 +174,8 @@ export async function runMayuctl(argv: readonly string[], output: Output, env: R
   // With a callback, yargs hands back help / usage text instead of printing or exiting.
   await parser.parseAsync([...argv], {}, (err, _args, text) => {
     if (err) {
-      output.err(text ? text : String(err.message));
-      exitCode = 1;
+      output.err(text ? text : paint(String(err.message)));
+      exitCode = USAGE_EXIT_CODE;
     } else if (text) {
       output.out(text);
     }

@@ -126,8 +126,8 @@ export async function bootCompleteCommand(ctx: CommandContext, args: BootComplet
   await ctx.client.putHost(serial, route, body, token);
 }
 
-export function versionCommand(output: Output): void {
-  output.out(`mayuctl version ${packageVersion()}`);
+export function versionCommand(output: Output, json = false): void {
+  output.out(json ? pretty({ version: packageVersion() }) : `mayuctl version ${packageVersion()}`);
 }
 
 function parseHistory(data: unknown): HistoryEntry[] {
