@@ -78,7 +78,7 @@ describe('mayuctl against a live mayu', () => {
     assert.deepEqual(hosts[0]!.FleetMetadata, ['a=b', 'c=d']);
     assert.equal(hosts[0]!.Cabinet, 3);
     const unsupported = await mayuctl('set', 'ctl-1', 'colour', 'red');
-    assert.equal(unsupported.code, 1);
+    assert.equal(unsupported.code, 2);
     assert.match(unsupported.stdout + unsupported.stderr, /setting key with name 'colour' is not supported/);
   });
 

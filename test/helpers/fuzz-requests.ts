@@ -114,6 +114,7 @@ export function fuzzRequests(w: FuzzWorld): fc.Arbitrary<FuzzRequest> {
       fc.constant({ method: 'GET', path: '/admin/hosts' }),
       serialFor.map((s) => ({ method: 'GET', path: `/admin/host/${s}` })),
       serialFor.map((s) => ({ method: 'GET', path: `/admin/host/${s}/history` })),
+      serialFor.map((s) => ({ method: 'DELETE', path: `/admin/host/${s}` })),
       fc.tuple(serialFor, fc.constantFrom(...ADMIN_PUTS)).map(([s, r]) => ({ method: 'PUT', path: `/admin/host/${s}/${r}` })),
     ),
     auth: wrongAuth,
@@ -217,7 +218,8 @@ export function fuzzRequests(w: FuzzWorld): fc.Arbitrary<FuzzRequest> {
   ).filter(([p, m]) => !(
     (m === 'GET' && ['/admin/hosts', '/admin/host/fz-run-1', '/first-stage-script/fz-run-1', '/ipxebootscript'].includes(p)) ||
     (m === 'PUT' && p.startsWith('/admin/host/fz-') && p.split('/').length === 5) ||
-    (m === 'POST' && p === '/final-cloud-config.yaml')
+    (m === 'POST' && p === '/final-cloud-config.yaml') ||
+    (m === 'DELETE' && p === '/admin/host/fz-run-1') // deletes the host: a right method, covered without the token above
   )).map(([p, method, auth]): FuzzRequest => ({ kind: 'wrong method', method, path: p, headers: auth, body: method === 'GET' ? undefined : '{}', expect: [404, 405] }));
 
   return fc.oneof(
