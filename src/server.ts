@@ -87,7 +87,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         dir: opts.clusterDir,
         randomBytes: rng,
         now: opts.now,
-        onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'compaction failed') : logger.info(r, 'loose objects packed')),
+        compactInWorker: true,
+        onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
       })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');

@@ -6,7 +6,8 @@ import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { writeFileAtomic } from './durable-fs.ts';
-import { compactRepo, listLooseObjects, MAX_DEPTH, type CompactionResult } from './git-compaction.ts';
+import { CompactionRunner } from './compaction-runner.ts';
+import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from './git-compaction.ts';
 import { GitHistory } from './git-history.ts';
 import { GitObjectReader } from './git-object-reader.ts';
 import {
@@ -40,6 +41,8 @@ export interface GitStoreOptions {
   now?: () => Date;
   /** Merge packs once there are this many (one per batch); 0 turns it off. */
   compactAfterPacks?: number;
+  /** Merge packs in a worker thread (the server does); tests of the store run them in-process. */
+  compactInWorker?: boolean;
   /** Told about background compactions and their failures (they never fail a change). */
   onCompaction?: (result: CompactionResult | Error) => void;
 }
@@ -61,6 +64,7 @@ export class GitStore implements HostStore {
   readonly kind = 'git' as const;
   private readonly table = new HostTable();
   private readonly reader: GitObjectReader;
+  private readonly runner: CompactionRunner | undefined;
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
@@ -72,6 +76,7 @@ export class GitStore implements HostStore {
   private constructor(private readonly opts: Required<GitStoreOptions>) {
     this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items));
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
+    this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
   }
 
@@ -82,6 +87,7 @@ export class GitStore implements HostStore {
       dir: options.dir,
       randomBytes: options.randomBytes,
       compactAfterPacks: options.compactAfterPacks ?? 16,
+      compactInWorker: options.compactInWorker ?? false,
       onCompaction: options.onCompaction ?? (() => {}),
     });
     await store.load();
@@ -120,6 +126,7 @@ export class GitStore implements HostStore {
     this.closed = true;
     await this.settled();
     await this.compaction?.catch(() => undefined);
+    await this.runner?.close();
     await this.reader.close();
   }
 
@@ -131,7 +138,14 @@ export class GitStore implements HostStore {
   }
 
   private startCompaction(all = false): Promise<CompactionResult> {
-    this.compaction = compactRepo(this.reader, this.head, { all }).finally(() => {
+    const run = async (): Promise<CompactionResult> => {
+      const job = { gitdir: path.join(this.opts.dir, '.git'), head: this.head, all };
+      const merged = this.runner ? await this.runner.merge(job) : await writeMergedPack(this.reader, job.head, { all });
+      if (!merged) return { objects: 0, packBytes: 0, mergedPacks: 0, looseObjects: 0 };
+      await retireMerged(this.reader, merged);
+      return compactionResult(merged);
+    };
+    this.compaction = run().finally(() => {
       this.compaction = undefined;
     });
     return this.compaction;
