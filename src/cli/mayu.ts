@@ -36,6 +36,7 @@ await yargs(hideBin(process.argv))
       .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
       .option('use-ignition', { type: 'boolean', describe: 'serve Ignition instead of cloud-config (default: config use_ignition)' })
       .option('debug', { type: 'boolean', default: false, describe: 'debug logging' })
+      .option('events-heartbeat-ms', { type: 'number', default: 15_000, describe: 'interval of the heartbeat comments on /admin/events streams (keeps proxies from closing them)' })
       .option('admin-token-file', { type: 'string', describe: 'file holding the admin API bearer token (or env MAYU_ADMIN_TOKEN, or config security.admin_token_file); none: the admin API is open, as in 0.11' })
       .option('report-key-file', { type: 'string', describe: 'secret the per-host report tokens derive from, created 0600 on first start (default run/report-key; keep it out of the cluster repo)' })
       .option('insecure-reports', { type: 'boolean', describe: 'accept set_installed / boot_complete without a report token (machines installed by 0.11)' })
@@ -60,6 +61,7 @@ await yargs(hideBin(process.argv))
           httpBindAddress: argv['http-bind-address'],
           useGit: argv.git,
           useIgnition: argv['use-ignition'],
+          eventHeartbeatMs: argv['events-heartbeat-ms'],
           version,
           logger,
           security: {
