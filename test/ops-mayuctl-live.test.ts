@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { gitCommitCount } from './helpers/git.ts';
-import { ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+import { ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // mayuctl events, list --watch and render as real processes against the real mayu process.
 
@@ -133,6 +134,30 @@ describe('mayuctl events, list --watch, render against a live mayu', () => {
     assert.equal(exists.status, 400);
     assert.match(await exists.text(), /profile previews only hosts not registered yet/);
     assert.equal((await fetch(`${mayu.url}/admin/host/ctl-ops-1/render/ipxe`)).status, 401, 'admin token rule');
+    assert.equal(gitCommitCount(mayu.clusterDir), commits);
+  });
+});
+
+describe('render route with a broken template', () => {
+  let mayu: MayuProcess;
+  before(async () => {
+    const dir = path.join(await tempDir('mayu-ops-templates-'), 'templates');
+    await cp(path.join(ROOT, 'templates'), dir, { recursive: true });
+    const file = path.join(dir, 'last_stage_cloudconfig.yaml');
+    await writeFile(file, `${await readFile(file, 'utf8')}\n# {{no_such_key}}\n`);
+    mayu = await startMayu({ templatesDir: dir });
+    await fetch(`${mayu.url}/first-stage-script/broken-1`);
+  });
+  after(() => mayu.stop());
+
+  it('answers 500 naming the template and the tag, and writes nothing', async () => {
+    const commits = gitCommitCount(mayu.clusterDir);
+    const res = await fetch(`${mayu.url}/admin/host/broken-1/render/cloud-config`);
+    assert.equal(res.status, 500);
+    const text = await res.text();
+    assert.match(text, /last_stage_cloudconfig/);
+    assert.match(text, /no_such_key/);
+    assert.equal((await fetch(`${mayu.url}/admin/host/broken-1/render/first-stage`)).status, 200, 'the other kinds still render');
     assert.equal(gitCommitCount(mayu.clusterDir), commits);
   });
 });
