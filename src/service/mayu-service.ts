@@ -27,6 +27,8 @@ export interface HostChangeEvent {
   to: HostState;
   messages: string[];
   host: Host;
+  /** Commit id of the change's last step (git mode); absent without git. */
+  commit?: string;
 }
 
 export interface ServiceDeps {
@@ -39,7 +41,12 @@ export interface ServiceDeps {
   checkHost?: (host: Host) => void;
   /** Called after a change is durable (dnsmasq host lists, events). Must not throw. */
   onChange?: (event: HostChangeEvent) => void;
+  /** Told how long each store.apply() took, from the call until the change was durable (metrics). */
+  observeCommit?: (seconds: number) => void;
 }
+
+/** Profile asked for by a preview that the config does not have: a 400. */
+export class UnknownProfileError extends Error {}
 
 /** Renders the answer for the host as it will be once the change lands; a throw writes nothing. */
 export type RenderFor = (host: Host) => string;
@@ -75,6 +82,22 @@ export class MayuService {
     if (!this.deps.store.get(serial)) throw new UnknownHostError();
     await this.deps.store.settled();
     return this.deps.store.history(serial);
+  }
+
+  /**
+   * The host as mayu would serve it, without writing anything: the stored host, or for an
+   * unknown serial the host its creation would make now (with `profileName`: in that profile).
+   */
+  preview(rawSerial: string, profileName?: string): { host: Host; created: boolean } {
+    const serial = normalizeSerial(rawSerial);
+    const existing = this.deps.store.get(serial);
+    if (existing) return { host: existing, created: false };
+    let profile: Profile | undefined;
+    if (profileName !== undefined) {
+      profile = this.deps.profiles.find((p) => p.name === profileName);
+      if (!profile) throw new UnknownProfileError(`unknown profile ${JSON.stringify(profileName)}; profiles: ${this.deps.profiles.map((p) => p.name).join(', ')}`);
+    }
+    return { host: this.creation(serial, profile).at(-1)!.host, created: true };
   }
 
   /** First-stage script request: creates the host on first contact, renders its script. */
@@ -140,8 +163,9 @@ export class MayuService {
     });
   }
 
-  private creation(serial: string): Step[] {
+  private creation(serial: string, profile?: Profile): Step[] {
     return creationSteps(serial, {
+      profile,
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,
@@ -161,9 +185,14 @@ export class MayuService {
   private async commit(serial: string, before: Host | undefined, steps: Step[], render?: RenderFor): Promise<{ host: Host; body: string }> {
     const after = steps.at(-1)?.host ?? before!;
     const body = render ? render(after) : '';
-    await this.deps.store.apply(serial, steps);
+    const started = process.hrtime.bigint();
+    const commit = await this.deps.store.apply(serial, steps);
     if (steps.length > 0) {
-      this.deps.onChange?.({ serial, from: before?.State, to: after.State, messages: steps.map((s) => s.message), host: after });
+      this.deps.observeCommit?.(Number(process.hrtime.bigint() - started) / 1e9);
+      this.deps.onChange?.({
+        serial, from: before?.State, to: after.State, messages: steps.map((s) => s.message), host: after,
+        ...(commit === undefined ? {} : { commit }),
+      });
     }
     return { host: after, body };
   }

@@ -16,7 +16,7 @@ import {
 import { PackFileWriter } from './git-pack-file.ts';
 import { resolveHead, writeRef } from './git-refs.ts';
 import { HostTable } from './host-table.ts';
-import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
+import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes one packfile holding every commit of the batch,
@@ -45,6 +45,7 @@ export interface GitStoreOptions {
   compactInWorker?: boolean;
   /** Told about background compactions and their failures (they never fail a change). */
   onCompaction?: (result: CompactionResult | Error) => void;
+  observer?: StoreObserver;
 }
 
 interface WriteItem {
@@ -54,6 +55,8 @@ interface WriteItem {
   content: string;
   /** On the first step of an apply(): the host to restore if the write fails. */
   undo?: { prev: Host | undefined };
+  /** Set by writeBatch: the commit this item became. */
+  commit?: string;
 }
 
 export function encodeClusterJson(config: ClusterConfig): string {
@@ -74,7 +77,7 @@ export class GitStore implements HostStore {
   private closed = false;
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
-    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items));
+    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten);
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
@@ -89,6 +92,7 @@ export class GitStore implements HostStore {
       compactAfterPacks: options.compactAfterPacks ?? 16,
       compactInWorker: options.compactInWorker ?? false,
       onCompaction: options.onCompaction ?? (() => {}),
+      observer: options.observer ?? {},
     });
     await store.load();
     return store;
@@ -104,18 +108,20 @@ export class GitStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
+  writeQueueDepth() { return this.writer.depth; }
 
-  apply(serial: string, steps: readonly Step[]): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreError('store is closed'));
-    if (steps.length === 0) return this.settled();
+  async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
+    if (this.closed) throw new StoreError('store is closed');
+    if (steps.length === 0) return this.settled().then(() => undefined);
     const prev = this.table.apply(serial, steps);
-    const writes = steps.map((s, i) => this.writer.submit({
+    const items: WriteItem[] = steps.map((s, i) => ({
       serial,
       message: hostCommitMessage(serial, s.message),
       content: encodeHost(s.host),
       undo: i === 0 ? { prev } : undefined,
     }));
-    return Promise.all(writes).then(() => undefined);
+    await Promise.all(items.map((item) => this.writer.submit(item)));
+    return items.at(-1)!.commit;
   }
 
   history(serial: string): Promise<CommitInfo[]> {
@@ -253,6 +259,7 @@ export class GitStore implements HostStore {
           message: `${item.message}\n`,
         }));
         this.history_.record(this.head, item.message, timestamp);
+        item.commit = this.head;
       }
       // Root trees newest first, each older one a delta of its newer neighbour.
       const rootsNewestFirst = [...new Map(roots.reverse().map((r) => [r.oid, r])).values()].filter((r) => !others.has(r.oid));

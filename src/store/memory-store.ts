@@ -16,12 +16,15 @@ export class MemoryStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.config }; }
 
-  async apply(serial: string, steps: readonly Step[]): Promise<void> {
+  async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
     this.table.apply(serial, steps);
     for (const s of steps) {
       this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, s.message) });
     }
+    return steps.length > 0 ? this.log.at(-1)!.commit : undefined;
   }
+
+  writeQueueDepth() { return 0; }
 
   async settled(): Promise<void> {}
 

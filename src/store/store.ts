@@ -26,12 +26,21 @@ export interface HostStore {
   scan(): Iterable<Readonly<Host>>;
   size(): number;
   clusterConfig(): ClusterConfig;
-  apply(serial: string, steps: readonly Step[]): Promise<void>;
+  /** Resolves with the commit id of the last step once all are durable (git mode; undefined without git or steps). */
+  apply(serial: string, steps: readonly Step[]): Promise<string | undefined>;
+  /** Changes applied and not yet durable (the batch being written and the queue behind it). */
+  writeQueueDepth(): number;
   /** Resolves when everything applied so far is durable: answers that read state wait on it. */
   settled(): Promise<void>;
   /** Newest first. */
   history(serial: string): Promise<CommitInfo[]>;
   close(): Promise<void>;
+}
+
+/** What a store tells the composition root about its writes (metrics); every callback optional. */
+export interface StoreObserver {
+  /** A batch of `size` changes (commits in git mode) became durable. */
+  batchWritten?(size: number): void;
 }
 
 export class StoreError extends Error {}
