@@ -40,8 +40,9 @@ export function adminRoutes(service: MayuService, outputs: Outputs, policy: Acce
     ctx.body = hostToJsonObject(host);
   });
 
+  // ?with=conf adds each commit's conf.json text (the dashboard diffs them).
   router.get('/host/:serial/history', admin, async (ctx) => {
-    ctx.body = await service.history(ctx.params.serial!);
+    ctx.body = ctx.query['with'] === 'conf' ? await service.historyWithConf(ctx.params.serial!) : await service.history(ctx.params.serial!);
   });
 
   // Dry run: what mayu would serve this host, rendered without writing anything. The first-stage

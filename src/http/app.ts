@@ -7,6 +7,7 @@ import { HttpError, statusFor } from './errors.ts';
 import { eventRoutes, type EventStreamDeps } from './event-stream.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
 import { opsRoutes, type OpsDeps } from './ops-routes.ts';
+import { uiRoutes } from './ui-routes.ts';
 
 export interface AppDeps extends MachineRouteDeps {
   service: MayuService;
@@ -49,6 +50,7 @@ export function createApp(deps: AppDeps): Koa {
 
   const routers = [
     machineRoutes(deps), opsRoutes(deps.ops, deps.access), eventRoutes(deps.events, deps.access), adminRoutes(deps.service, deps.outputs, deps.access),
+    uiRoutes(),
   ];
   for (const router of routers) {
     app.use(router.routes());

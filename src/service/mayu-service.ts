@@ -84,6 +84,16 @@ export class MayuService {
     return this.deps.store.history(serial);
   }
 
+  /** history() with each commit's conf.json text of the host (null if the commit has none). */
+  async historyWithConf(rawSerial: string): Promise<(CommitInfo & { conf: string | null })[]> {
+    const serial = normalizeSerial(rawSerial);
+    const commits = await this.history(serial);
+    const out: (CommitInfo & { conf: string | null })[] = [];
+    // One at a time: a host has a handful of commits, and the reader shares one file handle per pack.
+    for (const c of commits) out.push({ ...c, conf: (await this.deps.store.confAt(serial, c.commit)) ?? null });
+    return out;
+  }
+
   /**
    * The host as mayu would serve it, without writing anything: the stored host, or for an
    * unknown serial the host its creation would make now (with `profileName`: in that profile).

@@ -78,6 +78,10 @@ export class FileStore implements HostStore {
     throw new StoreError('no history: mayu runs with --no-git');
   }
 
+  async confAt(): Promise<string | undefined> {
+    throw new StoreError('no history: mayu runs with --no-git');
+  }
+
   async close(): Promise<void> {
     await this.settled();
   }

@@ -128,6 +128,16 @@ export class GitStore implements HostStore {
     return this.history_.forSerial(serial);
   }
 
+  async confAt(serial: string, commit: string): Promise<string | undefined> {
+    if (!/^[0-9a-f]{40}$/.test(commit)) return undefined;
+    // commit -> root tree -> <serial>/ -> conf.json, through the same reader as start-up.
+    const parsed = parseCommit((await this.reader.read(commit)).content);
+    const dir = parseTree((await this.reader.read(parsed.tree)).content).find((e) => e.name === serial && e.mode === TREE_MODE);
+    if (!dir) return undefined;
+    const file = parseTree((await this.reader.read(dir.oid)).content).find((f) => f.name === HOST_FILE);
+    return file ? (await this.reader.read(file.oid)).content.toString('utf8') : undefined;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.settled();

@@ -34,6 +34,11 @@ export interface HostStore {
   settled(): Promise<void>;
   /** Newest first. */
   history(serial: string): Promise<CommitInfo[]>;
+  /**
+   * The host's conf.json text as of `commit` (one of its history() commits); undefined when the
+   * commit has no conf.json for it (e.g. a commit of another host's). Git mode only.
+   */
+  confAt(serial: string, commit: string): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
