@@ -5,7 +5,7 @@
 //
 // 1. Render throughput (autocannon, programmatic): a host `bench-1` is registered and POSTed once
 //    (state installing), then for --seconds each, at --connections connections:
-//      GET /ipxebootscript                    (renders the iPXE script)
+//      GET /ipxebootscript?serial=bench-1&…   (looks the host up, answers its boot script)
 //      POST /final-cloud-config.yaml          (same HostData again: a no-op success that renders
 //                                              the cloud-config and must write no commit)
 //    Each also at --latency-connections (closed loop: latency ~ connections / throughput, so the
@@ -103,7 +103,9 @@ interface Target {
 
 const postBody = JSON.stringify(hostData(SERIAL, macFor(1)));
 const TARGETS: Target[] = [
-  { route: 'GET /ipxebootscript', method: 'GET', path: '/ipxebootscript' },
+  // As iPXE asks after mayu's chain script: with its identity, so mayu looks the host up and
+  // renders its boot script (the bare URL only answers the small chain script).
+  { route: 'GET /ipxebootscript?serial=…', method: 'GET', path: `/ipxebootscript?serial=${SERIAL}&mac=${macFor(1).replaceAll(':', '-')}&uuid=` },
   { route: 'POST /final-cloud-config.yaml', method: 'POST', path: '/final-cloud-config.yaml', body: postBody, headers: { 'content-type': 'application/json' } },
 ];
 

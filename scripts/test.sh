@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # namespace (iproute2) with busybox's udhcpc as client; ipxe gives the TFTP boot files. The VM
 # tests boot QEMU (TCG) with its iPXE ROMs and busybox nc for the port forward; the image build
 # (scripts/images) needs cpio, mkfs.vfat, mtools and bzip2, and apt's package lists for
-# `apt-get download` of the kernel, busybox-static and syslinux (never installed).
+# `apt-get download` of the kernel, busybox-static and syslinux (never installed). The dashboard
+# test drives Debian's chromium (never a downloaded browser) with playwright-core.
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v ignition-validate >/dev/null || missing+=(ignition)
@@ -23,6 +24,7 @@ command -v cpio >/dev/null || missing+=(cpio)
 command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 command -v mcopy >/dev/null || missing+=(mtools)
 command -v bzip2 >/dev/null || missing+=(bzip2)
+command -v chromium >/dev/null || missing+=(chromium)
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 if ((${#missing[@]})) || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   $sudo apt-get update -qq

@@ -7,11 +7,13 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
 import type { Host } from './core/host.ts';
 import { reportToken } from './core/tokens.ts';
 import { createApp } from './http/app.ts';
+import { createMetrics } from './metrics/mayu-metrics.ts';
 import type { AccessPolicy } from './http/auth.ts';
 import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
 import { POWER_HOOK_KEYS, PowerHook } from './power/power-hook.ts';
@@ -19,6 +21,7 @@ import { createOutputs } from './render/outputs.ts';
 import { compileShellCommand, ShellCommandError } from './render/shell-command.ts';
 import { loadTemplates, RenderError } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
+import { HostEventHub } from './service/host-events.ts';
 import { MayuService } from './service/mayu-service.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { FileStore } from './store/file-store.ts';
@@ -50,6 +53,8 @@ export interface ServerOptions {
   /** Randomness (machine ids, etcd token) and clock; tests pass fixed ones. */
   randomBytes?: (n: number) => Uint8Array;
   now?: () => Date;
+  /** Heartbeat comment interval of /admin/events streams (default 15 s). */
+  eventHeartbeatMs?: number;
 }
 
 export interface RunningServer {
@@ -61,6 +66,10 @@ export interface RunningServer {
   tlsPort?: number;
   store: HostStore;
   config: LoadedConfig;
+  /** This server's Prometheus registry (GET /metrics). */
+  metrics: Registry;
+  /** Durable host changes, as /admin/events streams them. */
+  events: HostEventHub;
   /** The supervised dnsmasq, when one runs. */
   dnsmasq?: RunningDnsmasq;
   /** State of the audit push (config audit_push); undefined when none is configured. For /readyz, /metrics. */
@@ -93,14 +102,30 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
 
   const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
-  const store: HostStore = opts.useGit
+  // Filled in below once the parts it reads exist; the store reports batches into it from the start.
+  const registry = new Registry();
+  const events = new HostEventHub();
+  const runsDnsmasq = config.network.pxe && opts.dnsmasq !== undefined;
+  let dnsmasq: RunningDnsmasq | undefined;
+  let store: HostStore | undefined;
+  const metrics = createMetrics(registry, {
+    hosts: () => store?.scan() ?? [],
+    profileNames: loaded.profiles.map((p) => p.name),
+    writeQueueDepth: () => store?.writeQueueDepth() ?? 0,
+    eventSubscribers: () => events.subscribers,
+    dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
+  });
+  const observer = { batchWritten: metrics.batchWritten };
+  store = opts.useGit
     ? await GitStore.open({
         dir: opts.clusterDir,
         randomBytes: rng,
         now: opts.now,
-        onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'compaction failed') : logger.info(r, 'loose objects packed')),
+        compactInWorker: true,
+        onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
+        observer,
       })
-    : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng });
+    : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
   if (config.audit_push && store.kind !== 'git') logger.warn('audit_push is ignored: --no-git keeps no history to push');
   const auditPush = config.audit_push && store.kind === 'git' ? new AuditPusher({
@@ -143,7 +168,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     renderer, config, mayuUrl, version: opts.version, useIgnition,
     reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem,
   });
-  let dnsmasq: RunningDnsmasq | undefined;
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
@@ -162,14 +186,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     },
     onChange: (e) => {
-      logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, deleted: e.deleted }, 'host changed');
+      logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, commit: e.commit, deleted: e.deleted }, 'host changed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
       auditPush?.notify();
+      events.publish(e);
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
     },
+    observeCommit: metrics.commit,
   });
+  // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
+  const notReadyReasons = () => {
+    if (!runsDnsmasq) return [];
+    if (!dnsmasq) return ['dnsmasq is starting'];
+    return dnsmasq.supervisor.serving ? [] : [`dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
+  };
 
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
@@ -182,14 +214,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       adminApiHere,
       adminApiPort: tlsPort,
     };
-    return createApp({ service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access, admin: { powerHook, auditPush } });
+    return createApp({
+      service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
+      admin: { powerHook, auditPush },
+      ops: { notReadyReasons, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
+      events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
+      observeRequest: metrics.request,
+    });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
   server.on('request', appFor(tlsServer === undefined).callback());
   tlsServer?.on('request', appFor(true).callback());
-  if (config.network.pxe && opts.dnsmasq) {
+  if (runsDnsmasq) {
     try {
-      dnsmasq = await startDnsmasq({ ...opts.dnsmasq, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
+      dnsmasq = await startDnsmasq({ ...opts.dnsmasq!, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
     } catch (err) {
       for (const s of [server, tlsServer]) s?.close();
       await store.close();
@@ -211,6 +249,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     tlsPort,
     store,
     config: loaded,
+    metrics: registry,
+    events,
     dnsmasq,
     pushStatus: () => auditPush?.status(),
     async close() {

@@ -57,6 +57,24 @@ describe('git store packs', () => {
     await reopened.close();
   });
 
+  it('merges packs in a worker thread as the server does, while commits go on', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
+    const results: unknown[] = [];
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterPacks: 4, compactInWorker: true, onCompaction: (r) => results.push(r) });
+    await populate(store, 30);
+    const hosts = store.all();
+    await store.close();
+    // The worker's first start (loading tsx and the modules) takes a while: at least one merge.
+    assert.ok(results.length >= 1, `merged ${results.length} times`);
+    assert.ok(results.every((r) => !(r instanceof Error)), String(results.find((r) => r instanceof Error)));
+    assert.ok(results.some((r) => (r as { mergedPacks: number }).mergedPacks >= 4));
+    gitFsck(dir);
+    assert.equal(gitCommitCount(dir), 2 + 30 * 5);
+    const reopened = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    assert.deepEqual(reopened.all().sort(bySerial), hosts.sort(bySerial));
+    await reopened.close();
+  });
+
   it('mayu compact merges 80 batch packs into one with root trees as deltas, a fraction of the size', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
     const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterPacks: 0 });

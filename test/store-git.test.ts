@@ -67,6 +67,29 @@ describe('git store', () => {
     await second.close();
   });
 
+  it('reads a host\'s conf.json at each of its commits, as native git shows it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const first = await open(dir);
+    await create(first, 'abc');
+    await first.close();
+    // Commits before this start (packed on disk) and of this process (just written).
+    const store = await open(dir);
+    await create(store, 'def');
+    await store.apply('abc', setStateSteps({ ...store.get('abc')!, State: 'running' }, 'configured'));
+    for (const serial of ['abc', 'def']) {
+      for (const { commit } of await store.history(serial)) {
+        assert.equal(await store.confAt(serial, commit), git(dir, 'show', `${commit}:${serial}/conf.json`), `${serial} at ${commit}`);
+      }
+    }
+    const [newest] = await store.history('abc');
+    assert.equal(JSON.parse((await store.confAt('abc', newest!.commit))!).State, 'configured');
+    // A commit from before the host existed has no conf.json of it; a malformed id is no commit.
+    const initial = git(dir, 'rev-list', '--max-parents=0', 'HEAD').trim();
+    assert.equal(await store.confAt('abc', initial), undefined);
+    assert.equal(await store.confAt('abc', '../HEAD'), undefined);
+    await store.close();
+  });
+
   it('starts cleanly after a kill left a ref lock and mirror temp files', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
     const first = await open(dir);

@@ -1,10 +1,12 @@
 // `mayu`: the server. The only module that reads flags and the environment.
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import pinoPretty from 'pino-pretty';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { defaultGateway, DetectError, detectedConfigYaml, detectNetwork, nameserversFrom } from '../config/detect.ts';
 import { ConfigError } from '../config/load.ts';
 import { PROJECT_ROOT, startServer } from '../server.ts';
 import { compactRepo } from '../store/git-compaction.ts';
@@ -37,6 +39,7 @@ await yargs(hideBin(process.argv))
       .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
       .option('use-ignition', { type: 'boolean', describe: 'serve Ignition instead of cloud-config (default: config use_ignition)' })
       .option('debug', { type: 'boolean', default: false, describe: 'debug logging' })
+      .option('events-heartbeat-ms', { type: 'number', default: 15_000, describe: 'interval of the heartbeat comments on /admin/events streams (keeps proxies from closing them)' })
       .option('admin-token-file', { type: 'string', describe: 'file holding the admin API bearer token (or env MAYU_ADMIN_TOKEN, or config security.admin_token_file); none: the admin API is open, as in 0.11' })
       .option('report-key-file', { type: 'string', describe: 'secret the per-host report tokens derive from, created 0600 on first start (default run/report-key; keep it out of the cluster repo)' })
       .option('insecure-reports', { type: 'boolean', describe: 'accept set_installed / boot_complete without a report token (machines installed by 0.11)' })
@@ -63,6 +66,7 @@ await yargs(hideBin(process.argv))
           httpBindAddress: argv['http-bind-address'],
           useGit: argv.git,
           useIgnition: argv['use-ignition'],
+          eventHeartbeatMs: argv['events-heartbeat-ms'],
           version,
           logger,
           security: {
@@ -110,5 +114,41 @@ await yargs(hideBin(process.argv))
         ? `${result.objects} objects from ${result.mergedPacks} packs and ${result.looseObjects} loose files packed into ${result.pack} (${result.packBytes} bytes)\n`
         : 'nothing to compact: already one pack\n');
     },
+  )
+  .command(
+    'config',
+    'config.yaml helpers',
+    (y) => y
+      .command(
+        'detect',
+        'print a config.yaml for this machine: network from the interface\'s address, ranges inside its subnet, its default gateway',
+        (yy) => yy.option('interface', { type: 'string', describe: 'the NIC on the provisioning network (default: the first non-loopback one with IPv4)' }),
+        (argv) => {
+          // os.networkInterfaces() (<1 ms) rather than systeminformation (~55 ms, and a dependency):
+          // it has every field this needs; the gateway and DNS come from /proc and resolv.conf.
+          const readOrEmpty = (file: string) => {
+            try {
+              return readFileSync(file, 'utf8');
+            } catch {
+              return '';
+            }
+          };
+          try {
+            const ifaces = networkInterfaces();
+            const name = argv.interface ?? undefined;
+            const chosen = name ?? Object.keys(ifaces).find((n) => (ifaces[n] ?? []).some((a) => a.family === 'IPv4' && !a.internal)) ?? '';
+            const detected = detectNetwork(ifaces, name, {
+              gateway: defaultGateway(readOrEmpty('/proc/net/route'), chosen),
+              nameservers: nameserversFrom(readOrEmpty('/etc/resolv.conf')),
+            });
+            process.stdout.write(detectedConfigYaml(detected));
+          } catch (err) {
+            if (!(err instanceof DetectError)) throw err;
+            process.stderr.write(`mayu config detect: ${err.message}\n`);
+            process.exitCode = 1;
+          }
+        },
+      )
+      .demandCommand(1, 'mayu config: name a subcommand (detect)'),
   )
   .parseAsync();

@@ -25,6 +25,8 @@ export interface CreationContext {
   defaultEtcdToken: string;
   /** 16 random bytes for the machine id. */
   randomBytes: Uint8Array;
+  /** Use this profile instead of the first one with room (dry-run previews of a chosen profile). */
+  profile?: Profile;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -50,7 +52,7 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   host = { ...host, InternalAddr: allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr)) };
   steps.push({ message: 'updated host InternalAddr', host });
 
-  host = applyProfile(host, chooseProfile(ctx.profiles, countByProfile(hosts)));
+  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, countByProfile(hosts)));
   steps.push({ message: 'updated host profile and metadata', host });
 
   if (!host.EtcdClusterToken) {

@@ -1,7 +1,9 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { decodeHost, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
+import { bootsFromLocalDisk } from '../core/boot-identity.ts';
 import { normalizeSerial } from '../core/serial.ts';
+import type { Outputs } from '../render/outputs.ts';
 import type { MayuService } from '../service/mayu-service.ts';
 import { requireAdmin, requireReporter, type AccessPolicy } from './auth.ts';
 import { readBody, readJsonObject } from './body.ts';
@@ -24,7 +26,16 @@ export interface AdminExtras {
   auditPush?: { status(): object };
 }
 
-export function adminRoutes(service: MayuService, policy: AccessPolicy, extras: AdminExtras = {}): Router {
+/** What `GET /admin/host/:serial/render/:kind` can render, with the type the machine route serves it as. */
+export const RENDER_KINDS = {
+  'ignition': { type: 'application/json', render: (o: Outputs, h: Host) => o.ignition(h) },
+  'cloud-config': { type: 'text/yaml; charset=utf-8', render: (o: Outputs, h: Host) => o.cloudConfig(h) },
+  'first-stage': { type: 'text/plain; charset=utf-8', render: (o: Outputs, h: Host) => o.firstStageScript(h) },
+  // What /ipxebootscript?serial=... answers this host.
+  'ipxe': { type: 'text/plain; charset=utf-8', render: (o: Outputs, h: Host) => (bootsFromLocalDisk(h) ? o.ipxeLocalBoot(h) : o.ipxeScript()) },
+} as const;
+
+export function adminRoutes(service: MayuService, outputs: Outputs, policy: AccessPolicy, extras: AdminExtras = {}): Router {
   const router = new Router({ prefix: '/admin' });
   const admin = requireAdmin(policy);
 
@@ -58,8 +69,32 @@ export function adminRoutes(service: MayuService, policy: AccessPolicy, extras: 
     ctx.status = 204;
   });
 
+  // ?with=conf adds each commit's conf.json text (the dashboard diffs them).
   router.get('/host/:serial/history', admin, async (ctx) => {
-    ctx.body = await service.history(ctx.params.serial!);
+    ctx.body = ctx.query['with'] === 'conf' ? await service.historyWithConf(ctx.params.serial!) : await service.history(ctx.params.serial!);
+  });
+
+  // Dry run: what mayu would serve this host, rendered without writing anything. The first-stage
+  // script and configs carry the host's report token, which the admin token may see.
+  router.get('/host/:serial/render/:kind', admin, async (ctx) => {
+    const kind = ctx.params.kind!;
+    if (!Object.hasOwn(RENDER_KINDS, kind)) {
+      throw new HttpError(400, `unknown render kind ${JSON.stringify(kind.slice(0, 40))}: expected one of ${Object.keys(RENDER_KINDS).join(', ')}`);
+    }
+    const rawProfile = ctx.query['profile'];
+    const profile = Array.isArray(rawProfile) ? rawProfile[0] : rawProfile;
+    const stored = await service.get(ctx.params.serial!);
+    if (stored && profile !== undefined) {
+      throw new HttpError(400, `host ${stored.Serial} exists (profile ${JSON.stringify(stored.Profile)}): profile previews only hosts not registered yet`);
+    }
+    if (!stored && profile === undefined) {
+      throw new HttpError(404, `host ${ctx.params.serial} not found; give a profile (?profile=<name>) to preview it as its creation would make it`);
+    }
+    const { host, created } = service.preview(ctx.params.serial!, profile);
+    const { type, render } = RENDER_KINDS[kind as keyof typeof RENDER_KINDS];
+    ctx.set('X-Mayu-Preview', created ? 'not-registered' : 'stored-host');
+    ctx.type = type;
+    ctx.body = render(outputs, host);
   });
 
   /** PUT route whose body is a Host; `apply` gets the decoded host and the raw object. */

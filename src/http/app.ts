@@ -4,13 +4,20 @@ import type { MayuService } from '../service/mayu-service.ts';
 import { adminRoutes, type AdminExtras } from './admin-routes.ts';
 import type { AccessPolicy } from './auth.ts';
 import { HttpError, statusFor } from './errors.ts';
+import { eventRoutes, type EventStreamDeps } from './event-stream.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
+import { opsRoutes, type OpsDeps } from './ops-routes.ts';
+import { uiRoutes } from './ui-routes.ts';
 
 export interface AppDeps extends MachineRouteDeps {
   service: MayuService;
   logger: Logger;
   access: AccessPolicy;
   admin?: AdminExtras;
+  ops: OpsDeps;
+  events: EventStreamDeps;
+  /** Told about every answered request: method, the router's path pattern ("(unmatched)" if none), status. */
+  observeRequest?: (method: string, route: string, status: number) => void;
 }
 
 /** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
@@ -35,11 +42,18 @@ export function createApp(deps: AppDeps): Koa {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       // Routes may add what they decided (e.g. the iPXE boot answer) to ctx.state.log.
       const extra = (ctx.state as { log?: Record<string, unknown> }).log;
+      // The pattern, not the URL: one series per route, whatever serials machines send.
+      const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
+      deps.observeRequest?.(ctx.method, matched === undefined ? '(unmatched)' : String(matched), ctx.status);
       logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip, ...extra }, 'request');
     }
   });
 
-  for (const router of [machineRoutes(deps), adminRoutes(deps.service, deps.access, deps.admin)]) {
+  const routers = [
+    machineRoutes(deps), opsRoutes(deps.ops, deps.access), eventRoutes(deps.events, deps.access),
+    adminRoutes(deps.service, deps.outputs, deps.access, deps.admin), uiRoutes(),
+  ];
+  for (const router of routers) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

@@ -4,7 +4,7 @@ import { HostDataError } from '../core/host-data.ts';
 import { RangeExhaustedError } from '../core/addresses.ts';
 import { InvalidSerialError } from '../core/serial.ts';
 import { IllegalTransitionError } from '../core/states.ts';
-import { UnknownHostError } from '../service/mayu-service.ts';
+import { UnknownHostError, UnknownProfileError } from '../service/mayu-service.ts';
 
 /** An error whose message is meant for the client as the plain-text body. */
 export class HttpError extends Error {
@@ -13,7 +13,7 @@ export class HttpError extends Error {
   }
 }
 
-const CLIENT_ERRORS = [UnknownHostError, HostChangeError, IllegalTransitionError, InvalidSerialError, HostDataError, HostDecodeError];
+const CLIENT_ERRORS = [UnknownHostError, UnknownProfileError, HostChangeError, IllegalTransitionError, InvalidSerialError, HostDataError, HostDecodeError];
 
 /** Status for an error thrown by the core or service; undefined means a server fault (500). */
 export function statusFor(err: unknown): number | undefined {

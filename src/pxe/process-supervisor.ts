@@ -71,6 +71,11 @@ export class ProcessSupervisor {
     return this.reloadCount;
   }
 
+  /** The child runs and has printed its ready line (readiness probe). */
+  get serving(): boolean {
+    return this.child !== undefined && this.ready;
+  }
+
   /** PID of the running child; undefined between a death and its restart. */
   get pid(): number | undefined {
     return this.child?.pid;

@@ -20,7 +20,7 @@ async function runsWithConf(pid: number, conf: string): Promise<boolean> {
 }
 
 /** Sends a signal; false when the process is gone (signal 0 only tests that it exists). */
-function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
+export function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
   try {
     process.kill(pid, sig);
     return true;

@@ -29,6 +29,8 @@ export interface HostChangeEvent {
   host: Host;
   /** The host was deleted; `host` is what it was. */
   deleted?: true;
+  /** Commit id of the change's last step (git mode); absent without git. */
+  commit?: string;
 }
 
 export interface ServiceDeps {
@@ -41,7 +43,12 @@ export interface ServiceDeps {
   checkHost?: (host: Host) => void;
   /** Called after a change is durable (dnsmasq host lists, events). Must not throw. */
   onChange?: (event: HostChangeEvent) => void;
+  /** Told how long each store.apply() took, from the call until the change was durable (metrics). */
+  observeCommit?: (seconds: number) => void;
 }
+
+/** Profile asked for by a preview that the config does not have: a 400. */
+export class UnknownProfileError extends Error {}
 
 /** Renders the answer for the host as it will be once the change lands; a throw writes nothing. */
 export type RenderFor = (host: Host) => string;
@@ -94,6 +101,32 @@ export class MayuService {
     if (!host) throw new UnknownHostError();
     await this.deps.store.remove(serial, 'host deleted');
     this.deps.onChange?.({ serial, from: host.State, to: host.State, messages: ['host deleted'], host, deleted: true });
+  }
+
+  /** history() with each commit's conf.json text of the host (null if the commit has none). */
+  async historyWithConf(rawSerial: string): Promise<(CommitInfo & { conf: string | null })[]> {
+    const serial = normalizeSerial(rawSerial);
+    const commits = await this.history(serial);
+    const out: (CommitInfo & { conf: string | null })[] = [];
+    // One at a time: a host has a handful of commits, and the reader shares one file handle per pack.
+    for (const c of commits) out.push({ ...c, conf: (await this.deps.store.confAt(serial, c.commit)) ?? null });
+    return out;
+  }
+
+  /**
+   * The host as mayu would serve it, without writing anything: the stored host, or for an
+   * unknown serial the host its creation would make now (with `profileName`: in that profile).
+   */
+  preview(rawSerial: string, profileName?: string): { host: Host; created: boolean } {
+    const serial = normalizeSerial(rawSerial);
+    const existing = this.deps.store.get(serial);
+    if (existing) return { host: existing, created: false };
+    let profile: Profile | undefined;
+    if (profileName !== undefined) {
+      profile = this.deps.profiles.find((p) => p.name === profileName);
+      if (!profile) throw new UnknownProfileError(`unknown profile ${JSON.stringify(profileName)}; profiles: ${this.deps.profiles.map((p) => p.name).join(', ')}`);
+    }
+    return { host: this.creation(serial, profile).at(-1)!.host, created: true };
   }
 
   /** First-stage script request: creates the host on first contact, renders its script. */
@@ -169,8 +202,9 @@ export class MayuService {
     });
   }
 
-  private creation(serial: string): Step[] {
+  private creation(serial: string, profile?: Profile): Step[] {
     return creationSteps(serial, {
+      profile,
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,
@@ -190,9 +224,14 @@ export class MayuService {
   private async commit(serial: string, before: Host | undefined, steps: Step[], render?: RenderFor): Promise<{ host: Host; body: string }> {
     const after = steps.at(-1)?.host ?? before!;
     const body = render ? render(after) : '';
-    await this.deps.store.apply(serial, steps);
+    const started = process.hrtime.bigint();
+    const commit = await this.deps.store.apply(serial, steps);
     if (steps.length > 0) {
-      this.deps.onChange?.({ serial, from: before?.State, to: after.State, messages: steps.map((s) => s.message), host: after });
+      this.deps.observeCommit?.(Number(process.hrtime.bigint() - started) / 1e9);
+      this.deps.onChange?.({
+        serial, from: before?.State, to: after.State, messages: steps.map((s) => s.message), host: after,
+        ...(commit === undefined ? {} : { commit }),
+      });
     }
     return { host: after, body };
   }

@@ -13,12 +13,21 @@ export class BatchWriter<T> {
   private running: Promise<void> | undefined;
   /** The newest submitted item's outcome: batches land in order, so it stands for all before it. */
   private last: Promise<void> = Promise.resolve();
+  /** Items of the batch being written now. */
+  private writing = 0;
 
   constructor(
     private readonly writeBatch: (items: T[]) => Promise<void>,
     /** Called with every failed item, newest first, before their promises reject. */
     private readonly rollback: (itemsNewestFirst: T[], err: Error) => void,
+    /** Told the size of every batch once it is written (metrics). */
+    private readonly onBatchWritten?: (size: number) => void,
   ) {}
+
+  /** Items submitted and not yet durable: the batch being written plus those waiting for the next one. */
+  get depth(): number {
+    return this.writing + this.queue.length;
+  }
 
   submit(item: T): Promise<void> {
     const done = new Promise<void>((resolve, reject) => {
@@ -43,10 +52,14 @@ export class BatchWriter<T> {
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
+      this.writing = batch.length;
       try {
         await this.writeBatch(batch.map((p) => p.item));
+        this.writing = 0;
+        this.onBatchWritten?.(batch.length);
         for (const p of batch) p.resolve();
       } catch (e) {
+        this.writing = 0;
         const err = e instanceof Error ? e : new Error(String(e));
         const failed = [...batch, ...this.queue];
         this.queue = [];

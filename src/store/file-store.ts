@@ -6,7 +6,7 @@ import { BatchWriter } from './batch-writer.ts';
 import { fsyncPath, writeFileAtomic } from './durable-fs.ts';
 import { encodeClusterJson } from './git-store.ts';
 import { HostTable } from './host-table.ts';
-import { StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
+import { StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // --no-git: the same folder layout without history. Each change replaces conf.json atomically
 // and durably; there is no audit trail, so history() refuses. A removed host's folder is first
@@ -27,14 +27,14 @@ export class FileStore implements HostStore {
   private readonly writer: BatchWriter<Write>;
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
 
-  private constructor(private readonly dir: string) {
+  private constructor(private readonly dir: string, observer: StoreObserver) {
     this.writer = new BatchWriter((items) => this.write(items), (items) => {
       for (const i of items) if (i.undo) this.table.restore(i.serial, i.undo.prev);
-    });
+    }, observer.batchWritten);
   }
 
-  static async open(opts: { dir: string; randomBytes: (n: number) => Uint8Array }): Promise<FileStore> {
-    const store = new FileStore(opts.dir);
+  static async open(opts: { dir: string; randomBytes: (n: number) => Uint8Array; observer?: StoreObserver }): Promise<FileStore> {
+    const store = new FileStore(opts.dir, opts.observer ?? {});
     await mkdir(opts.dir, { recursive: true });
     try {
       const raw = JSON.parse(await readFile(path.join(opts.dir, 'cluster.json'), 'utf8')) as { Config?: ClusterConfig };
@@ -65,20 +65,32 @@ export class FileStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
+  writeQueueDepth() { return this.writer.depth; }
 
-  apply(serial: string, steps: readonly Step[]): Promise<void> {
+  /** No commits without git: resolves with undefined. */
+  async apply(serial: string, steps: readonly Step[]): Promise<undefined> {
     const last = steps.at(-1);
-    if (!last) return this.settled();
+    if (!last) {
+      await this.settled();
+      return undefined;
+    }
     const prev = this.table.apply(serial, steps);
-    return this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } });
+    await this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } });
+    return undefined;
   }
 
-  remove(serial: string): Promise<void> {
+  /** No commits without git: resolves with undefined, as apply() does. */
+  async remove(serial: string): Promise<undefined> {
     const prev = this.table.remove(serial);
-    return this.writer.submit({ serial, content: undefined, undo: { prev } });
+    await this.writer.submit({ serial, content: undefined, undo: { prev } });
+    return undefined;
   }
 
   async history(): Promise<CommitInfo[]> {
+    throw new StoreError('no history: mayu runs with --no-git');
+  }
+
+  async confAt(): Promise<string | undefined> {
     throw new StoreError('no history: mayu runs with --no-git');
   }
 

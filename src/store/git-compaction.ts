@@ -87,8 +87,46 @@ async function rawRecord(packs: readonly PackIndex[], oid: string): Promise<{ re
 
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
+/** A merged pack written and durable; the packs and loose objects it replaces still exist. */
+export interface MergedPack {
+  name: string;
+  index: Buffer;
+  bytes: number;
+  objects: number;
+  /** Packs and loose objects it holds, to be removed by retireMerged(). */
+  replacedPacks: string[];
+  replacedLoose: string[];
+}
+
 /** Merges the chosen packs and all loose objects; `all` merges every pack (`mayu compact`). */
 export async function compactRepo(reader: GitObjectReader, head: string | undefined, opts: { all?: boolean } = {}): Promise<CompactionResult> {
+  const merged = await writeMergedPack(reader, head, opts);
+  if (!merged) return { objects: 0, packBytes: 0, mergedPacks: 0, looseObjects: 0 };
+  await retireMerged(reader, merged);
+  return compactionResult(merged);
+}
+
+export function compactionResult(m: MergedPack): CompactionResult {
+  return { objects: m.objects, packBytes: m.bytes, pack: m.name, mergedPacks: m.replacedPacks.length, looseObjects: m.replacedLoose.length };
+}
+
+/**
+ * Makes `reader` use the merged pack, then removes what it replaced. The merged pack is durable
+ * and visible first, so a reader (ours or native git) always finds every object somewhere.
+ */
+export async function retireMerged(reader: GitObjectReader, m: MergedPack): Promise<void> {
+  if (!reader.packList.some((p) => p.name === m.name)) reader.addPack(m.name, m.index);
+  await reader.dropPacks(new Set(m.replacedPacks));
+  // The index goes first: without it git and our reader no longer see the pack.
+  for (const name of m.replacedPacks) {
+    await rm(path.join(reader.packDir, `${name}.idx`), { force: true });
+    await rm(path.join(reader.packDir, `${name}.pack`), { force: true });
+  }
+  await Promise.all(m.replacedLoose.map((oid) => rm(path.join(reader.gitdir, 'objects', oid.slice(0, 2), oid.slice(2)), { force: true })));
+}
+
+/** Writes the merged pack (durable, visible to git) and reports what it replaces; removes nothing. */
+export async function writeMergedPack(reader: GitObjectReader, head: string | undefined, opts: { all?: boolean } = {}): Promise<MergedPack | undefined> {
   await reader.refresh();
   const loose = await listLooseObjects(reader.gitdir);
   const chosen = packsToMerge(reader.packList, opts.all);
@@ -99,7 +137,7 @@ export async function compactRepo(reader: GitObjectReader, head: string | undefi
     for (const e of p.entries()) want.add(e.oid);
     await yieldToEventLoop();
   }
-  if (want.size < 2 || (merged.length < 2 && loose.length === 0)) return { objects: 0, packBytes: 0, mergedPacks: 0, looseObjects: 0 };
+  if (want.size < 2 || (merged.length < 2 && loose.length === 0)) return undefined;
 
   const writer = await PackFileWriter.create(reader.packDir, want.size);
   const done = new Set<string>();
@@ -154,15 +192,8 @@ export async function compactRepo(reader: GitObjectReader, head: string | undefi
       }
     }
     const written = await writer.finish();
-    reader.addPack(written.name, written.index);
-    await reader.dropPacks(chosen);
-    // The index goes first: without it git and our reader no longer see the pack.
-    for (const p of merged) {
-      await rm(path.join(reader.packDir, `${p.name}.idx`), { force: true });
-      await rm(path.join(reader.packDir, `${p.name}.pack`), { force: true });
-    }
-    await Promise.all(loose.map((oid) => rm(path.join(reader.gitdir, 'objects', oid.slice(0, 2), oid.slice(2)), { force: true })));
-    return { objects: want.size, packBytes: written.bytes, pack: written.name, mergedPacks: merged.length, looseObjects: loose.length };
+    for (const p of merged) p.unloadWhole();
+    return { ...written, objects: want.size, replacedPacks: merged.map((p) => p.name), replacedLoose: loose };
   } catch (err) {
     await writer.abort();
     throw err;

@@ -6,7 +6,8 @@ import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { writeFileAtomic } from './durable-fs.ts';
-import { compactRepo, listLooseObjects, MAX_DEPTH, type CompactionResult } from './git-compaction.ts';
+import { CompactionRunner } from './compaction-runner.ts';
+import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from './git-compaction.ts';
 import { GitHistory } from './git-history.ts';
 import { GitObjectReader } from './git-object-reader.ts';
 import {
@@ -15,7 +16,7 @@ import {
 import { PackFileWriter } from './git-pack-file.ts';
 import { resolveHead, writeRef } from './git-refs.ts';
 import { HostTable } from './host-table.ts';
-import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
+import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes one packfile holding every commit of the batch,
@@ -40,8 +41,11 @@ export interface GitStoreOptions {
   now?: () => Date;
   /** Merge packs once there are this many (one per batch); 0 turns it off. */
   compactAfterPacks?: number;
+  /** Merge packs in a worker thread (the server does); tests of the store run them in-process. */
+  compactInWorker?: boolean;
   /** Told about background compactions and their failures (they never fail a change). */
   onCompaction?: (result: CompactionResult | Error) => void;
+  observer?: StoreObserver;
 }
 
 interface WriteItem {
@@ -53,6 +57,8 @@ interface WriteItem {
   remove?: true;
   /** On the first step of an apply(): the host to restore if the write fails. */
   undo?: { prev: Host | undefined };
+  /** Set by writeBatch: the commit this item became. */
+  commit?: string;
 }
 
 export function encodeClusterJson(config: ClusterConfig): string {
@@ -63,6 +69,7 @@ export class GitStore implements HostStore {
   readonly kind = 'git' as const;
   private readonly table = new HostTable();
   private readonly reader: GitObjectReader;
+  private readonly runner: CompactionRunner | undefined;
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
@@ -72,8 +79,9 @@ export class GitStore implements HostStore {
   private closed = false;
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
-    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items));
+    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten);
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
+    this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
   }
 
@@ -84,7 +92,9 @@ export class GitStore implements HostStore {
       dir: options.dir,
       randomBytes: options.randomBytes,
       compactAfterPacks: options.compactAfterPacks ?? 16,
+      compactInWorker: options.compactInWorker ?? false,
       onCompaction: options.onCompaction ?? (() => {}),
+      observer: options.observer ?? {},
     });
     await store.load();
     return store;
@@ -100,34 +110,50 @@ export class GitStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
+  writeQueueDepth() { return this.writer.depth; }
 
-  apply(serial: string, steps: readonly Step[]): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreError('store is closed'));
-    if (steps.length === 0) return this.settled();
+  async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
+    if (this.closed) throw new StoreError('store is closed');
+    if (steps.length === 0) return this.settled().then(() => undefined);
     const prev = this.table.apply(serial, steps);
-    const writes = steps.map((s, i) => this.writer.submit({
+    const items: WriteItem[] = steps.map((s, i) => ({
       serial,
       message: hostCommitMessage(serial, s.message),
       content: encodeHost(s.host),
       undo: i === 0 ? { prev } : undefined,
     }));
-    return Promise.all(writes).then(() => undefined);
+    await Promise.all(items.map((item) => this.writer.submit(item)));
+    return items.at(-1)!.commit;
   }
 
-  remove(serial: string, message: string): Promise<void> {
-    if (this.closed) return Promise.reject(new StoreError('store is closed'));
+  /** As apply(): memory changes at once, resolves with the removal's commit id once durable. */
+  async remove(serial: string, message: string): Promise<string | undefined> {
+    if (this.closed) throw new StoreError('store is closed');
     const prev = this.table.remove(serial);
-    return this.writer.submit({ serial, message: hostCommitMessage(serial, message), content: '', remove: true, undo: { prev } });
+    const item: WriteItem = { serial, message: hostCommitMessage(serial, message), content: '', remove: true, undo: { prev } };
+    await this.writer.submit(item);
+    return item.commit;
   }
 
   history(serial: string): Promise<CommitInfo[]> {
     return this.history_.forSerial(serial);
   }
 
+  async confAt(serial: string, commit: string): Promise<string | undefined> {
+    if (!/^[0-9a-f]{40}$/.test(commit)) return undefined;
+    // commit -> root tree -> <serial>/ -> conf.json, through the same reader as start-up.
+    const parsed = parseCommit((await this.reader.read(commit)).content);
+    const dir = parseTree((await this.reader.read(parsed.tree)).content).find((e) => e.name === serial && e.mode === TREE_MODE);
+    if (!dir) return undefined;
+    const file = parseTree((await this.reader.read(dir.oid)).content).find((f) => f.name === HOST_FILE);
+    return file ? (await this.reader.read(file.oid)).content.toString('utf8') : undefined;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.settled();
     await this.compaction?.catch(() => undefined);
+    await this.runner?.close();
     await this.reader.close();
   }
 
@@ -139,7 +165,14 @@ export class GitStore implements HostStore {
   }
 
   private startCompaction(all = false): Promise<CompactionResult> {
-    this.compaction = compactRepo(this.reader, this.head, { all }).finally(() => {
+    const run = async (): Promise<CompactionResult> => {
+      const job = { gitdir: path.join(this.opts.dir, '.git'), head: this.head, all };
+      const merged = this.runner ? await this.runner.merge(job) : await writeMergedPack(this.reader, job.head, { all });
+      if (!merged) return { objects: 0, packBytes: 0, mergedPacks: 0, looseObjects: 0 };
+      await retireMerged(this.reader, merged);
+      return compactionResult(merged);
+    };
+    this.compaction = run().finally(() => {
       this.compaction = undefined;
     });
     return this.compaction;
@@ -258,6 +291,7 @@ export class GitStore implements HostStore {
           message: `${item.message}\n`,
         }));
         this.history_.record(this.head, item.message, timestamp);
+        item.commit = this.head;
       }
       // Root trees newest first, each older one a delta of its newer neighbour.
       const rootsNewestFirst = [...new Map(roots.reverse().map((r) => [r.oid, r])).values()].filter((r) => !others.has(r.oid));

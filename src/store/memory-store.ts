@@ -1,3 +1,4 @@
+import { encodeHost } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { HostTable } from './host-table.ts';
 import { hostCommitMessage, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
@@ -6,7 +7,7 @@ import { hostCommitMessage, type ClusterConfig, type CommitInfo, type HostStore 
 export class MemoryStore implements HostStore {
   readonly kind = 'files' as const;
   private readonly table = new HostTable();
-  private readonly log: (CommitInfo & { serial: string })[] = [];
+  private readonly log: (CommitInfo & { serial: string; conf: string | undefined })[] = [];
 
   constructor(private readonly config: ClusterConfig = { DefaultEtcdClusterToken: '0'.repeat(32) }) {}
 
@@ -16,22 +17,31 @@ export class MemoryStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.config }; }
 
-  async apply(serial: string, steps: readonly Step[]): Promise<void> {
+  async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
     this.table.apply(serial, steps);
     for (const s of steps) {
-      this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, s.message) });
+      this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, s.message), conf: encodeHost(s.host) });
     }
+    return steps.length > 0 ? this.log.at(-1)!.commit : undefined;
   }
 
-  async remove(serial: string, message: string): Promise<void> {
+  async remove(serial: string, message: string): Promise<string | undefined> {
     this.table.remove(serial);
-    this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, message) });
+    // No conf.json at a removal commit: confAt() finds nothing there, as in git.
+    this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, message), conf: undefined });
+    return this.log.at(-1)!.commit;
   }
+
+  writeQueueDepth() { return 0; }
 
   async settled(): Promise<void> {}
 
   async history(serial: string): Promise<CommitInfo[]> {
-    return this.log.filter((c) => c.serial === serial).reverse().map(({ serial: _s, ...c }) => c);
+    return this.log.filter((c) => c.serial === serial).reverse().map(({ serial: _s, conf: _c, ...c }) => c);
+  }
+
+  async confAt(serial: string, commit: string): Promise<string | undefined> {
+    return this.log.find((c) => c.serial === serial && c.commit === commit)?.conf;
   }
 
   /** Every commit message so far, oldest first. */

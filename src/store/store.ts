@@ -26,17 +26,32 @@ export interface HostStore {
   scan(): Iterable<Readonly<Host>>;
   size(): number;
   clusterConfig(): ClusterConfig;
-  apply(serial: string, steps: readonly Step[]): Promise<void>;
+  /** Resolves with the commit id of the last step once all are durable (git mode; undefined without git or steps). */
+  apply(serial: string, steps: readonly Step[]): Promise<string | undefined>;
   /**
    * Removes a host (its `<serial>/` folder) in one commit with this message (without the
    * `<serial>: ` prefix); memory changes at once, as with apply(). The history stays in git.
+   * Resolves with the commit id once durable, as apply() does (git mode; undefined without git).
    */
-  remove(serial: string, message: string): Promise<void>;
+  remove(serial: string, message: string): Promise<string | undefined>;
+  /** Changes applied and not yet durable (the batch being written and the queue behind it). */
+  writeQueueDepth(): number;
   /** Resolves when everything applied so far is durable: answers that read state wait on it. */
   settled(): Promise<void>;
   /** Newest first. */
   history(serial: string): Promise<CommitInfo[]>;
+  /**
+   * The host's conf.json text as of `commit` (one of its history() commits); undefined when the
+   * commit has no conf.json for it (e.g. a commit of another host's). Git mode only.
+   */
+  confAt(serial: string, commit: string): Promise<string | undefined>;
   close(): Promise<void>;
+}
+
+/** What a store tells the composition root about its writes (metrics); every callback optional. */
+export interface StoreObserver {
+  /** A batch of `size` changes (commits in git mode) became durable. */
+  batchWritten?(size: number): void;
 }
 
 export class StoreError extends Error {}

@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { signal } from '../../src/pxe/stale-dnsmasq.ts';
 
 // A private network for DHCP/PXE tests (root only): a namespace holding bridge br0 with an
 // address, N tap devices on it (for QEMU) and N client namespaces whose eth0 is a veth pair with
@@ -55,15 +56,6 @@ export function netnsUnavailable(): string | undefined {
 
 async function ip(...args: string[]): Promise<void> {
   await run('ip', args);
-}
-
-function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(pid, sig);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function waitGone(pids: number[], ms: number): Promise<number[]> {

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { MayuClient } from './client.ts';
 import {
-  bootCompleteCommand, deleteCommand, errorText, historyCommand, listCommand, overrideCommand, powerHookCommand, setCommand, statusCommand, versionCommand,
+  bootCompleteCommand, deleteCommand, errorText, eventsCommand, historyCommand, listCommand, overrideCommand, powerHookCommand, RENDER_KINDS,
+  renderCommand, setCommand, statusCommand, versionCommand,
   type CommandContext, type Output,
 } from './commands.ts';
 import { DEFAULT_LIST_FIELDS, InvalidFieldError, LIST_FIELD_NAMES } from './format.ts';
@@ -101,8 +102,24 @@ export async function runMayuctl(
             describe: `columns to print; valid fields: ${LIST_FIELD_NAMES.join(',')}`,
           })
           .option('legend', { type: 'boolean', default: true, describe: 'print the column headers (--no-legend omits them)' })
-          .option('json', { ...jsonOpt, describe: 'print the hosts as JSON (ignores --fields)' }),
-      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json })),
+          .option('json', { ...jsonOpt, describe: 'print the hosts as JSON (ignores --fields)' })
+          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change (Ctrl-C ends)' }),
+      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json, watch: a.watch })),
+    )
+    .command(
+      'events',
+      'Print every host change as it becomes durable, one line each (Ctrl-C ends).',
+      (y) => y.option('json', { ...jsonOpt, describe: 'print each event as one JSON line {serial, from, to, messages, commit}' }),
+      run((ctx, a) => eventsCommand(ctx, a.json)),
+    )
+    .command(
+      'render <serial> <kind>',
+      'Print exactly what mayu would serve a host, without changing anything.',
+      (y) =>
+        serialArg(y)
+          .positional('kind', { type: 'string', choices: RENDER_KINDS, demandOption: true, describe: RENDER_KINDS.join(' | ') })
+          .option('profile', { type: 'string', describe: 'for a serial not registered yet: preview it as its creation would make it, in this profile' }),
+      run((ctx, a) => renderCommand(ctx, a.serial, a.kind, a.profile)),
     )
     .command(
       'status <serial>',

@@ -60,6 +60,56 @@ export class MayuClient {
     return this.getJson(`/admin/host/${encodeURIComponent(serial)}/history`);
   }
 
+  /** GET /admin/host/<serial>/render/<kind>[?profile=]: the document as mayu would serve it. */
+  render(serial: string, kind: string, profile?: string): Promise<string> {
+    const query = profile === undefined ? '' : `?profile=${encodeURIComponent(profile)}`;
+    return this.request('GET', `/admin/host/${encodeURIComponent(serial)}/render/${encodeURIComponent(kind)}${query}`);
+  }
+
+  /**
+   * GET /admin/events: calls `onEvent` with the data of every server-sent event until the server
+   * closes the stream (resolves) or the connection fails (rejects). Heartbeat comments are skipped.
+   */
+  async streamEvents(onEvent: (data: string) => void): Promise<void> {
+    const url = `${this.base}/admin/events`;
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.options.token) headers['authorization'] = `Bearer ${this.options.token}`;
+    this.options.debug?.(`> GET ${url}`);
+    let res: IncomingMessage;
+    try {
+      res = await new Promise<IncomingMessage>((resolve, reject) => {
+        const options = { headers, ...(this.options.ca ? { ca: this.options.ca } : {}) };
+        const req = url.startsWith('https:') ? httpsRequest(url, options, resolve) : httpRequest(url, options, resolve);
+        req.on('error', reject);
+        req.end();
+      });
+    } catch (err) {
+      throw new ConnectionError(`cannot reach mayu at ${url}: ${describeError(err)}`);
+    }
+    this.options.debug?.(`< ${res.statusCode} event stream`);
+    res.setEncoding('utf8');
+    if ((res.statusCode ?? 0) > 399) {
+      let text = '';
+      for await (const chunk of res) text += chunk;
+      throw new HttpStatusError(res.statusCode ?? 0, text.trim());
+    }
+    let pending = '';
+    try {
+      for await (const chunk of res as AsyncIterable<string>) {
+        pending += chunk;
+        let end: number;
+        while ((end = pending.indexOf('\n\n')) >= 0) {
+          const block = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(l.startsWith('data: ') ? 6 : 5));
+          if (data.length > 0) onEvent(data.join('\n'));
+        }
+      }
+    } catch (err) {
+      throw new ConnectionError(`event stream from ${url} broke: ${describeError(err)}`);
+    }
+  }
+
   /** PUT /admin/host/<serial>/<route> with a JSON body; mayu answers 202. `token` replaces the client's. */
   async putHost(serial: string, route: string, body: string, token?: string): Promise<void> {
     await this.request('PUT', `/admin/host/${encodeURIComponent(serial)}/${route}`, body, token);

@@ -14,6 +14,10 @@ export interface Output {
   out(text: string): void;
   /** Writes text plus a newline to stderr. */
   err(text: string): void;
+  /** Clears the terminal before a reprint (list --watch); absent when stdout is not a terminal. */
+  clear?(): void;
+  /** Writes text to stdout as it is (no newline added); absent: out() is used. */
+  raw?(text: string): void;
 }
 
 export interface CommandContext extends Output {
@@ -40,19 +44,76 @@ export interface ListArgs {
   fields: string;
   legend: boolean;
   json: boolean;
+  /** Reprint after every host change (until the stream ends or is interrupted). */
+  watch?: boolean;
 }
 
 export async function listCommand(ctx: CommandContext, args: ListArgs): Promise<void> {
   // Fields are checked before any request, as 0.11 did.
   const fields = args.json ? [] : parseFields(args.fields);
-  const raw = await ctx.client.listHosts();
-  if (args.json) {
-    ctx.out(pretty(raw));
-    return;
+  const print = async () => {
+    const raw = await ctx.client.listHosts();
+    if (args.json) {
+      ctx.out(pretty(raw));
+      return;
+    }
+    const table = formatList(decodeHosts(raw), { fields, legend: args.legend });
+    // 0.11 printed an empty line for an empty table; nothing is kinder to `| wc -l`.
+    if (table !== '') ctx.out(table);
+  };
+  if (!args.watch) return print();
+  // Subscribe first, then print: a change between the two still causes a reprint.
+  let reprints = Promise.resolve();
+  let failed: unknown;
+  const reprint = () => {
+    reprints = reprints.then(async () => {
+      if (ctx.clear) ctx.clear();
+      else ctx.out('');
+      await print();
+    }).catch((err) => {
+      failed ??= err;
+    });
+  };
+  const stream = ctx.client.streamEvents(() => reprint());
+  await print();
+  await stream;
+  await reprints;
+  if (failed) throw failed;
+}
+
+/** One line per event: `serial: from -> to [commit] message; message` (`new` for a created host). */
+export function formatEvent(data: string): string {
+  const e = JSON.parse(data) as { serial?: unknown; from?: unknown; to?: unknown; commit?: unknown; messages?: unknown };
+  const commit = typeof e.commit === 'string' ? ` [${e.commit.slice(0, 12)}]` : '';
+  const messages = Array.isArray(e.messages) ? e.messages.join('; ') : '';
+  return `${String(e.serial)}: ${e.from === null || e.from === undefined ? 'new' : String(e.from)} -> ${String(e.to)}${commit} ${messages}`;
+}
+
+/** Prints every host change as it becomes durable, until the stream ends or mayuctl is interrupted. */
+export async function eventsCommand(ctx: CommandContext, json: boolean): Promise<void> {
+  await ctx.client.streamEvents((data) => {
+    try {
+      ctx.out(json ? data : formatEvent(data));
+    } catch {
+      ctx.err(`mayuctl: not an event: ${data.slice(0, 200)}`);
+    }
+  });
+}
+
+export const RENDER_KINDS = ['ignition', 'cloud-config', 'first-stage', 'ipxe'] as const;
+
+/** Prints exactly what mayu would serve the host (or, with a profile, a host not registered yet). */
+export async function renderCommand(ctx: CommandContext, serial: string, kind: string, profile?: string): Promise<void> {
+  let text: string;
+  try {
+    text = await ctx.client.render(serial, kind, profile);
+  } catch (err) {
+    if (err instanceof HttpStatusError && err.body !== '') throw new CliError(`${err.message}: ${err.body}`);
+    throw err;
   }
-  const table = formatList(decodeHosts(raw), { fields, legend: args.legend });
-  // 0.11 printed an empty line for an empty table; nothing is kinder to `| wc -l`.
-  if (table !== '') ctx.out(table);
+  // Byte for byte when possible: the document may or may not end in a newline.
+  if (ctx.raw) ctx.raw(text);
+  else ctx.out(text.endsWith('\n') ? text.slice(0, -1) : text);
 }
 
 export async function statusCommand(ctx: CommandContext, serial: string, json: boolean): Promise<void> {

@@ -1,0 +1,113 @@
+// Prometheus metrics (README "Metrics"). The registry comes from the composition root, never
+// prom-client's global one, so two servers in one process (tests) never share series. Host counts
+// and dnsmasq figures are read at scrape time from their owners instead of being kept in step.
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { HOST_STATES, type Host } from '../core/host.ts';
+
+export interface MetricSources {
+  /** The live host records (read-only scan). */
+  hosts: () => Iterable<Readonly<Host>>;
+  /** Profile names from the config, so an empty profile still shows 0. */
+  profileNames: readonly string[];
+  writeQueueDepth: () => number;
+  eventSubscribers: () => number;
+  /** Present only when mayu runs dnsmasq: its restarts so far and whether it serves now. */
+  dnsmasq?: () => { restarts: number; up: boolean };
+}
+
+/** What the parts of mayu report into; each call is cheap (no I/O). */
+export interface MetricsRecorder {
+  request(method: string, route: string, status: number): void;
+  commit(seconds: number): void;
+  batchWritten(size: number): void;
+}
+
+export function createMetrics(registry: Registry, sources: MetricSources): MetricsRecorder {
+  const registers = [registry];
+  collectDefaultMetrics({ register: registry });
+
+  new Gauge({
+    name: 'mayu_hosts',
+    help: 'Known hosts per state.',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const counts = new Map<string, number>(HOST_STATES.map((s) => [s, 0]));
+      for (const h of sources.hosts()) counts.set(h.State, (counts.get(h.State) ?? 0) + 1);
+      this.reset();
+      for (const [state, n] of counts) this.set({ state }, n);
+    },
+  });
+  new Gauge({
+    name: 'mayu_hosts_by_profile',
+    help: 'Known hosts per profile.',
+    labelNames: ['profile'],
+    registers,
+    collect() {
+      const counts = new Map<string, number>(sources.profileNames.map((p) => [p, 0]));
+      for (const h of sources.hosts()) counts.set(h.Profile ?? '', (counts.get(h.Profile ?? '') ?? 0) + 1);
+      this.reset();
+      for (const [profile, n] of counts) this.set({ profile }, n);
+    },
+  });
+  const requests = new Counter({
+    name: 'mayu_http_requests_total',
+    help: 'HTTP requests answered, by method, route pattern (not the raw URL) and status.',
+    labelNames: ['method', 'route', 'status'],
+    registers,
+  });
+  const commitSeconds = new Histogram({
+    name: 'mayu_commit_duration_seconds',
+    help: 'Time from handing a change to the store until it is durable (all its commits).',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const batchSize = new Histogram({
+    name: 'mayu_commit_batch_size',
+    help: 'Changes (commits in git mode) written together in one batch (group commit).',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    registers,
+  });
+  new Gauge({
+    name: 'mayu_write_queue_depth',
+    help: 'Changes applied in memory and not yet durable (batch being written plus the queue).',
+    registers,
+    collect() {
+      this.set(sources.writeQueueDepth());
+    },
+  });
+  new Gauge({
+    name: 'mayu_event_subscribers',
+    help: 'Open /admin/events streams.',
+    registers,
+    collect() {
+      this.set(sources.eventSubscribers());
+    },
+  });
+  const dnsmasq = sources.dnsmasq;
+  if (dnsmasq) {
+    new Counter({
+      name: 'mayu_dnsmasq_restarts_total',
+      help: 'Times the supervised dnsmasq died and was restarted.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(dnsmasq().restarts);
+      },
+    });
+    new Gauge({
+      name: 'mayu_dnsmasq_up',
+      help: '1 while dnsmasq runs and has read its hostsfile, else 0.',
+      registers,
+      collect() {
+        this.set(dnsmasq().up ? 1 : 0);
+      },
+    });
+  }
+
+  return {
+    request: (method, route, status) => requests.inc({ method, route, status: String(status) }),
+    commit: (seconds) => commitSeconds.observe(seconds),
+    batchWritten: (size) => batchSize.observe(size),
+  };
+}

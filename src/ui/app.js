@@ -1,0 +1,311 @@
+// The mayu dashboard: machine table, counts per state and profile, a host page with its git
+// audit trail. Data from the admin API; live from /admin/events.
+import { AuthRequired, followEvents, getJson, setToken, token } from './api.js';
+import { confLines, jsonLineKey, lineDiff, withContext } from './diff.js';
+import { barChart, h } from './dom.js';
+
+const STATES = ['unknown', 'configured', 'installing', 'installed', 'running'];
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+/** @type {Map<string, any>} serial -> Host as GET /admin/hosts answers it */
+const hosts = new Map();
+let sortKey = 'serial';
+let sortDir = 1;
+/** @type {AbortController | undefined} */
+let session;
+/** Serials whose row changed lately (highlighted once). */
+const changed = new Set();
+
+const main = /** @type {HTMLElement} */ (document.getElementById('main'));
+const live = /** @type {HTMLElement} */ (document.getElementById('live'));
+const forget = /** @type {HTMLButtonElement} */ (document.getElementById('forget'));
+
+forget.addEventListener('click', () => {
+  setToken('');
+  start();
+});
+window.addEventListener('hashchange', () => render());
+
+/** @param {'on' | 'off' | 'retry'} mode @param {string} text */
+function setLive(mode, text) {
+  live.dataset.live = mode;
+  live.textContent = text;
+}
+
+/** Loads the hosts, then follows the event stream; a 401 anywhere shows the token prompt. */
+async function start() {
+  session?.abort();
+  session = new AbortController();
+  const { signal } = session;
+  forget.hidden = !token();
+  hosts.clear();
+  main.replaceChildren(h('p', { class: 'muted' }, 'loading…'));
+  try {
+    await reloadHosts(signal);
+  } catch (err) {
+    return failed(err);
+  }
+  render();
+  followEvents({
+    signal,
+    // Subscribed: reload, so changes made while (re)connecting are not missed.
+    onOpen: () => {
+      setLive('on', 'live');
+      reloadHosts(signal).then(() => signal.aborted || renderOverviewParts(), failed);
+    },
+    onEvent: (e) => onHostEvent(e, signal),
+    onError: (err) => {
+      if (err instanceof AuthRequired) return failed(err);
+      setLive('retry', 'reconnecting…');
+    },
+  });
+}
+
+/** @param {AbortSignal} signal */
+async function reloadHosts(signal) {
+  const list = await getJson('/admin/hosts', signal);
+  hosts.clear();
+  for (const host of list) hosts.set(host.Serial, host);
+}
+
+/** @param {unknown} err */
+function failed(err) {
+  if (session?.signal.aborted && !(err instanceof AuthRequired)) return;
+  if (err instanceof AuthRequired) {
+    session?.abort();
+    setLive('off', 'offline');
+    showTokenPrompt(token() ? 'That admin token was refused.' : 'This mayu has an admin token: enter it to continue.');
+    return;
+  }
+  main.replaceChildren(h('p', { class: 'error', role: 'alert' }, String(err instanceof Error ? err.message : err)));
+}
+
+/** @param {string} message */
+function showTokenPrompt(message) {
+  const input = h('input', { id: 'token', type: 'password', autocomplete: 'current-password', required: true, minlength: 16, size: 40 });
+  const form = h('form', { class: 'token-form', 'aria-label': 'admin token' },
+    h('p', { id: 'token-message' }, message),
+    h('label', { for: 'token' }, 'Admin token '), input, ' ',
+    h('button', { type: 'submit' }, 'Open'),
+    h('p', { class: 'muted' }, 'Kept in this tab only (sessionStorage), sent as "Authorization: Bearer".'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    setToken(/** @type {HTMLInputElement} */ (input).value.trim());
+    start();
+  });
+  main.replaceChildren(form);
+  input.focus();
+}
+
+/** Serials changed by events and not fetched yet. */
+const dirty = new Set();
+let pumping = false;
+
+/** A host changed: fetch it whole (an event carries only serial and states). */
+function onHostEvent(/** @type {any} */ e, /** @type {AbortSignal} */ signal) {
+  dirty.add(e.serial);
+  if (!pumping) pump(signal);
+}
+
+/**
+ * Fetches changed hosts one batch at a time, so answers never land out of order and the last
+ * fetch of a host follows its last event. Many at once (a boot storm): one list reload instead.
+ * @param {AbortSignal} signal
+ */
+async function pump(signal) {
+  pumping = true;
+  try {
+    while (dirty.size && !signal.aborted) {
+      const batch = [...dirty];
+      dirty.clear();
+      if (batch.length > 20) {
+        await reloadHosts(signal);
+      } else {
+        for (const serial of batch) {
+          const host = await getJson(`/admin/host/${encodeURIComponent(serial)}`, signal);
+          hosts.set(host.Serial, host);
+        }
+      }
+      for (const serial of batch) changed.add(serial);
+      if (signal.aborted) break;
+      const route = currentRoute();
+      if (route.serial && batch.includes(route.serial)) renderHostPage(route.serial);
+      else if (!route.serial) renderOverviewParts();
+    }
+  } catch (err) {
+    if (err instanceof AuthRequired) failed(err);
+    else if (!signal.aborted) setLive('retry', `update failed: ${err instanceof Error ? err.message : err}`);
+  } finally {
+    pumping = false;
+  }
+}
+
+function currentRoute() {
+  const m = /^#\/host\/(.+)$/.exec(location.hash);
+  return { serial: m ? decodeURIComponent(m[1]) : undefined };
+}
+
+function render() {
+  if (session?.signal.aborted) return;
+  const { serial } = currentRoute();
+  if (serial) renderHostPage(serial);
+  else renderOverview();
+}
+
+// ---- overview -------------------------------------------------------------------------------
+
+function renderOverview() {
+  document.title = 'mayu: machines';
+  main.replaceChildren(
+    h('section', { class: 'charts' },
+      h('figure', { id: 'by-state' }),
+      h('figure', { id: 'by-profile' })),
+    h('section', {},
+      h('h2', {}, 'Machines ', h('span', { id: 'host-count', class: 'muted' })),
+      h('div', { id: 'table' })),
+  );
+  renderOverviewParts();
+}
+
+/** Redraws counts and table in place (the overview's frame stays: no flicker, focus kept). */
+function renderOverviewParts() {
+  if (currentRoute().serial) return;
+  const table = document.getElementById('table');
+  if (!table) return renderOverview();
+  const list = [...hosts.values()];
+  /** @type {Map<string, number>} */
+  const byState = new Map(STATES.map((s) => [s, 0]));
+  /** @type {Map<string, number>} */
+  const byProfile = new Map();
+  for (const host of list) {
+    byState.set(host.State, (byState.get(host.State) ?? 0) + 1);
+    const p = host.Profile || '(none)';
+    byProfile.set(p, (byProfile.get(p) ?? 0) + 1);
+  }
+  const profiles = [...byProfile].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  document.getElementById('by-state')?.replaceChildren(
+    h('figcaption', {}, 'Hosts per state'), barChart('hosts per state', [...byState], 'state'), countList([...byState], 'state'));
+  document.getElementById('by-profile')?.replaceChildren(
+    h('figcaption', {}, 'Hosts per profile'),
+    profiles.length ? barChart('hosts per profile', profiles, 'profile') : h('p', { class: 'muted' }, 'no hosts yet'),
+    countList(profiles, 'profile'));
+  const count = document.getElementById('host-count');
+  if (count) count.textContent = `(${list.length})`;
+  table.replaceChildren(machineTable(list));
+  changed.clear();
+}
+
+/** The counts as text too (screen readers, copy and paste, tests). */
+function countList(/** @type {[string, number][]} */ rows, /** @type {string} */ kind) {
+  return h('dl', { class: 'counts visually-hidden' }, ...rows.flatMap(([label, n]) => [
+    h('dt', {}, label), h('dd', { [`data-${kind}-count`]: label }, String(n)),
+  ]));
+}
+
+const COLUMNS = [
+  { key: 'serial', label: 'Serial', value: (/** @type {any} */ x) => x.Serial ?? '' },
+  { key: 'ip', label: 'IP', value: (/** @type {any} */ x) => x.InternalAddr ?? '', sort: (/** @type {any} */ x) => ipSortKey(x.InternalAddr) },
+  { key: 'profile', label: 'Profile', value: (/** @type {any} */ x) => x.Profile ?? '' },
+  { key: 'state', label: 'State', value: (/** @type {any} */ x) => x.State ?? '', sort: (/** @type {any} */ x) => String(STATES.indexOf(x.State)) },
+  { key: 'macs', label: 'MACs', value: (/** @type {any} */ x) => (x.MacAddresses ?? []).join(' ') },
+  { key: 'lastboot', label: 'Last boot', value: (/** @type {any} */ x) => formatTime(x.LastBoot), sort: (/** @type {any} */ x) => x.LastBoot ?? '' },
+];
+
+/** @param {string | undefined} ip */
+function ipSortKey(ip) {
+  return (ip ?? '').split('.').map((p) => p.padStart(3, '0')).join('.');
+}
+
+/** @param {string | undefined} t */
+function formatTime(t) {
+  if (!t || t === ZERO_TIME) return 'never';
+  const d = new Date(t);
+  return Number.isNaN(d.getTime()) ? t : d.toISOString().replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC');
+}
+
+/** @param {any[]} list */
+function machineTable(list) {
+  const col = COLUMNS.find((c) => c.key === sortKey) ?? COLUMNS[0];
+  const key = col.sort ?? col.value;
+  const serialOf = COLUMNS[0].value;
+  const rows = [...list].sort((a, b) => {
+    const x = key(a);
+    const y = key(b);
+    if (x !== y) return (x < y ? -1 : 1) * sortDir;
+    return serialOf(a) < serialOf(b) ? -1 : 1;
+  });
+  const head = h('tr', {}, ...COLUMNS.map((c) => {
+    const sorted = c.key === sortKey;
+    const button = h('button', { type: 'button', 'data-sort': c.key }, c.label, sorted ? (sortDir > 0 ? ' ▲' : ' ▼') : '');
+    button.addEventListener('click', () => {
+      if (sortKey === c.key) sortDir = -sortDir;
+      else (sortKey = c.key), (sortDir = 1);
+      renderOverviewParts();
+    });
+    return h('th', { scope: 'col', 'aria-sort': sorted ? (sortDir > 0 ? 'ascending' : 'descending') : undefined }, button);
+  }));
+  const body = rows.map((x) => h('tr', { 'data-serial': x.Serial, class: changed.has(x.Serial) ? 'changed' : undefined },
+    h('td', { 'data-field': 'serial' }, h('a', { href: `#/host/${encodeURIComponent(x.Serial)}` }, x.Serial)),
+    h('td', { 'data-field': 'ip' }, COLUMNS[1].value(x)),
+    h('td', { 'data-field': 'profile' }, COLUMNS[2].value(x)),
+    h('td', { 'data-field': 'state' }, h('span', { class: `state state-${x.State}` }, x.State)),
+    h('td', { 'data-field': 'macs', class: 'mono' }, COLUMNS[4].value(x)),
+    h('td', { 'data-field': 'lastboot' }, COLUMNS[5].value(x))));
+  if (!rows.length) body.push(h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'muted' }, 'No machines yet: they appear here when they first netboot.')));
+  return h('table', { class: 'machines' }, h('thead', {}, head), h('tbody', {}, ...body));
+}
+
+// ---- host page ------------------------------------------------------------------------------
+
+let hostPageLoad = 0;
+
+/** @param {string} serial */
+async function renderHostPage(serial) {
+  document.title = `mayu: ${serial}`;
+  const load = ++hostPageLoad;
+  const signal = session?.signal;
+  if (!main.querySelector(`[data-host-page="${CSS.escape(serial)}"]`)) {
+    main.replaceChildren(h('p', {}, h('a', { href: '#/' }, '← all machines')), h('h2', {}, serial), h('p', { class: 'muted' }, 'loading…'));
+  }
+  let host;
+  let history;
+  try {
+    [host, history] = await Promise.all([
+      getJson(`/admin/host/${encodeURIComponent(serial)}`, signal),
+      getJson(`/admin/host/${encodeURIComponent(serial)}/history?with=conf`, signal),
+    ]);
+  } catch (err) {
+    if (load === hostPageLoad) failed(err);
+    return;
+  }
+  if (load !== hostPageLoad || currentRoute().serial !== serial) return;
+  hosts.set(host.Serial, host);
+  const fields = [
+    ['State', h('span', { class: `state state-${host.State}`, 'data-field': 'state' }, host.State)],
+    ['IP', host.InternalAddr ?? ''], ['Profile', host.Profile ?? ''], ['MACs', (host.MacAddresses ?? []).join(' ')],
+    ['Connected NIC', host.ConnectedNIC ?? ''], ['IPMI', host.IPMIAddr ?? ''], ['Hostname', host.Hostname ?? ''],
+    ['Provider id', host.ProviderId ?? ''], ['Cabinet', String(host.Cabinet ?? 0)], ['Metadata', (host.FleetMetadata ?? []).join(', ')],
+    ['CoreOS version', host.CoreOSVersion ?? ''], ['Last boot', formatTime(host.LastBoot)],
+  ];
+  main.replaceChildren(
+    h('p', {}, h('a', { href: '#/' }, '← all machines')),
+    h('article', { 'data-host-page': serial },
+      h('h2', {}, serial),
+      h('dl', { class: 'host-fields' }, ...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+      h('h3', {}, `Audit trail (${history.length} commits, newest first)`),
+      h('ol', { class: 'history' }, ...history.map((c, i) => commitItem(c, history[i + 1])))));
+}
+
+/** @param {any} c a commit with conf @param {any} older the commit before it, if any */
+function commitItem(c, older) {
+  const diff = withContext(lineDiff(confLines(older ? older.conf : null), confLines(c.conf), jsonLineKey), 2);
+  const pre = h('pre', { class: 'diff' }, ...diff.map((d) => h('span', { class: `d d-${{ ' ': 'same', '+': 'add', '-': 'del', '…': 'skip' }[d.op]}` }, `${d.op} ${d.line}`)));
+  return h('li', { 'data-commit': c.commit },
+    h('div', { class: 'commit-head' },
+      h('time', { datetime: c.time }, formatTime(c.time)), ' ',
+      h('span', { class: 'message' }, c.message), ' ',
+      h('code', { class: 'muted', title: c.commit }, c.commit.slice(0, 10))),
+    c.conf === null ? h('p', { class: 'muted' }, 'no conf.json in this commit') : h('details', { open: true }, h('summary', {}, 'conf.json diff'), pre));
+}
+
+start();
