@@ -9,8 +9,9 @@ import { FileStore } from '../src/store/file-store.ts';
 import { encodeTree, FILE_MODE, RootTree, TREE_MODE } from '../src/store/git-objects.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
+import { MayuService, type HostChangeEvent } from '../src/service/mayu-service.ts';
 import type { HostStore } from '../src/store/store.ts';
-import { gitFsck, gitSubjects } from './helpers/git.ts';
+import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
 
 const oid = (n: number) => n.toString(16).padStart(40, '0');
 
@@ -82,5 +83,69 @@ describe('store remove()', () => {
     await store.remove('h1', 'host deleted');
     assert.equal(store.get('h1'), undefined);
     assert.equal(store.messages().at(-1), 'h1: host deleted');
+  });
+});
+
+describe('remove() follows apply()\'s contract', () => {
+  it('git: resolves with the removal\'s commit id (HEAD), counted by the observer and the write queue like apply()', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-remove-'));
+    const batches: number[] = [];
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), observer: { batchWritten: (n) => batches.push(n) } });
+    const created = await create(store, 'h1');
+    assert.match(created!, /^[0-9a-f]{40}$/);
+    const removing = store.remove('h1', 'host deleted');
+    assert.equal(store.get('h1'), undefined, 'memory changes at once');
+    assert.equal(store.writeQueueDepth(), 1, 'the removal waits in the write queue');
+    const commit = await removing;
+    assert.equal(commit, git(dir, 'rev-parse', 'HEAD').trim());
+    assert.equal(store.writeQueueDepth(), 0);
+    assert.equal((await store.history('h1'))[0]!.commit, commit);
+    assert.equal(await store.confAt('h1', commit!), undefined, 'no conf.json at the removal');
+    assert.match((await store.confAt('h1', created!))!, /"Serial": ?"h1"/, 'the conf.json before it is still readable');
+    assert.equal(batches.reduce((a, b) => a + b, 0), gitCommitCount(dir), 'every commit, the removal included, went through a batch');
+    await store.close();
+  });
+
+  it('files: resolves with undefined (no commits without git), counted by the observer', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-remove-'));
+    const batches: number[] = [];
+    const store = await FileStore.open({ dir, randomBytes: (n) => randomBytes(n), observer: { batchWritten: (n) => batches.push(n) } });
+    await create(store, 'h1');
+    const before = batches.length;
+    assert.equal(await store.remove('h1'), undefined);
+    assert.equal(batches.length, before + 1);
+    assert.equal(store.writeQueueDepth(), 0);
+    await store.close();
+  });
+
+  it('memory: resolves with the commit id history() shows; confAt() finds no conf.json there', async () => {
+    const store = new MemoryStore();
+    await create(store, 'h1');
+    const commit = await store.remove('h1', 'host deleted');
+    assert.equal((await store.history('h1'))[0]!.commit, commit);
+    assert.equal(await store.confAt('h1', commit!), undefined);
+  });
+
+  it('service: deleteHost() tells onChange (deleted, with the commit) and observeCommit, as changes do', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-remove-'));
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    const events: HostChangeEvent[] = [];
+    const commits: number[] = [];
+    const service = new MayuService({
+      store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.9' }, randomBytes: (n) => randomBytes(n), now: () => new Date(),
+      onChange: (e) => events.push(e), observeCommit: (s) => commits.push(s),
+    });
+    await service.registerAndRender('h1', () => '');
+    await service.deleteHost('h1');
+    assert.equal(events.length, 2);
+    assert.equal(commits.length, 2, 'the deletion is timed like any change');
+    const deleted = events[1]!;
+    assert.equal(deleted.deleted, true);
+    assert.equal(deleted.serial, 'h1');
+    assert.equal(deleted.from, 'unknown');
+    assert.deepEqual(deleted.messages, ['host deleted']);
+    assert.equal(deleted.commit, git(dir, 'rev-parse', 'HEAD').trim());
+    assert.equal(events[0]!.deleted, undefined);
+    await store.close();
   });
 });

@@ -99,8 +99,13 @@ export class MayuService {
     const serial = normalizeSerial(rawSerial);
     const host = this.deps.store.get(serial);
     if (!host) throw new UnknownHostError();
-    await this.deps.store.remove(serial, 'host deleted');
-    this.deps.onChange?.({ serial, from: host.State, to: host.State, messages: ['host deleted'], host, deleted: true });
+    const started = process.hrtime.bigint();
+    const commit = await this.deps.store.remove(serial, 'host deleted');
+    this.deps.observeCommit?.(Number(process.hrtime.bigint() - started) / 1e9);
+    this.deps.onChange?.({
+      serial, from: host.State, to: host.State, messages: ['host deleted'], host, deleted: true,
+      ...(commit === undefined ? {} : { commit }),
+    });
   }
 
   /** history() with each commit's conf.json text of the host (null if the commit has none). */
