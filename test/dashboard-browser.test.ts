@@ -154,6 +154,28 @@ describe('dashboard in a real browser (open admin API)', () => {
     if (process.env.MAYU_DASHBOARD_SCREENSHOTS) await page.screenshot({ path: `${process.env.MAYU_DASHBOARD_SCREENSHOTS}/overview.png`, fullPage: true });
     assert.deepEqual(errors, []);
   });
+
+  it('drops a deleted host (event with deleted: true) from table and counts without a reload; an open host page says so', async () => {
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 43));
+    await register(mayu!, 'dash-d', 4, false);
+    await expectText(() => row(page, 'dash-d').locator('[data-field="state"]').textContent(), 'unknown', 'dash-d row');
+    await expectText(() => stateCount(page, 'unknown').textContent(), '2', 'unknown count (dash-b, dash-d)');
+
+    assert.equal((await fetch(`${mayu!.url}/admin/host/dash-b`, { method: 'DELETE' })).status, 204);
+    await expectText(async () => String(await row(page, 'dash-b').count()), '0', 'dash-b row gone');
+    await expectText(() => stateCount(page, 'unknown').textContent(), '1', 'unknown count after the deletion');
+    assert.deepEqual(await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-serial'))), ['dash-0c', 'dash-a', 'dash-d']);
+
+    await row(page, 'dash-d').locator('a').click();
+    await page.locator('[data-host-page="dash-d"] ol.history > li').first().waitFor();
+    assert.equal((await fetch(`${mayu!.url}/admin/host/dash-d`, { method: 'DELETE' })).status, 204);
+    await page.locator('[data-deleted="dash-d"]').waitFor();
+    await page.locator('a[href="#/"]').first().click();
+    await expectText(() => stateCount(page, 'unknown').textContent(), '0', 'unknown count after both deletions');
+    assert.equal(await row(page, 'dash-d').count(), 0);
+    assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 43, 'the page was not reloaded');
+    assert.deepEqual(errors, []);
+  });
 });
 
 describe('dashboard with an admin token', () => {

@@ -88,6 +88,24 @@ describe('/admin/events', () => {
     await until(async () => (await subscribers(mayu.url)) === 0, 'the listener to be removed');
   });
 
+  it('streams a deletion: to null, deleted true, from the state the host had, the removal\'s commit', async () => {
+    assert.equal((await fetch(`${mayu.url}/first-stage-script/events-del`)).status, 200);
+    const stream = await openStream(`${mayu.url}/admin/events`);
+    try {
+      const res = await fetch(`${mayu.url}/admin/host/events-del`, { method: 'DELETE' });
+      assert.equal(res.status, 204);
+      const deleted = await stream.next((e) => e['serial'] === 'events-del');
+      assert.deepEqual(deleted, {
+        serial: 'events-del', from: 'unknown', to: null, messages: ['host deleted'],
+        commit: git(mayu.clusterDir, 'rev-parse', 'HEAD').trim(), deleted: true,
+      });
+      assert.equal(git(mayu.clusterDir, 'log', '-1', '--format=%s').trim(), 'events-del: host deleted');
+    } finally {
+      stream.close();
+    }
+    await until(async () => (await subscribers(mayu.url)) === 0, 'the listener to be removed');
+  });
+
   it('removes the listeners of clients that disconnect (no leak)', async () => {
     const streams = await Promise.all([1, 2, 3].map(() => openStream(`${mayu.url}/admin/events`)));
     assert.equal(await subscribers(mayu.url), 3);

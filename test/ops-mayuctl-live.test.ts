@@ -71,6 +71,26 @@ describe('mayuctl events, list --watch, render against a live mayu', () => {
     await until(async () => (await subscribers()) === 0, 'mayuctl events gone');
   });
 
+  it('events prints a deletion as `-> deleted`, --json with to null and deleted true', async () => {
+    await fetch(`${mayu.url}/first-stage-script/ctl-ops-del`);
+    const text = follow('events');
+    const json = follow('events', '--json');
+    try {
+      await until(async () => (await subscribers()) === 2, 'both mayuctl events subscribed');
+      assert.equal((await mayuctl('delete', 'ctl-ops-del')).code, 0);
+      await until(() => text.out().includes('\n') && json.out().includes('\n'), 'an event line from both');
+      assert.match(text.out(), /^ctl-ops-del: unknown -> deleted \[[0-9a-f]{12}\] host deleted\n$/);
+      const event = JSON.parse(json.out()) as Record<string, unknown>;
+      assert.equal(event['to'], null);
+      assert.equal(event['deleted'], true);
+      assert.equal(event['from'], 'unknown');
+    } finally {
+      await text.stop();
+      await json.stop();
+    }
+    await until(async () => (await subscribers()) === 0, 'mayuctl events gone');
+  });
+
   it('events without the token exits 1 with the 401', async () => {
     const { code, stderr } = await (async () => {
       try {
@@ -95,6 +115,20 @@ describe('mayuctl events, list --watch, render against a live mayu', () => {
       const tables = watch.out().split('\n\n');
       assert.ok(tables.length >= 2, 'printed again, after a blank line (stdout is not a terminal)');
       assert.match(tables.at(-1)!, /^ctl-ops-1 +"unknown"\nctl-ops-2 +"unknown"\nctl-ops-3 +"unknown"\n$/);
+    } finally {
+      await watch.stop();
+    }
+  });
+
+  it('list --watch: a deleted host disappears from the reprinted table', async () => {
+    const watch = follow('list', '--watch', '--no-legend', '--fields=serial,state');
+    try {
+      await until(() => watch.out().includes('ctl-ops-3'), 'the first table');
+      await until(async () => (await subscribers()) === 1, 'the watch subscribed');
+      const printed = watch.out().length;
+      assert.equal((await mayuctl('delete', 'ctl-ops-3')).code, 0);
+      await until(() => watch.out().length > printed && watch.out().endsWith('\n') && !watch.out().split('\n\n').at(-1)!.includes('ctl-ops-3'), 'a reprint without the deleted host');
+      assert.match(watch.out().split('\n\n').at(-1)!, /^ctl-ops-1 +"unknown"\nctl-ops-2 +"unknown"\n$/);
     } finally {
       await watch.stop();
     }

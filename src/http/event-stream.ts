@@ -11,9 +11,16 @@ export interface EventStreamDeps {
   heartbeatMs: number;
 }
 
-/** The wire form of a change: `from` is null for a host this change created. */
+/**
+ * The wire form of a change: `from` is null for a host this change created; a deletion has
+ * `to: null` and `deleted: true` (`from` is the state the host had), other changes no `deleted`.
+ */
 export function eventJson(e: HostChangeEvent): string {
-  return JSON.stringify({ serial: e.serial, from: e.from ?? null, to: e.to, messages: e.messages, ...(e.commit === undefined ? {} : { commit: e.commit }) });
+  return JSON.stringify({
+    serial: e.serial, from: e.from ?? null, to: e.deleted ? null : e.to, messages: e.messages,
+    ...(e.commit === undefined ? {} : { commit: e.commit }),
+    ...(e.deleted ? { deleted: true } : {}),
+  });
 }
 
 export function eventRoutes(deps: EventStreamDeps, policy: AccessPolicy): Router {

@@ -5,6 +5,9 @@ const TOKEN_KEY = 'mayu.adminToken';
 
 export class AuthRequired extends Error {}
 
+/** A 404: e.g. a host deleted between its event and the fetch. */
+export class NotFound extends Error {}
+
 export function token() {
   return sessionStorage.getItem(TOKEN_KEY) ?? '';
 }
@@ -27,6 +30,7 @@ function authHeaders() {
 export async function getJson(path, signal) {
   const res = await fetch(path, { headers: authHeaders(), signal, cache: 'no-store' });
   if (res.status === 401) throw new AuthRequired(await res.text());
+  if (res.status === 404) throw new NotFound(`${path}: 404 ${(await res.text()).trim()}`);
   if (!res.ok) throw new Error(`${path}: ${res.status} ${(await res.text()).trim()}`);
   return res.json();
 }
@@ -52,6 +56,7 @@ export async function followEvents({ onOpen, onEvent, onError, signal }) {
     try {
       const res = await fetch('/admin/events', { headers: { ...authHeaders(), accept: 'text/event-stream' }, signal, cache: 'no-store' });
       if (res.status === 401) throw new AuthRequired(await res.text());
+  if (res.status === 404) throw new NotFound(`${path}: 404 ${(await res.text()).trim()}`);
       if (!res.ok || !res.body) throw new Error(`/admin/events: ${res.status} ${(await res.text()).trim()}`);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';

@@ -1,6 +1,6 @@
 // The mayu dashboard: machine table, counts per state and profile, a host page with its git
 // audit trail. Data from the admin API; live from /admin/events.
-import { AuthRequired, followEvents, getJson, setToken, token } from './api.js';
+import { AuthRequired, followEvents, getJson, NotFound, setToken, token } from './api.js';
 import { confLines, jsonLineKey, lineDiff, withContext } from './diff.js';
 import { barChart, h } from './dom.js';
 
@@ -99,12 +99,31 @@ function showTokenPrompt(message) {
 
 /** Serials changed by events and not fetched yet. */
 const dirty = new Set();
+/** Serials whose last event was a deletion (`deleted: true`, `to: null`): dropped, not fetched. */
+const gone = new Set();
 let pumping = false;
 
-/** A host changed: fetch it whole (an event carries only serial and states). */
+/** A host changed: fetch it whole (an event carries only serial and states); a deleted one goes. */
 function onHostEvent(/** @type {any} */ e, /** @type {AbortSignal} */ signal) {
+  if (e.deleted === true) gone.add(e.serial);
+  else gone.delete(e.serial);
   dirty.add(e.serial);
   if (!pumping) pump(signal);
+}
+
+/** Fetches one changed host into `hosts`; drops it when it was deleted (event or 404). */
+async function refreshHost(/** @type {string} */ serial, /** @type {AbortSignal} */ signal) {
+  if (!gone.has(serial)) {
+    try {
+      const host = await getJson(`/admin/host/${encodeURIComponent(serial)}`, signal);
+      hosts.set(host.Serial, host);
+      return;
+    } catch (err) {
+      if (!(err instanceof NotFound)) throw err;
+    }
+  }
+  hosts.delete(serial);
+  changed.delete(serial);
 }
 
 /**
@@ -121,16 +140,15 @@ async function pump(signal) {
       if (batch.length > 20) {
         await reloadHosts(signal);
       } else {
-        for (const serial of batch) {
-          const host = await getJson(`/admin/host/${encodeURIComponent(serial)}`, signal);
-          hosts.set(host.Serial, host);
-        }
+        for (const serial of batch) await refreshHost(serial, signal);
       }
-      for (const serial of batch) changed.add(serial);
+      for (const serial of batch) if (hosts.has(serial)) changed.add(serial);
       if (signal.aborted) break;
       const route = currentRoute();
-      if (route.serial && batch.includes(route.serial)) renderHostPage(route.serial);
-      else if (!route.serial) renderOverviewParts();
+      if (route.serial && batch.includes(route.serial)) {
+        if (hosts.has(route.serial)) renderHostPage(route.serial);
+        else renderDeletedHost(route.serial);
+      } else if (!route.serial) renderOverviewParts();
     }
   } catch (err) {
     if (err instanceof AuthRequired) failed(err);
@@ -294,6 +312,15 @@ async function renderHostPage(serial) {
       h('dl', { class: 'host-fields' }, ...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       h('h3', {}, `Audit trail (${history.length} commits, newest first)`),
       h('ol', { class: 'history' }, ...history.map((c, i) => commitItem(c, history[i + 1])))));
+}
+
+/** The open host page's host was deleted while the page was open. @param {string} serial */
+function renderDeletedHost(serial) {
+  hostPageLoad++; // a host page load still under way must not draw over this
+  main.replaceChildren(
+    h('p', {}, h('a', { href: '#/' }, '← all machines')),
+    h('h2', {}, serial),
+    h('p', { class: 'muted', 'data-deleted': serial }, 'This host was deleted. Its audit trail stays in git: mayuctl history ' + serial + '.'));
 }
 
 /** @param {any} c a commit with conf @param {any} older the commit before it, if any */

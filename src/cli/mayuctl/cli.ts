@@ -103,13 +103,13 @@ export async function runMayuctl(
           })
           .option('legend', { type: 'boolean', default: true, describe: 'print the column headers (--no-legend omits them)' })
           .option('json', { ...jsonOpt, describe: 'print the hosts as JSON (ignores --fields)' })
-          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change (Ctrl-C ends)' }),
+          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change, deletions included (Ctrl-C ends)' }),
       run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json, watch: a.watch })),
     )
     .command(
       'events',
       'Print every host change as it becomes durable, one line each (Ctrl-C ends).',
-      (y) => y.option('json', { ...jsonOpt, describe: 'print each event as one JSON line {serial, from, to, messages, commit}' }),
+      (y) => y.option('json', { ...jsonOpt, describe: 'print each event as one JSON line {serial, from, to, messages, commit[, deleted]}' }),
       run((ctx, a) => eventsCommand(ctx, a.json)),
     )
     .command(

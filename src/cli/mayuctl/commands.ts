@@ -81,12 +81,16 @@ export async function listCommand(ctx: CommandContext, args: ListArgs): Promise<
   if (failed) throw failed;
 }
 
-/** One line per event: `serial: from -> to [commit] message; message` (`new` for a created host). */
+/**
+ * One line per event: `serial: from -> to [commit] message; message` (`new` for a created host,
+ * `deleted` as the target of a deletion).
+ */
 export function formatEvent(data: string): string {
-  const e = JSON.parse(data) as { serial?: unknown; from?: unknown; to?: unknown; commit?: unknown; messages?: unknown };
+  const e = JSON.parse(data) as { serial?: unknown; from?: unknown; to?: unknown; commit?: unknown; messages?: unknown; deleted?: unknown };
   const commit = typeof e.commit === 'string' ? ` [${e.commit.slice(0, 12)}]` : '';
   const messages = Array.isArray(e.messages) ? e.messages.join('; ') : '';
-  return `${String(e.serial)}: ${e.from === null || e.from === undefined ? 'new' : String(e.from)} -> ${String(e.to)}${commit} ${messages}`;
+  const to = e.deleted === true || e.to === null ? 'deleted' : String(e.to);
+  return `${String(e.serial)}: ${e.from === null || e.from === undefined ? 'new' : String(e.from)} -> ${to}${commit} ${messages}`;
 }
 
 /** Prints every host change as it becomes durable, until the stream ends or mayuctl is interrupted. */
