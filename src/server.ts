@@ -114,6 +114,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     writeQueueDepth: () => store?.writeQueueDepth() ?? 0,
     eventSubscribers: () => events.subscribers,
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
+    // Made below, once the store is open; only in git mode (--no-git ignores audit_push).
+    auditPush: config.audit_push && opts.useGit ? () => auditPush?.status() : undefined,
   });
   const observer = { batchWritten: metrics.batchWritten };
   store = opts.useGit
@@ -202,6 +204,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (!dnsmasq) return ['dnsmasq is starting'];
     return dnsmasq.supervisor.serving ? [] : [`dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
   };
+  // A failing audit push is shown in /readyz but never fails it (issue #53: "never blocking
+  // provisioning"). /readyz is open: no URL (it may hold credentials) and no git error text.
+  const readiness = () => {
+    const s = auditPush?.status();
+    if (!s) return { warnings: [], details: {} };
+    const failures = `${s.consecutiveFailures} consecutive failure${s.consecutiveFailures === 1 ? '' : 's'}`;
+    return {
+      // Failing from a failed push until one succeeds: a retry in flight (state pushing) still is.
+      warnings: s.consecutiveFailures > 0
+        ? [`audit push failing (${failures}, last success ${s.lastSuccessAt ?? 'none since start'}); provisioning is not affected; see GET /admin/audit-push`]
+        : [],
+      details: { auditPush: { state: s.state, consecutiveFailures: s.consecutiveFailures, lastSuccessAt: s.lastSuccessAt ?? null } },
+    };
+  };
 
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
@@ -217,7 +233,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return createApp({
       service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
       admin: { powerHook, auditPush },
-      ops: { notReadyReasons, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
+      ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
       observeRequest: metrics.request,
     });

@@ -10,6 +10,12 @@ import { FIXTURES, startMayu, tempDir, type MayuProcess } from './helpers/mayu-p
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The value of one series line `name{labels} value` of a Prometheus text answer; undefined if absent. */
+function series(text: string, nameAndLabels: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${nameAndLabels} `));
+  return line === undefined ? undefined : Number(line.slice(nameAndLabels.length + 1));
+}
+
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
@@ -127,11 +133,35 @@ describe('audit push to a local bare repo (native git)', () => {
     await m.waitForLog((e) => e.msg === 'audit push failed, will retry');
     assert.equal((await fetch(`${m.url}/first-stage-script/down-3`)).status, 200, 'still provisioning');
 
+    // Visible in /readyz (still 200: never blocking provisioning) and /metrics.
+    const readyz = await fetch(`${m.url}/readyz`);
+    assert.equal(readyz.status, 200, 'a failing push does not make mayu unready');
+    const ready = (await readyz.json()) as { ready: boolean; reasons: string[]; warnings: string[]; auditPush: Record<string, unknown> };
+    assert.equal(ready.ready, true);
+    assert.deepEqual(ready.reasons, []);
+    assert.equal(ready.warnings.length, 1);
+    assert.match(ready.warnings[0]!, /^audit push failing \(\d+ consecutive failures, last success none since start\); provisioning is not affected/);
+    assert.ok(['failing', 'pushing'].includes(String(ready.auditPush['state'])), 'failing, or retrying');
+    assert.ok(Number(ready.auditPush['consecutiveFailures']) >= 2);
+    assert.equal(ready.auditPush['lastSuccessAt'], null);
+    assert.ok(!JSON.stringify(ready).includes('later.git'), 'the open /readyz shows neither the URL nor git\'s message');
+    let metrics = await (await fetch(`${m.url}/metrics`)).text();
+    assert.equal(series(metrics, 'mayu_audit_push_failing'), 1);
+    assert.ok(series(metrics, 'mayu_audit_push_consecutive_failures')! >= 2);
+    assert.equal(series(metrics, 'mayu_audit_push_last_success_timestamp_seconds'), 0);
+
     execFileSync('git', ['init', '--quiet', '--bare', bare]);
     const ok = await until('recovery', pushedUpToHead(m));
     assert.equal(ok.consecutiveFailures, 0);
     assert.match(execFileSync('git', ['--git-dir', bare, 'log', '--format=%s', 'audit'], { encoding: 'utf8' }), /down-3: host created/);
     await m.waitForLog((e) => e.msg === 'audit push recovered');
+    const recovered = (await (await fetch(`${m.url}/readyz`)).json()) as { warnings: string[]; auditPush: Record<string, unknown> };
+    assert.deepEqual(recovered.warnings, []);
+    assert.equal(recovered.auditPush['lastSuccessAt'], ok.lastSuccessAt);
+    metrics = await (await fetch(`${m.url}/metrics`)).text();
+    assert.equal(series(metrics, 'mayu_audit_push_failing'), 0);
+    assert.equal(series(metrics, 'mayu_audit_push_consecutive_failures'), 0);
+    assert.equal(series(metrics, 'mayu_audit_push_last_success_timestamp_seconds'), Date.parse(ok.lastSuccessAt!) / 1000);
   });
 
   it('answers 404 on /admin/audit-push when no audit_push is configured', async () => {
@@ -140,5 +170,6 @@ describe('audit push to a local bare repo (native git)', () => {
     const res = await fetch(`${m.url}/admin/audit-push`);
     assert.equal(res.status, 404);
     assert.match(await res.text(), /no audit push is configured/);
+    assert.deepEqual(await (await fetch(`${m.url}/readyz`)).json(), { ready: true, reasons: [], warnings: [] }, 'no auditPush field');
   });
 });

@@ -63,13 +63,27 @@ describe('metrics after a protocol walk (open admin API)', () => {
     assert.ok(series(text, 'process_resident_memory_bytes')! > 0, 'default process metrics are there');
   });
 
-  it('healthz answers 200 and readyz 200 with no reasons when mayu runs no dnsmasq', async () => {
+  it('a deleted host leaves the host gauges at once; its removal is a timed commit in a batch', async () => {
+    const before = await (await fetch(`${mayu.url}/metrics`)).text();
+    assert.equal((await fetch(`${mayu.url}/admin/host/metrics-2`, { method: 'DELETE' })).status, 204);
+    const text = await (await fetch(`${mayu.url}/metrics`)).text();
+    assert.equal(series(text, 'mayu_hosts{state="unknown"}'), 0, 'metrics-2 was the unknown one');
+    assert.equal(series(text, 'mayu_hosts{state="running"}'), 1);
+    assert.equal(series(text, 'mayu_hosts_by_profile{profile="core"}'), 1);
+    assert.equal(series(text, 'mayu_commit_duration_seconds_count'), series(before, 'mayu_commit_duration_seconds_count')! + 1);
+    assert.equal(series(text, 'mayu_commit_batch_size_sum'), gitCommitCount(mayu.clusterDir));
+    assert.equal(series(text, 'mayu_http_requests_total{method="DELETE",route="/admin/host/:serial",status="204"}'), 1);
+    assert.equal(series(text, 'mayu_write_queue_depth'), 0);
+  });
+
+  it('healthz answers 200 and readyz 200 with no reasons (nor warnings, nor audit push) when mayu runs no dnsmasq', async () => {
     const health = await fetch(`${mayu.url}/healthz`);
     assert.equal(health.status, 200);
     assert.equal(await health.text(), 'ok');
     const ready = await fetch(`${mayu.url}/readyz`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { ready: true, reasons: [] });
+    assert.deepEqual(await ready.json(), { ready: true, reasons: [], warnings: [] });
+    assert.ok(!(await (await fetch(`${mayu.url}/metrics`)).text()).includes('mayu_audit_push'), 'no audit push series without audit_push');
   });
 });
 

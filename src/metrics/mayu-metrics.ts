@@ -3,6 +3,7 @@
 // and dnsmasq figures are read at scrape time from their owners instead of being kept in step.
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import { HOST_STATES, type Host } from '../core/host.ts';
+import type { AuditPushStatus } from '../store/audit-push.ts';
 
 export interface MetricSources {
   /** The live host records (read-only scan). */
@@ -13,6 +14,8 @@ export interface MetricSources {
   eventSubscribers: () => number;
   /** Present only when mayu runs dnsmasq: its restarts so far and whether it serves now. */
   dnsmasq?: () => { restarts: number; up: boolean };
+  /** Present only when an audit push is configured (git mode): its status now. */
+  auditPush?: () => Pick<AuditPushStatus, 'state' | 'consecutiveFailures' | 'lastSuccessAt'> | undefined;
 }
 
 /** What the parts of mayu report into; each call is cheap (no I/O). */
@@ -101,6 +104,35 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
       registers,
       collect() {
         this.set(dnsmasq().up ? 1 : 0);
+      },
+    });
+  }
+
+  const auditPush = sources.auditPush;
+  if (auditPush) {
+    new Gauge({
+      name: 'mayu_audit_push_failing',
+      help: '1 from a failed audit push until one succeeds (retries included), else 0. Provisioning never waits for it.',
+      registers,
+      collect() {
+        this.set((auditPush()?.consecutiveFailures ?? 0) > 0 ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'mayu_audit_push_consecutive_failures',
+      help: 'Audit pushes failed in a row since the last success (0 when the last one worked).',
+      registers,
+      collect() {
+        this.set(auditPush()?.consecutiveFailures ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'mayu_audit_push_last_success_timestamp_seconds',
+      help: 'Unix time of the last successful audit push; 0 before the first since mayu started.',
+      registers,
+      collect() {
+        const at = auditPush()?.lastSuccessAt;
+        this.set(at === undefined ? 0 : Date.parse(at) / 1000);
       },
     });
   }
