@@ -13,6 +13,11 @@ import { compactRepo } from '../store/git-compaction.ts';
 import { GitObjectReader } from '../store/git-object-reader.ts';
 import { resolveHead } from '../store/git-refs.ts';
 
+// libuv's pool (4 threads by default) runs every fsync, file write and rename of the store and
+// the working-tree mirror; during a storm 4 fsyncs in flight made the rest queue. Set before the
+// pool is first used (it starts lazily), unless the operator chose a size.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const version = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const inRoot = (p: string) => path.join(PROJECT_ROOT, p);
 const resolved = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));

@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from './durable-fs.ts';
+import { fsyncPath } from './durable-fs.ts';
 
 // The branch ref, read the way git reads it and replaced durably.
 
@@ -17,11 +17,35 @@ export async function resolveHead(gitdir: string): Promise<string | undefined> {
   }
 }
 
+export interface PreparedRef {
+  /** Moves the ref: rename of the lock over it, fsync of its folder. */
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
 /**
- * Points `ref` at `oid`: temp file `<ref>.lock` (as git names it: git never reads a *.lock as a
- * branch), fsync, rename, fsync the folder. Only then is a change acknowledged.
+ * Points `ref` at `oid` in two halves. Now: the lock file `<ref>.lock` (as git names it: git
+ * never reads a *.lock as a branch) is written and fsync'd, in parallel with the pack it will
+ * point into. commit(), once that pack is durable: rename over the ref, fsync the folder. Only
+ * then is a change acknowledged. One round of fsyncs less per batch than pack, then ref.
  */
-export async function writeRef(gitdir: string, ref: string, oid: string): Promise<void> {
+export async function prepareRef(gitdir: string, ref: string, oid: string): Promise<PreparedRef> {
   const file = path.join(gitdir, ref);
-  await writeFileAtomic(file, `${oid}\n`, true, `${file}.lock`);
+  const lock = `${file}.lock`;
+  const fh = await open(lock, 'w');
+  try {
+    await fh.writeFile(`${oid}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return {
+    async commit() {
+      await rename(lock, file);
+      await fsyncPath(path.dirname(file));
+    },
+    async abort() {
+      await rm(lock, { force: true });
+    },
+  };
 }

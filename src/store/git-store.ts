@@ -14,7 +14,7 @@ import {
   encodeCommit, encodeTree, FILE_MODE, objectId, parseCommit, parseTree, RootTree, TREE_MODE, type ObjectType,
 } from './git-objects.ts';
 import { PackFileWriter } from './git-pack-file.ts';
-import { resolveHead, writeRef } from './git-refs.ts';
+import { prepareRef, resolveHead } from './git-refs.ts';
 import { HostTable } from './host-table.ts';
 import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
@@ -308,9 +308,16 @@ export class GitStore implements HostStore {
         newer = r;
       }
       for (const [oid, o] of others) await pack.add(oid, o.type, o.content);
-      const written = await pack.finish();
+      // The ref's lock file is made durable while the pack is; the ref moves once both are.
+      const gitdir = path.join(this.opts.dir, '.git');
+      const [packed, ref] = await Promise.allSettled([pack.finish(), prepareRef(gitdir, REF, this.head!)]);
+      if (packed.status === 'rejected' || ref.status === 'rejected') {
+        if (ref.status === 'fulfilled') await ref.value.abort();
+        throw packed.status === 'rejected' ? packed.reason : (ref as PromiseRejectedResult).reason;
+      }
+      const written = packed.value;
       this.reader.addPack(written.name, written.index);
-      await writeRef(path.join(this.opts.dir, '.git'), REF, this.head!);
+      await ref.value.commit();
     } catch (err) {
       await pack?.abort();
       this.root = startRoot;
