@@ -182,7 +182,15 @@ export class GitStore implements HostStore {
   private maybeCompact(): void {
     const limit = this.opts.compactAfterPacks;
     if (limit <= 0 || this.reader.packList.length < limit || this.compaction || this.closed) return;
-    this.startCompaction().then(this.opts.onCompaction, (err: Error) => this.opts.onCompaction(err));
+    this.startCompaction().then(
+      (result) => {
+        this.opts.onCompaction(result);
+        // Batches that landed during the merge may already call for the next one: after a
+        // storm no further write would trigger it, and the repo would stay at its peak size.
+        this.maybeCompact();
+      },
+      (err: Error) => this.opts.onCompaction(err),
+    );
   }
 
   private async load(): Promise<void> {
