@@ -26,6 +26,11 @@ export class CompactionRunner {
     return reply.merged && { ...reply.merged, index: Buffer.from(reply.merged.index) };
   }
 
+  /** Starts the worker ahead of the first job (no-op when it runs). */
+  warm(): void {
+    this.start();
+  }
+
   async close(): Promise<void> {
     const w = this.worker;
     this.worker = undefined;

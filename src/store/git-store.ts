@@ -153,6 +153,13 @@ export class GitStore implements HostStore {
     this.closed = true;
     await this.settled();
     await this.compaction?.catch(() => undefined);
+    // Leave the repo at rest merged: a storm can end with the merges behind by many packs.
+    const limit = this.opts.compactAfterPacks;
+    while (limit > 0 && this.reader.packList.length >= limit) {
+      const result = await this.startCompaction().catch((err: Error) => err);
+      this.opts.onCompaction(result);
+      if (result instanceof Error || result.mergedPacks === 0) break;
+    }
     await this.runner?.close();
     await this.reader.close();
   }
@@ -181,16 +188,11 @@ export class GitStore implements HostStore {
   /** Called by the writer after each batch: compaction runs beside it, never blocking a change. */
   private maybeCompact(): void {
     const limit = this.opts.compactAfterPacks;
+    // The worker takes a second to load its modules: start it once packs are half-way there,
+    // not at open (an idle mayu keeps neither its memory nor its start-up CPU).
+    if (limit > 0 && this.reader.packList.length >= limit / 2) this.runner?.warm();
     if (limit <= 0 || this.reader.packList.length < limit || this.compaction || this.closed) return;
-    this.startCompaction().then(
-      (result) => {
-        this.opts.onCompaction(result);
-        // Batches that landed during the merge may already call for the next one: after a
-        // storm no further write would trigger it, and the repo would stay at its peak size.
-        this.maybeCompact();
-      },
-      (err: Error) => this.opts.onCompaction(err),
-    );
+    this.startCompaction().then(this.opts.onCompaction, (err: Error) => this.opts.onCompaction(err));
   }
 
   private async load(): Promise<void> {
