@@ -161,7 +161,7 @@ describe('netboot end to end: 4 VMs at once through mayu\'s dnsmasq in a network
       assert.ok(lease, `${m.serial}: no lease for ${m.mac} in dnsmasq.leases: ${JSON.stringify(leases)}`);
       assert.ok(inBootstrapRange(e.lab, lease.ip), `${m.serial}: lease ${lease.ip} outside bootstrap_range`);
       assert.equal(consoleValue(boot.install, /mayu-installer: network up on eth0: ([\d.]+)\/24/), lease.ip);
-      const remotes = new Set(e.mayu.logs.filter((l) => l.msg === 'request' && String(l.url).includes(m.serial)).map((l) => String(l.remote).replace(/^::ffff:/, '')));
+      const remotes = new Set(e.mayu.logs.filter((l) => l.msg === 'request' && String(l.url).toLowerCase().includes(m.serial)).map((l) => String(l.remote).replace(/^::ffff:/, '')));
       assert.deepEqual([...remotes], [lease.ip], `${m.serial}: requests came from ${[...remotes].join(', ')}`);
       addrs.add(lease.ip);
       assert.ok(hostsfile.includes(`${m.mac},set:installed`), `${m.serial}: dnsmasq.hosts tags ${m.mac} installed`);
