@@ -200,6 +200,11 @@ async function netnsMain(): Promise<void> {
     const all: VmResult[] = [];
     const walls: number[] = [];
     for (let run = 1; run <= RUNS; run++) {
+      // Other work on the machine skews TCG times: wait for quiet before every run, not only the first.
+      if (run > 1 || count !== VM_COUNTS[0]) {
+        const q = await waitForQuiet(Number(flags['max-wait']));
+        if (!q.quiet) console.log(`NOT quiet before this run (${q.busyCores} cores busy)`);
+      }
       const r = await netnsRun(count);
       walls.push(r.wallSeconds);
       all.push(...r.vms);
