@@ -24,7 +24,7 @@ import { ensureNetbootImages, IMAGES_DIR } from '../test/helpers/netboot-images.
 import { startNetbootNetns, type Machine, type NetbootNetns } from '../test/helpers/netboot-netns.ts';
 import { netnsUnavailable } from '../test/helpers/netns.ts';
 import { createBlankDisk, startVm, userNetdev, type Vm } from '../test/helpers/qemu.ts';
-import { Cleanup, median, round, runBench, table, waitForQuiet } from './bench-util.ts';
+import { Cleanup, machineBusySeconds, median, round, runBench, selfAndChildrenCpuSeconds, table, waitForQuiet } from './bench-util.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -134,7 +134,12 @@ interface VmResult {
 }
 
 /** All VMs of one scenario power on at once; each goes install run → disk run → running. */
-async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: number }> {
+async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: number; otherCores: number }> {
+  // CPU the rest of the machine used meanwhile: everything busy minus this process and what it
+  // started (QEMU, mayu and its dnsmasq; counted once they have exited, i.e. after env.cleanup()).
+  const busy0 = machineBusySeconds();
+  const own0 = selfAndChildrenCpuSeconds();
+  const w0 = performance.now();
   const env: NetbootNetns = await startNetbootNetns({ machines: count, serialPrefix: 'MAYU-BENCH' });
   cleanup.add(`netns lab of ${count} VM(s)`, () => env.cleanup());
   cleanup.watchPid(env.mayu.proc.pid);
@@ -179,7 +184,9 @@ async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: 
   if (failed.length) throw new Error(failed.join('\n\n'));
   await env.cleanup();
   cleanup.unwatchPid(env.mayu.proc.pid);
-  return { vms: settled.map((r) => (r as PromiseFulfilledResult<VmResult>).value), wallSeconds };
+  const others = machineBusySeconds() - busy0 - (selfAndChildrenCpuSeconds() - own0);
+  const otherCores = round(Math.max(0, others) / ((performance.now() - w0) / 1000), 2);
+  return { vms: settled.map((r) => (r as PromiseFulfilledResult<VmResult>).value), wallSeconds, otherCores };
 }
 
 const NETNS_MILESTONES = [
@@ -199,6 +206,7 @@ async function netnsMain(): Promise<void> {
   for (const count of VM_COUNTS) {
     const all: VmResult[] = [];
     const walls: number[] = [];
+    const others: number[] = [];
     for (let run = 1; run <= RUNS; run++) {
       // Other work on the machine skews TCG times: wait for quiet before every run, not only the first.
       if (run > 1 || count !== VM_COUNTS[0]) {
@@ -207,13 +215,14 @@ async function netnsMain(): Promise<void> {
       }
       const r = await netnsRun(count);
       walls.push(r.wallSeconds);
+      others.push(r.otherCores);
       all.push(...r.vms);
-      console.log(`${count} VM(s) at once, run ${run}: power-on → running ${r.vms.map((v) => `${v.serial} ${v.powerOnToRunning} s`).join(', ')}; all QEMU runs done after ${r.wallSeconds} s`);
+      console.log(`${count} VM(s) at once, run ${run}: power-on → running ${r.vms.map((v) => `${v.serial} ${v.powerOnToRunning} s`).join(', ')}; all QEMU runs done after ${r.wallSeconds} s; other processes kept ${r.otherCores} cores busy meanwhile`);
     }
     console.log(`\n${count} VM(s) powered on at once, netns + mayu's dnsmasq, TCG, ${RUNS} run(s): seconds since each VM's QEMU start of that run`);
     const col = (k: keyof VmResult) => all.map((v) => v[k] as number);
     console.log(table(['milestone', ...all.map((v, i) => `${v.serial}${RUNS > 1 ? ` #${Math.floor(i / count) + 1}` : ''}`), 'median', 'max'], NETNS_MILESTONES.map(([label, k]) => [label, ...col(k), round(median(col(k)), 1), Math.max(...col(k))])));
-    console.log(`all VMs' QEMU runs done (wall): ${walls.join(', ')} s\n`);
+    console.log(`all VMs' QEMU runs done (wall): ${walls.join(', ')} s; other processes' load meanwhile: ${others.join(', ')} cores\n`);
   }
 }
 
