@@ -141,6 +141,7 @@ describe('netboot end to end: 4 VMs at once through mayu\'s dnsmasq in a network
     t.diagnostic(`${MACHINES} VMs power-on → all QEMU runs done: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const leases = await e.leases();
+    t.diagnostic(`dnsmasq.leases: ${leases.map((l) => `${l.mac} ${l.ip}`).join(', ')}`);
     const hostsfile = (await readFile(path.join(e.mayu.runDir, 'dnsmasq.hosts'), 'utf8')).split('\n');
     const addrs = new Set<string>();
     for (const m of e.machines) {
