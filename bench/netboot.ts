@@ -204,7 +204,7 @@ const NETNS_MILESTONES = [
 
 async function netnsMain(): Promise<void> {
   for (const count of VM_COUNTS) {
-    const all: VmResult[] = [];
+    const runs: VmResult[][] = [];
     const walls: number[] = [];
     const others: number[] = [];
     for (let run = 1; run <= RUNS; run++) {
@@ -216,12 +216,18 @@ async function netnsMain(): Promise<void> {
       const r = await netnsRun(count);
       walls.push(r.wallSeconds);
       others.push(r.otherCores);
-      all.push(...r.vms);
+      runs.push(r.vms);
       console.log(`${count} VM(s) at once, run ${run}: power-on → running ${r.vms.map((v) => `${v.serial} ${v.powerOnToRunning} s`).join(', ')}; all QEMU runs done after ${r.wallSeconds} s; other processes kept ${r.otherCores} cores busy meanwhile`);
     }
-    console.log(`\n${count} VM(s) powered on at once, netns + mayu's dnsmasq, TCG, ${RUNS} run(s): seconds since each VM's QEMU start of that run`);
+    // One column per run: the median over that run's VMs (the per-VM power-on → running is printed above).
+    console.log(`\n${count} VM(s) powered on at once, netns + mayu's dnsmasq, TCG, ${RUNS} run(s): seconds since each VM's QEMU start${count > 1 ? ', median of the VMs of a run' : ''}`);
+    const all = runs.flat();
     const col = (k: keyof VmResult) => all.map((v) => v[k] as number);
-    console.log(table(['milestone', ...all.map((v, i) => `${v.serial}${RUNS > 1 ? ` #${Math.floor(i / count) + 1}` : ''}`), 'median', 'max'], NETNS_MILESTONES.map(([label, k]) => [label, ...col(k), round(median(col(k)), 1), Math.max(...col(k))])));
+    const perRun = (k: keyof VmResult) => runs.map((vms) => round(median(vms.map((v) => v[k] as number)), 1));
+    console.log(table(
+      ['milestone', ...runs.map((_, i) => `run ${i + 1}`), 'median (all VMs)', 'max (all VMs)'],
+      NETNS_MILESTONES.map(([label, k]) => [label, ...perRun(k), round(median(col(k)), 1), Math.max(...col(k))]),
+    ));
     console.log(`all VMs' QEMU runs done (wall): ${walls.join(', ')} s; other processes' load meanwhile: ${others.join(', ')} cores\n`);
   }
 }
