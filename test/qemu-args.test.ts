@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { qemuArgs, userNetdev } from './helpers/qemu.ts';
+import { qemuArgs, tapNetdev, userNetdev } from './helpers/qemu.ts';
 
 // The VM command line the netboot tests use: TCG, isolated user networking, network boot first.
 
@@ -24,5 +24,10 @@ describe('QEMU command line', () => {
     assert.match(s, / -device virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01 /);
     assert.match(s, / -drive file=\/tmp\/d\.raw,if=virtio,format=raw -boot order=nc$/);
     assert.ok(!qemuArgs({ name: 'x', consoleLog: '', netdev: 'n', mac: 'm', noReboot: false }).includes('-no-reboot'));
+  });
+
+  it('tap networking: an existing tap, no ifup/ifdown scripts', () => {
+    assert.equal(tapNetdev({ ifname: 'tap2' }), 'tap,id=n0,ifname=tap2,script=no,downscript=no');
+    assert.throws(() => tapNetdev({ ifname: 'tap1,script=/bin/sh' }), /invalid interface name/);
   });
 });

@@ -25,6 +25,8 @@ export interface VmOptions {
   /** Exit QEMU when the guest reboots (default true), so a run ends at the installer's reboot. */
   noReboot?: boolean;
   extraArgs?: string[];
+  /** Command prefix that execs QEMU, e.g. ['ip', 'netns', 'exec', ns] (a tap lives in a namespace). */
+  wrap?: string[];
 }
 
 /** The qemu-system-x86_64 arguments for `opts`. Pure. */
@@ -61,6 +63,15 @@ export function userNetdev(o: { port: number; id?: string; guestAddr?: string; b
   ].join(',');
 }
 
+/**
+ * A tap device that already exists (in the namespace QEMU runs in, see VmOptions.wrap), with no
+ * ifup/ifdown scripts: the caller has put it on a bridge.
+ */
+export function tapNetdev(o: { ifname: string; id?: string }): string {
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.ifname)) throw new Error(`invalid interface name ${JSON.stringify(o.ifname)}`);
+  return `tap,id=${o.id ?? 'n0'},ifname=${o.ifname},script=no,downscript=no`;
+}
+
 /** A sparse raw disk of `sizeMb` MiB. */
 export async function createBlankDisk(file: string, sizeMb: number): Promise<void> {
   const fh = await open(file, 'w');
@@ -93,7 +104,9 @@ export interface Vm {
 
 export function startVm(opts: VmOptions): Vm {
   const started = performance.now();
-  const proc = spawn('qemu-system-x86_64', qemuArgs(opts), { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The wrap (ip netns exec) execs QEMU: proc.pid is QEMU's.
+  const [command, ...prefix] = [...(opts.wrap ?? []), 'qemu-system-x86_64'];
+  const proc = spawn(command!, [...prefix, ...qemuArgs(opts)], { stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`${opts.name}: qemu-system-x86_64 did not start`);
   const log = createWriteStream(opts.consoleLog);
   let text = '';
