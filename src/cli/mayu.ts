@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import pinoPretty from 'pino-pretty';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { defaultGateway, DetectError, detectedConfigYaml, detectNetwork, nameserversFrom } from '../config/detect.ts';
@@ -54,7 +53,8 @@ await yargs(hideBin(process.argv))
       .option('tls-ca-file', { type: 'string', describe: 'PEM CA handed to templates as mayu_ca_pem (default: the certificate itself when self-signed)' }),
     async (argv) => {
       // Readable lines for a person at a terminal; JSON lines for everything else (journald, files, tests).
-      const pretty = process.stdout.isTTY ? pinoPretty({ sync: true, colorize: !process.env['NO_COLOR'] }) : undefined;
+      // Loaded only for a terminal: a service's JSON logs need none of it (memory at start-up).
+      const pretty = process.stdout.isTTY ? (await import('pino-pretty')).default({ sync: true, colorize: !process.env['NO_COLOR'] }) : undefined;
       const logger = pino({ level: argv.debug ? 'debug' : 'info', base: { name: 'mayu' } }, pretty ?? process.stdout);
       try {
         const server = await startServer({

@@ -56,9 +56,13 @@ export type RenderFor = (host: Host) => string;
 export class MayuService {
   constructor(private readonly deps: ServiceDeps) {}
 
-  async list(): Promise<Host[]> {
+  /**
+   * Every host, by serial. Read-only: the stored objects themselves, not copies (10 000 deep
+   * copies per listing cost more memory than the hosts themselves); callers encode them.
+   */
+  async list(): Promise<readonly Readonly<Host>[]> {
     await this.deps.store.settled();
-    return this.deps.store.all().sort((a, b) => ((a.Serial ?? '') < (b.Serial ?? '') ? -1 : 1));
+    return [...this.deps.store.scan()].sort((a, b) => ((a.Serial ?? '') < (b.Serial ?? '') ? -1 : 1));
   }
 
   /** A known host as applied so far (durable or about to be); no waiting. */
