@@ -1,25 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
-import { FIXTURES, hostData, mayuFailsToStart, reportAuth, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, mayuFailsToStart, reportAuth, runMayuctl, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Host lifecycle operations through the real mayuctl against the real mayu process.
 
-const run = promisify(execFile);
-
-async function mayuctlAt(mayu: MayuProcess, ...args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayuctl.ts'), '--host', '127.0.0.1', '--port', String(mayu.port), ...args], { cwd: ROOT });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const mayuctlAt = (mayu: MayuProcess, ...args: string[]) => runMayuctl(mayu.port, args);
 
 const getHost = async (m: MayuProcess, serial: string) => (await (await fetch(`${m.url}/admin/host/${serial}`)).json()) as Record<string, unknown>;
 

@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { gitCommitCount, gitSubjects } from './helpers/git.ts';
-import { hostData, ROOT, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+import { hostData, runMayuctl, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
 
 // mayuctl as a real process against the real mayu process.
 
-const run = promisify(execFile);
-
 describe('mayuctl against a live mayu', () => {
   let mayu: MayuProcess;
-  const mayuctl = async (...args: string[]) => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayuctl.ts'), '--host', '127.0.0.1', '--port', String(mayu.port), ...args], { cwd: ROOT });
-      return { code: 0, stdout, stderr };
-    } catch (e) {
-      const err = e as { code: number; stdout: string; stderr: string };
-      return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-    }
-  };
+  const mayuctl = (...args: string[]) => runMayuctl(mayu.port, args);
 
   before(async () => {
     mayu = await startMayu();

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { gitCommitCount } from './helpers/git.ts';
-import { FIXTURES, hostData, macFor, mayuFailsToStart, reportTokenIn, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, macFor, mayuFailsToStart, reportTokenIn, runMayuctl, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Admin token and report tokens against the real mayu process (README "Security").
 
 const ADMIN = 'adm1n-T0ken-for-the-tests-0123456789';
-const run = promisify(execFile);
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
@@ -121,14 +118,7 @@ describe('admin token', () => {
   });
 
   it('mayuctl: --token or MAYU_TOKEN; without it exit 1 with the 401 text', async () => {
-    const mayuctl = async (args: string[], env: Record<string, string> = {}) => {
-      try {
-        const r = await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayuctl.ts'), '--host', '127.0.0.1', '--port', String(mayu.port), ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-        return { code: 0, ...r };
-      } catch (e) {
-        return e as { code: number; stdout: string; stderr: string };
-      }
-    };
+    const mayuctl = (args: string[], env: Record<string, string> = {}) => runMayuctl(mayu.port, args, env);
     const denied = await mayuctl(['list']);
     assert.equal(denied.code, 1);
     assert.equal(denied.stderr, "invalid status code '401'\nadmin API: authentication required: send \"Authorization: Bearer <admin token>\"\n");

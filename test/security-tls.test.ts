@@ -1,18 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { loadTlsMaterial } from '../src/security/tls-material.ts';
 import { makeTestCerts, type TestCerts } from './helpers/certs.ts';
-import { FIXTURES, hostData, macFor, mayuFailsToStart, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, macFor, mayuFailsToStart, runMayuctl, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // The admin API on its own TLS port, machine routes on plain HTTP (iPXE has no HTTPS).
 
 const ADMIN = 'tls-admin-token-0123456789abcdef';
-const run = promisify(execFile);
 
 /** GET/PUT over https trusting `ca`; resolves with status and text. */
 function https(url: string, o: { method?: string; ca?: string; token?: string; body?: string } = {}): Promise<{ status: number; text: string }> {
@@ -71,13 +68,7 @@ describe('TLS port', () => {
   });
 
   it('mayuctl --ca-file talks to the TLS port; without the CA it fails naming the certificate problem', async () => {
-    const mayuctl = async (...args: string[]) => {
-      try {
-        return { code: 0, ...(await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/mayuctl.ts'), '--host', '127.0.0.1', '--port', new URL(mayu.tlsUrl!).port, ...args], { cwd: ROOT })) };
-      } catch (e) {
-        return e as { code: number; stdout: string; stderr: string };
-      }
-    };
+    const mayuctl = (...args: string[]) => runMayuctl(new URL(mayu.tlsUrl!).port, args);
     const ok = await mayuctl('--ca-file', certs.caCert, '--token', ADMIN, 'list', '--no-legend', '--fields=serial,state');
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout.replace(/ +/g, ' '), 'tls-1 "running"\n');

@@ -181,3 +181,22 @@ export async function reportAuth(m: { url: string; workDir: string }, serial: st
   const host = (await res.json()) as { MachineID?: string };
   return { authorization: `Bearer ${reportToken(key, serial, host.MachineID ?? '')}` };
 }
+
+export interface MayuctlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The real mayuctl (node + tsx) against 127.0.0.1:`port`; never throws for a non-zero exit. */
+export async function runMayuctl(port: number | string, args: string[], env: Record<string, string> = {}): Promise<MayuctlResult> {
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'src/cli/mayuctl.ts'), '--host', '127.0.0.1', '--port', String(port), ...args],
+      { cwd: ROOT, env: { ...process.env, ...env } },
+      (_err, stdout, stderr) => resolve({ code: child.exitCode ?? 1, stdout, stderr }),
+    );
+  });
+}
