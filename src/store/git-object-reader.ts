@@ -216,10 +216,6 @@ export class GitObjectReader {
     }
   }
 
-  async has(oid: string): Promise<boolean> {
-    return this.packs.some((p) => p.find(oid) !== undefined) || (await readFile(this.loosePath(oid)).then(() => true, () => false));
-  }
-
   async close(): Promise<void> {
     for (const p of this.packs) await p.close();
     this.packs = [];
