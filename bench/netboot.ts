@@ -41,19 +41,23 @@ const RUN_TIMEOUT_MS = 10 * 60_000;
 
 const cleanup = new Cleanup();
 
-interface RunResult {
-  run: number;
-  /** Seconds from QEMU run 1 start. */
+/** Milestones of one machine's netboot, in seconds. */
+interface Milestones {
+  /** From the install run's QEMU start. */
   ipxeBootScript: number;
   firstStageScript: number;
   firstPost: number;
   setInstalled: number;
   installExit: number;
-  /** Seconds from QEMU run 2 start. */
+  /** From the disk run's QEMU start. */
   localDiskAnswer: number;
   bootComplete: number;
   diskBootExit: number;
   powerOnToRunning: number;
+}
+
+interface RunResult extends Milestones {
+  run: number;
 }
 
 /** mayu's own timestamp (epoch ms) of the first request log line matching. */
@@ -117,20 +121,10 @@ async function oneRun(run: number): Promise<RunResult> {
   return result;
 }
 
-interface VmResult {
+interface VmResult extends Milestones {
   serial: string;
-  /** Seconds from the VM's install-run QEMU start. */
+  /** From the install run's QEMU start. */
   dhcpAck: number;
-  ipxeBootScript: number;
-  firstStageScript: number;
-  firstPost: number;
-  setInstalled: number;
-  installExit: number;
-  /** Seconds from the disk run's QEMU start. */
-  localDiskAnswer: number;
-  bootComplete: number;
-  diskBootExit: number;
-  powerOnToRunning: number;
 }
 
 /** All VMs of one scenario power on at once; each goes install run → disk run → running. */
