@@ -11,13 +11,21 @@ export interface CompactionJob {
   all: boolean;
 }
 
-parentPort!.on('message', async (job: CompactionJob) => {
-  const reader = new GitObjectReader(job.gitdir);
-  try {
-    parentPort!.postMessage({ merged: await writeMergedPack(reader, job.head, { all: job.all }) });
-  } catch (err) {
-    parentPort!.postMessage({ error: (err as Error).stack ?? String(err) });
-  } finally {
-    await reader.close();
-  }
-});
+/** One reader for the worker's life: its refresh() reads only the indexes of packs it has not
+ * seen, instead of every index (the big merged pack's included) at every merge. */
+function serveJobs(): void {
+  let reader: GitObjectReader | undefined;
+  parentPort!.on('message', async (job: CompactionJob) => {
+    if (reader?.gitdir !== job.gitdir) {
+      await reader?.close();
+      reader = new GitObjectReader(job.gitdir);
+    }
+    try {
+      parentPort!.postMessage({ merged: await writeMergedPack(reader, job.head, { all: job.all }) });
+    } catch (err) {
+      parentPort!.postMessage({ error: (err as Error).stack ?? String(err) });
+    }
+  });
+}
+
+serveJobs();
