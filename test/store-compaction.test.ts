@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { creationSteps, setProviderIdSteps } from '../src/core/host-changes.ts';
-import { listLooseObjects, packsToMerge } from '../src/store/git-compaction.ts';
+import { listLooseObjects, packsToMerge, retireMerged, writeMergedPack } from '../src/store/git-compaction.ts';
+import { GitObjectReader } from '../src/store/git-object-reader.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { git, gitCommitCount, gitFsck } from './helpers/git.ts';
 
@@ -91,6 +92,26 @@ describe('git store packs', () => {
     const verify = git(dir, 'verify-pack', '-v', `.git/objects/pack/${result.pack}.idx`);
     assert.match(verify, /^chain length = 1: \d+ objects?$/m, 'root trees stored as deltas');
     gitFsck(dir);
+  });
+
+  it('chains root trees across batch packs, copying their deltas, and cuts chains at the depth limit', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-compact-'));
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), compactAfterPacks: 0 });
+    await populate(store, 40); // 40 batch packs of 5 commits: a chain of 4 deltas each
+    await store.close();
+    const reader = new GitObjectReader(path.join(dir, '.git'));
+    const merged = await writeMergedPack(reader, git(dir, 'rev-parse', 'HEAD').trim(), { all: true, maxDepth: 12 });
+    await retireMerged(reader, merged!);
+    await reader.close();
+    const chains = new Map([...git(dir, 'verify-pack', '-v', `.git/objects/pack/${merged!.name}.idx`)
+      .matchAll(/^chain length = (\d+): (\d+) objects?$/gm)].map((m) => [Number(m[1]), Number(m[2])]));
+    assert.equal(Math.max(...chains.keys()), 12, 'chains run across packs, up to the limit');
+    // 202 root trees: one whole per 13 (a head and 12 deltas), all others deltas.
+    assert.equal(chains.get(12), Math.floor(202 / 13));
+    gitFsck(dir);
+    const reopened = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    assert.equal(reopened.size(), 40);
+    await reopened.close();
   });
 
   it('reads a repo native git packed (ofs- and ref-deltas) and one with loose objects, and packs those', async () => {

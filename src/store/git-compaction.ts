@@ -1,7 +1,8 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { parseRecordHeader, type GitObjectReader, type PackIndex } from './git-object-reader.ts';
-import { parseCommit, type GitObject } from './git-objects.ts';
+import { inflateSync } from 'node:zlib';
+import { parseRecordHeader, type GitObjectReader, type PackIndex, type RecordHeader } from './git-object-reader.ts';
+import { parseCommit, type GitObject, type ObjectType } from './git-objects.ts';
 import { PackFileWriter } from './git-pack-file.ts';
 
 // Merges packs (and any loose objects) into one pack. Every batch of commits lands as its own
@@ -73,17 +74,28 @@ export function packsToMerge(packs: readonly { name: string; count: number }[], 
   return new Set(bySize.slice(keep).map((p) => p.name));
 }
 
-/** The object's record in one of the packs when it is stored whole (a delta needs its base's offset). */
-async function rawRecord(packs: readonly PackIndex[], oid: string): Promise<{ record: Buffer; crc: number } | undefined> {
+interface SourceRecord {
+  pack: PackIndex;
+  record: Buffer;
+  crc: number;
+  header: RecordHeader;
+}
+
+/** The object's record in the first of the packs that has it. */
+async function sourceRecord(packs: readonly PackIndex[], oid: string): Promise<SourceRecord | undefined> {
   for (const pack of packs) {
     const i = pack.locate(oid);
     if (i === undefined) continue;
     const offset = pack.offsetAt(i);
     const record = await pack.record(offset);
-    return parseRecordHeader(record, offset).typeCode <= 4 ? { record, crc: pack.crcAt(i) } : undefined;
+    return { pack, record, crc: pack.crcAt(i), header: parseRecordHeader(record, offset) };
   }
   return undefined;
 }
+
+const isWhole = (h: RecordHeader) => h.typeCode <= 4;
+
+const typeAndContent = (o: GitObject): [ObjectType, Buffer] => [o.type, o.content];
 
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
@@ -126,7 +138,12 @@ export async function retireMerged(reader: GitObjectReader, m: MergedPack): Prom
 }
 
 /** Writes the merged pack (durable, visible to git) and reports what it replaces; removes nothing. */
-export async function writeMergedPack(reader: GitObjectReader, head: string | undefined, opts: { all?: boolean } = {}): Promise<MergedPack | undefined> {
+export async function writeMergedPack(
+  reader: GitObjectReader,
+  head: string | undefined,
+  opts: { all?: boolean; maxDepth?: number } = {},
+): Promise<MergedPack | undefined> {
+  const maxDepth = opts.maxDepth ?? MAX_DEPTH;
   await reader.refresh();
   const loose = await listLooseObjects(reader.gitdir);
   const chosen = packsToMerge(reader.packList, opts.all);
@@ -148,48 +165,59 @@ export async function writeMergedPack(reader: GitObjectReader, head: string | un
       await yieldToEventLoop();
     }
   };
-  const add = async (oid: string, obj: GitObject, base?: { oid: string; content: Buffer }) => {
-    await writer.add(oid, obj.type, obj.content, base);
+  /** A record copied as it is when it is whole in its pack; a delta is read and stored whole. */
+  const copy = async (oid: string, known?: SourceRecord) => {
+    const src = known ?? (await sourceRecord(merged, oid));
+    if (src && isWhole(src.header)) await writer.addRaw(oid, src.record, src.crc);
+    else await writer.add(oid, ...typeAndContent(await reader.read(oid)));
+    done.add(oid);
+    await tick();
+  };
+  // Root trees, newest first, in chains of deltas of the next newer one. A batch pack holds
+  // such a chain already: its deltas are copied without inflating them (only the distance to
+  // their base is new), and only its head, stored whole, becomes a delta of the root tree
+  // written before it. So a merge costs a delta per pack, not per root tree.
+  const rootDepth = new Map<string, number>();
+  let prevRoot: string | undefined;
+  const addRoot = async (oid: string) => {
+    const src = await sourceRecord(merged, oid);
+    const baseOid = src?.header.baseOffset !== undefined ? src.pack.oidAtOffset(src.header.baseOffset) : undefined;
+    const baseDepth = baseOid === undefined ? undefined : rootDepth.get(baseOid);
+    if (src && baseOid !== undefined && baseDepth !== undefined && baseDepth < maxDepth) {
+      await writer.addCopiedDelta(oid, baseOid, src.header.size, src.record.subarray(src.header.dataStart));
+      rootDepth.set(oid, baseDepth + 1);
+    } else {
+      const prevDepth = prevRoot === undefined ? maxDepth : rootDepth.get(prevRoot)!;
+      const base = prevDepth < maxDepth ? { oid: prevRoot!, content: (await reader.read(prevRoot!)).content } : undefined;
+      await writer.add(oid, 'tree', (await reader.read(oid)).content, base);
+      rootDepth.set(oid, base ? prevDepth + 1 : 0);
+    }
+    prevRoot = oid;
     done.add(oid);
     await tick();
   };
   try {
-    // Commits newest first, each followed by its root tree as a delta of the newer root tree.
-    // Commits newer than the merged packs (written meanwhile) are passed over; the walk ends at
-    // the first commit older than them.
-    let prevTree: { oid: string; content: Buffer } | undefined;
-    let depth = 0;
+    // Commits newest first, each followed by its root tree. Commits newer than the merged
+    // packs (written meanwhile) are passed over; the walk ends at the first commit older than them.
     let commit = head;
     let entered = false;
     while (commit && !done.has(commit)) {
       const inSet = want.has(commit);
       if (!inSet && entered) break;
       entered ||= inSet;
-      const c = await reader.read(commit);
-      const { tree, parents } = parseCommit(c.content);
+      // A commit of the merged packs is read from its record: the reader would search every pack.
+      const src = inSet ? await sourceRecord(merged, commit) : undefined;
+      const content = src && isWhole(src.header) ? inflateSync(src.record.subarray(src.header.dataStart)) : (await reader.read(commit)).content;
+      const { tree, parents } = parseCommit(content);
       if (inSet) {
-        await add(commit, c);
-        if (want.has(tree) && !done.has(tree)) {
-          const t = await reader.read(tree);
-          const base = prevTree && depth < MAX_DEPTH ? prevTree : undefined;
-          depth = base ? depth + 1 : 0;
-          await add(tree, t, base);
-          prevTree = { oid: tree, content: t.content };
-        }
+        await copy(commit, src);
+        if (want.has(tree) && !done.has(tree)) await addRoot(tree);
       }
       commit = parents[0];
     }
     // The rest (blobs, host trees, commits) is copied record by record, not recompressed.
     for (const oid of want) {
-      if (done.has(oid)) continue;
-      const raw = await rawRecord(merged, oid);
-      if (raw) {
-        await writer.addRaw(oid, raw.record, raw.crc);
-        done.add(oid);
-        await tick();
-      } else {
-        await add(oid, await reader.read(oid));
-      }
+      if (!done.has(oid)) await copy(oid);
     }
     const written = await writer.finish();
     for (const p of merged) p.unloadWhole();

@@ -23,6 +23,8 @@ export class PackIndex {
   private file: Promise<FileHandle> | undefined;
   private whole: Buffer | undefined;
   private packSize = 0;
+  /** Record offset -> index position, built on first use (compaction's delta copies). */
+  private byOffset: Map<number, number> | undefined;
 
   constructor(readonly name: string, readonly dir: string, private readonly idx: Buffer) {
     if (idx.readUInt32BE(0) !== 0xff744f63 || idx.readUInt32BE(4) !== 2) throw new Error(`${name}.idx: not a version-2 pack index`);
@@ -50,6 +52,16 @@ export class PackIndex {
   find(oid: string): number | undefined {
     const i = this.locate(oid);
     return i === undefined ? undefined : this.offsetAt(i);
+  }
+
+  /** The object whose record starts at `offset` (a delta's base), or undefined. */
+  oidAtOffset(offset: number): string | undefined {
+    if (!this.byOffset) {
+      this.byOffset = new Map();
+      for (let i = 0; i < this.count; i++) this.byOffset.set(this.offsetAt(i), i);
+    }
+    const i = this.byOffset.get(offset);
+    return i === undefined ? undefined : this.oidAt(i);
   }
 
   /** Position of the object in the index, or undefined. */
@@ -127,8 +139,10 @@ export class PackIndex {
   }
 }
 
-interface RecordHeader {
+export interface RecordHeader {
   typeCode: number;
+  /** Inflated size of the data (for a delta: of the delta, not of the object). */
+  size: number;
   /** Bytes of header (and delta base reference) before the zlib data. */
   dataStart: number;
   baseOffset?: number;
@@ -139,7 +153,13 @@ export function parseRecordHeader(rec: Buffer, offset: number): RecordHeader {
   let pos = 0;
   let b = rec[pos++]!;
   const typeCode = (b >> 4) & 7;
-  while (b & 128) b = rec[pos++]!;
+  let size = b & 15;
+  let shift = 16;
+  while (b & 128) {
+    b = rec[pos++]!;
+    size += (b & 127) * shift;
+    shift *= 128;
+  }
   if (typeCode === OFS_DELTA) {
     b = rec[pos++]!;
     let rel = b & 127;
@@ -147,10 +167,10 @@ export function parseRecordHeader(rec: Buffer, offset: number): RecordHeader {
       b = rec[pos++]!;
       rel = (rel + 1) * 128 + (b & 127);
     }
-    return { typeCode, dataStart: pos, baseOffset: offset - rel };
+    return { typeCode, size, dataStart: pos, baseOffset: offset - rel };
   }
-  if (typeCode === REF_DELTA) return { typeCode, dataStart: pos + 20, baseOid: rec.toString('hex', pos, pos + 20) };
-  return { typeCode, dataStart: pos };
+  if (typeCode === REF_DELTA) return { typeCode, size, dataStart: pos + 20, baseOid: rec.toString('hex', pos, pos + 20) };
+  return { typeCode, size, dataStart: pos };
 }
 
 export class GitObjectReader {

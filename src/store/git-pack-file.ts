@@ -35,12 +35,20 @@ export class PackFileWriter {
 
   /** See PackBuilder.add. */
   async add(oid: string, type: ObjectType, content: Buffer, base?: { oid: string; content: Buffer }, level?: number): Promise<void> {
-    this.push(this.builder.add(oid, type, content, base, level));
-    if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
+    await this.pushRecord(this.builder.add(oid, type, content, base, level));
   }
 
   async addRaw(oid: string, record: Buffer, crc: number): Promise<void> {
-    this.push(this.builder.addRaw(oid, record, crc));
+    await this.pushRecord(this.builder.addRaw(oid, record, crc));
+  }
+
+  /** See PackBuilder.addCopiedDelta. */
+  async addCopiedDelta(oid: string, baseOid: string, deltaSize: number, zdata: Buffer): Promise<void> {
+    await this.pushRecord(this.builder.addCopiedDelta(oid, baseOid, deltaSize, zdata));
+  }
+
+  private async pushRecord(record: Buffer): Promise<void> {
+    this.push(record);
     if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
   }
 

@@ -73,15 +73,26 @@ export class PackBuilder {
     } else {
       record = Buffer.concat([objectHeader(TYPE_CODE[type], content.length), deflateSync(content, { level })]);
     }
-    this.entries.push({ oid, offset: this.offset, crc: crc32(record) });
-    this.offsets.set(oid, this.offset);
-    this.hash.update(record);
-    this.offset += record.length;
-    return record;
+    return this.append(oid, record, crc32(record));
   }
 
   /** A record copied as is from another pack (not a delta: those refer to their pack's offsets). */
   addRaw(oid: string, record: Buffer, crc: number): Buffer {
+    return this.append(oid, record, crc);
+  }
+
+  /**
+   * A delta copied from another pack without inflating it: `zdata` is its compressed data and
+   * `deltaSize` its inflated size; only the header is new, pointing at `baseOid` as placed here.
+   */
+  addCopiedDelta(oid: string, baseOid: string, deltaSize: number, zdata: Buffer): Buffer {
+    const baseOffset = this.offsets.get(baseOid);
+    if (baseOffset === undefined) throw new Error(`delta base ${baseOid} of ${oid} is not in the pack yet`);
+    const record = Buffer.concat([objectHeader(OFS_DELTA, deltaSize), ofsEncoding(this.offset - baseOffset), zdata]);
+    return this.append(oid, record, crc32(record));
+  }
+
+  private append(oid: string, record: Buffer, crc: number): Buffer {
     this.entries.push({ oid, offset: this.offset, crc });
     this.offsets.set(oid, this.offset);
     this.hash.update(record);
