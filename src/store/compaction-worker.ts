@@ -1,6 +1,8 @@
 // Worker thread: writes merged packs (git-compaction.ts writeMergedPack) off the main thread,
 // whose event loop keeps answering machines meanwhile. One job at a time, as messages; the main
 // thread retires the replaced packs itself, because its object reader must switch over first.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { writeMergedPack } from './git-compaction.ts';
 import { GitObjectReader } from './git-object-reader.ts';
@@ -28,4 +30,19 @@ function serveJobs(): void {
   });
 }
 
+/**
+ * Merging can wait; answering machines cannot. On Linux a thread has its own nice value: at 19
+ * the merge gets a core only when the main thread (and libuv's I/O threads) leave it idle,
+ * instead of taking turns with them on a small machine. Best effort: elsewhere it stays as is.
+ */
+function yieldCpuToRequests(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 19);
+  } catch {
+    // no /proc/thread-self (not Linux): same priority as the main thread
+  }
+}
+
+yieldCpuToRequests();
 serveJobs();
