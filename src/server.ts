@@ -125,6 +125,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         now: opts.now,
         compactInWorker: true,
         onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
+        onMirrorError: (err) => logger.error({ err }, 'working-tree copy of a change not written (git has the change)'),
         observer,
       })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });

@@ -50,4 +50,26 @@ describe('batch writer (group commit queue)', () => {
     release();
     await second;
   });
+
+  it('starts the next batch while follow-up work of the last one runs; acknowledges after it', async () => {
+    const started: number[][] = [];
+    const releases: (() => void)[] = [];
+    const writer = new BatchWriter<number>(async (items) => {
+      started.push(items);
+      return { followUp: new Promise<void>((r) => releases.push(r)) };
+    }, () => {});
+    const acked: number[] = [];
+    const first = writer.submit(1).then(() => acked.push(1));
+    await new Promise((r) => setTimeout(r, 5));
+    const second = writer.submit(2).then(() => acked.push(2));
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(started, [[1], [2]], 'batch 2 was written while batch 1 still had follow-up work');
+    assert.deepEqual(acked, [], 'nothing acknowledged before its follow-up work is done');
+    releases[0]!();
+    await first;
+    assert.deepEqual(acked, [1]);
+    releases[1]!();
+    await second;
+    assert.deepEqual(acked, [1, 2]);
+  });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -103,6 +103,34 @@ describe('git store', () => {
     await second.close();
     gitFsck(dir);
     assert.equal(git(dir, 'for-each-ref', '--format=%(refname)').trim(), 'refs/heads/master');
+  });
+
+  it('after a kill, brings the working tree back to HEAD (torn, missing and stale copies)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const first = await open(dir);
+    await Promise.all(['abc', 'def', 'ghi'].map((s) => create(first, s)));
+    await first.close();
+    // What a kill between a durable batch and its working-tree copy leaves: no clean-stop mark.
+    await rm(path.join(dir, '.git/mayu-clean-stop'));
+    await writeFile(path.join(dir, 'abc/conf.json'), '{"torn');
+    await rm(path.join(dir, 'def/conf.json'));
+    await writeFile(path.join(dir, 'cluster.json'), '{}');
+    const untouched = await stat(path.join(dir, 'ghi/conf.json'));
+    const second = await open(dir);
+    await second.close();
+    for (const file of ['abc/conf.json', 'def/conf.json', 'ghi/conf.json', 'cluster.json']) {
+      assert.equal(await readFile(path.join(dir, file), 'utf8'), git(dir, 'show', `HEAD:${file}`), file);
+    }
+    assert.equal((await stat(path.join(dir, 'ghi/conf.json'))).mtimeMs, untouched.mtimeMs, 'a copy equal to HEAD is not rewritten');
+  });
+
+  it('trusts the working tree after a clean stop and takes the clean-stop mark away while it runs', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    await (await open(dir)).close();
+    const second = await open(dir);
+    await assert.rejects(stat(path.join(dir, '.git/mayu-clean-stop')), { code: 'ENOENT' });
+    await second.close();
+    await stat(path.join(dir, '.git/mayu-clean-stop'));
   });
 
   it('refuses to start on a folder that is a git repo without commits', async () => {

@@ -1,6 +1,13 @@
 // One writer for the whole store: items queue up while a batch is being written, and the next
 // batch takes all of them at once (group commit). A failed batch fails everything queued after
-// it too, because those changes were computed on top of it.
+// it too, because those changes were computed on top of it. A batch may hand back follow-up
+// work (the git store's working-tree mirror): its items are acknowledged once that is done too,
+// but the next batch starts writing at once instead of waiting for it.
+
+/** A promise inside an object: returned bare from an async function, it would be awaited. */
+export interface BatchWritten {
+  followUp: Promise<void>;
+}
 
 interface Pending<T> {
   item: T;
@@ -13,11 +20,14 @@ export class BatchWriter<T> {
   private running: Promise<void> | undefined;
   /** The newest submitted item's outcome: batches land in order, so it stands for all before it. */
   private last: Promise<void> = Promise.resolve();
+  /** The last written batch's acknowledgement (after its follow-up work). */
+  private acknowledged: Promise<void> = Promise.resolve();
   /** Items of the batch being written now. */
   private writing = 0;
 
   constructor(
-    private readonly writeBatch: (items: T[]) => Promise<void>,
+    /** Resolves once the batch is durable; the items wait for its followUp too, if it has one. */
+    private readonly writeBatch: (items: T[]) => Promise<BatchWritten | void>,
     /** Called with every failed item, newest first, before their promises reject. */
     private readonly rollback: (itemsNewestFirst: T[], err: Error) => void,
     /** Told the size of every batch once it is written (metrics). */
@@ -54,10 +64,15 @@ export class BatchWriter<T> {
       this.queue = [];
       this.writing = batch.length;
       try {
-        await this.writeBatch(batch.map((p) => p.item));
+        const followUp = (await this.writeBatch(batch.map((p) => p.item)))?.followUp;
         this.writing = 0;
         this.onBatchWritten?.(batch.length);
-        for (const p of batch) p.resolve();
+        // Follow-up work never fails a durable batch (its owner reports its errors), and batches
+        // are acknowledged in order whatever order their follow-ups end in.
+        const ready = Promise.all([this.acknowledged, Promise.resolve(followUp).catch(() => undefined)]);
+        this.acknowledged = ready.then(() => {
+          for (const p of batch) p.resolve();
+        });
       } catch (e) {
         this.writing = 0;
         const err = e instanceof Error ? e : new Error(String(e));

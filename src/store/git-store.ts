@@ -1,11 +1,11 @@
 import * as nodeFs from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
-import { BatchWriter } from './batch-writer.ts';
-import { writeFileAtomic } from './durable-fs.ts';
+import { BatchWriter, type BatchWritten } from './batch-writer.ts';
+import { fsyncPath, writeFileAtomic } from './durable-fs.ts';
 import { CompactionRunner } from './compaction-runner.ts';
 import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from './git-compaction.ts';
 import { GitHistory } from './git-history.ts';
@@ -32,6 +32,8 @@ const CLUSTER_FILE = 'cluster.json';
 const HOST_FILE = 'conf.json';
 /** Temp files of the working-tree mirror live here, so a kill leaves none among the hosts. */
 const MIRROR_TMP = 'mayu-tmp';
+/** Left in .git by a clean close: without it, the next open checks the working tree against HEAD. */
+const CLEAN_STOP = 'mayu-clean-stop';
 
 export interface GitStoreOptions {
   dir: string;
@@ -45,6 +47,8 @@ export interface GitStoreOptions {
   compactInWorker?: boolean;
   /** Told about background compactions and their failures (they never fail a change). */
   onCompaction?: (result: CompactionResult | Error) => void;
+  /** Told when the working-tree mirror could not be written (git has the change: it stands). */
+  onMirrorError?: (err: Error) => void;
   observer?: StoreObserver;
 }
 
@@ -77,6 +81,10 @@ export class GitStore implements HostStore {
   private compaction: Promise<CompactionResult> | undefined;
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
   private closed = false;
+  /** The working-tree mirror's writes, one batch after the other. */
+  private mirrored: Promise<void> = Promise.resolve();
+  /** Host folders known to exist in the working tree (saves a mkdir per write). */
+  private readonly mirrorDirs = new Set<string>();
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
     this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten);
@@ -94,6 +102,7 @@ export class GitStore implements HostStore {
       compactAfterPacks: options.compactAfterPacks ?? 16,
       compactInWorker: options.compactInWorker ?? false,
       onCompaction: options.onCompaction ?? (() => {}),
+      onMirrorError: options.onMirrorError ?? (() => {}),
       observer: options.observer ?? {},
     });
     await store.load();
@@ -153,6 +162,7 @@ export class GitStore implements HostStore {
     this.closed = true;
     await this.settled();
     await this.compaction?.catch(() => undefined);
+    await this.mirrored;
     // Leave the repo at rest merged: a storm can end with the merges behind by many packs.
     const limit = this.opts.compactAfterPacks;
     while (limit > 0 && this.reader.packList.length >= limit) {
@@ -162,6 +172,7 @@ export class GitStore implements HostStore {
     }
     await this.runner?.close();
     await this.reader.close();
+    await writeFileAtomic(path.join(this.opts.dir, '.git', CLEAN_STOP), '');
   }
 
   /** Merges every pack and loose object into one pack now (on demand); waits for a running compaction first. */
@@ -215,6 +226,7 @@ export class GitStore implements HostStore {
       await this.reader.refresh();
       await this.loadHead();
       await this.removeStaleMirrors();
+      await this.repairMirrorAfterCrash();
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
@@ -229,6 +241,34 @@ export class GitStore implements HostStore {
       if (!entry.isDirectory() || entry.name.startsWith('.') || this.table.get(entry.name)) continue;
       if (await exists(path.join(this.opts.dir, entry.name, HOST_FILE))) await rm(path.join(this.opts.dir, entry.name), { recursive: true, force: true });
     }
+  }
+
+  /**
+   * After a kill, a batch durable in git may not have reached the working tree yet. The check
+   * runs in the background, ahead of every mirror write of this process, so a start is not held up.
+   */
+  private async repairMirrorAfterCrash(): Promise<void> {
+    const marker = path.join(this.opts.dir, '.git', CLEAN_STOP);
+    if (await exists(marker)) {
+      // Gone for good before any write, so a kill from now on is noticed next time.
+      await rm(marker);
+      await fsyncPath(path.dirname(marker));
+      return;
+    }
+    // Compared by object id with the tree at HEAD: the blob git has is what the file must hold.
+    const entries = parseTree(this.root.bytes);
+    this.mirrored = forEachLimit(entries, 16, async (e) => {
+      const isHost = e.mode === TREE_MODE;
+      if (!isHost && e.name !== CLUSTER_FILE) return;
+      const file = isHost ? path.join(this.opts.dir, e.name, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
+      const onDisk = await readFile(file).catch(() => undefined);
+      const blob = onDisk && objectId('blob', onDisk);
+      if (blob && (isHost ? objectId('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blob }])) : blob) === e.oid) return;
+      const blobOid = isHost ? parseTree((await this.reader.read(e.oid)).content).find((f) => f.name === HOST_FILE)?.oid : e.oid;
+      if (!blobOid) return;
+      const content = (await this.reader.read(blobOid)).content.toString('utf8');
+      await this.mirror([{ serial: isHost ? e.name : undefined, content, message: '' }]);
+    }).catch((err: Error) => this.opts.onMirrorError(err));
   }
 
   private async commitCluster(message: string): Promise<void> {
@@ -268,7 +308,8 @@ export class GitStore implements HostStore {
     });
   }
 
-  private async writeBatch(items: WriteItem[]): Promise<void> {
+  /** Resolves once the batch is durable in git, with the promise of its working-tree mirror. */
+  private async writeBatch(items: WriteItem[]): Promise<BatchWritten> {
     const startRoot = this.root.clone();
     const startHead = this.head;
     const roots: { oid: string; content: Buffer }[] = [];
@@ -336,7 +377,10 @@ export class GitStore implements HostStore {
       throw new StoreError(`git write failed: ${(err as Error).message}`);
     }
     this.maybeCompact();
-    await this.mirror(items);
+    // The next batch is written while this one's mirror runs; its changes are acknowledged
+    // after the mirror, so a file read after an answer shows the change.
+    this.mirrored = this.mirrored.then(() => this.mirror(items)).catch((err: Error) => this.opts.onMirrorError(err));
+    return { followUp: this.mirrored };
   }
 
   /** Working-tree copies for operators; git is the truth, so these are not fsync'd. */
@@ -345,11 +389,15 @@ export class GitStore implements HostStore {
     for (const item of items) latest.set(item.serial ?? '', item.remove ? undefined : item.content);
     await Promise.all([...latest].map(async ([serial, content]) => {
       if (content === undefined) {
+        this.mirrorDirs.delete(serial);
         await rm(path.join(this.opts.dir, serial), { recursive: true, force: true });
         return;
       }
       const file = serial ? path.join(this.opts.dir, serial, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
-      await mkdir(path.dirname(file), { recursive: true });
+      if (serial && !this.mirrorDirs.has(serial)) {
+        await mkdir(path.dirname(file), { recursive: true });
+        this.mirrorDirs.add(serial);
+      }
       await writeFileAtomic(file, content, false, path.join(this.opts.dir, '.git', MIRROR_TMP, serial || CLUSTER_FILE));
     }));
   }
