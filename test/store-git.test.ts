@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -96,6 +96,7 @@ describe('git store', () => {
     await create(first, 'abc');
     await first.close();
     await writeFile(path.join(dir, '.git/refs/heads/master.lock'), '');
+    await mkdir(path.join(dir, '.git/mayu-tmp')); // where earlier versions kept mirror temp files
     await writeFile(path.join(dir, '.git/mayu-tmp/abc'), '{"torn');
     const second = await open(dir);
     assert.equal(second.get('abc')!.Serial, 'abc');
@@ -103,6 +104,7 @@ describe('git store', () => {
     await second.close();
     gitFsck(dir);
     assert.equal(git(dir, 'for-each-ref', '--format=%(refname)').trim(), 'refs/heads/master');
+    await assert.rejects(stat(path.join(dir, '.git/mayu-tmp')), { code: 'ENOENT' });
   });
 
   it('after a kill, brings the working tree back to HEAD (torn, missing and stale copies)', async () => {

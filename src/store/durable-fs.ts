@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { closeSync, constants, ftruncateSync, openSync, promises as fsp, writeSync } from 'node:fs';
 import path from 'node:path';
 
 // Durable file writes: what is acknowledged must survive a kill -9 or a power cut.
@@ -32,4 +32,21 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, d
     throw err;
   }
   if (durable) await fsyncPath(path.dirname(file));
+}
+
+/**
+ * Overwrites a file's bytes in place (created if missing), then cuts it to the new length: no
+ * new inode, no rename. Not atomic for a reader racing it, and not durable: for copies whose
+ * truth is elsewhere.
+ */
+export function rewriteFileSync(file: string, data: string): void {
+  const bytes = Buffer.from(data, 'utf8');
+  const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT, 0o644);
+  try {
+    let done = 0;
+    while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, done);
+    ftruncateSync(fd, bytes.length);
+  } finally {
+    closeSync(fd);
+  }
 }
