@@ -350,10 +350,10 @@ export class GitStore implements HostStore {
       for (const r of rootsNewestFirst) {
         const base = newer && depth < MAX_DEPTH ? newer : undefined;
         depth = base ? depth + 1 : 0;
-        // The newest root tree is stored whole, at zlib level 6: for a tree (names and hashes)
-        // it is faster than level 1 and 40 % smaller than storing it, and until compaction
-        // turns it into a delta, every batch pack keeps one (40 KB tree: 0.65 ms vs 0.97 ms).
-        await pack.add(r.oid, 'tree', r.content, base, 6);
+        // The newest root tree is stored whole and uncompressed (zlib level 0): the next merge
+        // turns it into a delta anyway, and deflating it cost more than the rest of a small
+        // batch (37 KB tree of 1000 hosts: 0.11 ms stored, 0.8 ms at level 6, which is 36 % smaller).
+        await pack.add(r.oid, 'tree', r.content, base, 0);
         newer = r;
       }
       for (const [oid, o] of others) await pack.add(oid, o.type, o.content);
