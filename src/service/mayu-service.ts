@@ -2,7 +2,7 @@
 // core for the steps, and hands them to the store. Every method reads the current host and
 // applies its steps without awaiting in between, so concurrent requests never interleave.
 import type { IpRange } from '../core/addresses.ts';
-import { findBootHost, type BootQuery } from '../core/boot-identity.ts';
+import { bootSerial, findBootHost, type BootQuery } from '../core/boot-identity.ts';
 import {
   bootCompleteSteps, creationSteps, finalConfigSteps, markFreshSteps, overrideSteps, setCabinetSteps,
   setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProfileSteps, setProviderIdSteps, setStateSteps,
@@ -70,17 +70,27 @@ export class MayuService {
     return this.deps.store.get(normalizeSerial(rawSerial));
   }
 
-  /** A known host, after every change applied so far is durable. */
+  /** A known host, after every change applied to it so far is durable (others' do not hold it up). */
   async get(rawSerial: string): Promise<Host | undefined> {
     const serial = normalizeSerial(rawSerial);
-    await this.deps.store.settled();
+    await this.deps.store.settledFor(serial);
     return this.deps.store.get(serial);
   }
 
-  /** The known host a netbooting machine is (see core/boot-identity.ts), after pending changes are durable. */
+  /**
+   * The known host a netbooting machine is (see core/boot-identity.ts), once that host's pending
+   * changes are durable. A machine mayu does not know waits for nothing: whatever is pending
+   * elsewhere, its answer is the installer.
+   */
   async findBootHost(query: BootQuery): Promise<Readonly<Host> | undefined> {
-    await this.deps.store.settled();
-    return findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan());
+    const find = () => findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan());
+    const serial = bootSerial(query);
+    if (serial !== undefined) await this.deps.store.settledFor(serial);
+    const found = find();
+    if (found?.Serial === undefined || found.Serial === serial) return found;
+    // Found by MAC: wait for that host, then look again (it may have changed meanwhile).
+    await this.deps.store.settledFor(found.Serial);
+    return find();
   }
 
   /** A host's commits, newest first; a deleted host's stay readable (the audit trail outlives it). */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { decodeHost, encodeHost } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
+import { PendingBySerial } from './pending-by-serial.ts';
 import { fsyncPath, writeFileAtomic } from './durable-fs.ts';
 import { encodeClusterJson } from './git-store.ts';
 import { HostTable } from './host-table.ts';
@@ -25,6 +26,7 @@ export class FileStore implements HostStore {
   readonly kind = 'files' as const;
   private readonly table = new HostTable();
   private readonly writer: BatchWriter<Write>;
+  private readonly pending = new PendingBySerial();
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
 
   private constructor(private readonly dir: string, observer: StoreObserver) {
@@ -65,6 +67,7 @@ export class FileStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
+  settledFor(serial: string) { return this.pending.settled(serial); }
   writeQueueDepth() { return this.writer.depth; }
 
   /** No commits without git: resolves with undefined. */
@@ -75,14 +78,14 @@ export class FileStore implements HostStore {
       return undefined;
     }
     const prev = this.table.apply(serial, steps);
-    await this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } });
+    await this.pending.track(serial, this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } }));
     return undefined;
   }
 
   /** No commits without git: resolves with undefined, as apply() does. */
   async remove(serial: string): Promise<undefined> {
     const prev = this.table.remove(serial);
-    await this.writer.submit({ serial, content: undefined, undo: { prev } });
+    await this.pending.track(serial, this.writer.submit({ serial, content: undefined, undo: { prev } }));
     return undefined;
   }
 

@@ -16,6 +16,7 @@ import {
 import { PackFileWriter } from './git-pack-file.ts';
 import { prepareRef, resolveHead } from './git-refs.ts';
 import { HostTable } from './host-table.ts';
+import { PendingBySerial } from './pending-by-serial.ts';
 import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
@@ -72,6 +73,7 @@ export function encodeClusterJson(config: ClusterConfig): string {
 export class GitStore implements HostStore {
   readonly kind = 'git' as const;
   private readonly table = new HostTable();
+  private readonly pending = new PendingBySerial();
   private readonly reader: GitObjectReader;
   private readonly runner: CompactionRunner | undefined;
   private root = new RootTree();
@@ -119,6 +121,7 @@ export class GitStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
+  settledFor(serial: string) { return this.pending.settled(serial); }
   writeQueueDepth() { return this.writer.depth; }
 
   async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
@@ -131,7 +134,7 @@ export class GitStore implements HostStore {
       content: encodeHost(s.host),
       undo: i === 0 ? { prev } : undefined,
     }));
-    await Promise.all(items.map((item) => this.writer.submit(item)));
+    await this.pending.track(serial, Promise.all(items.map((item) => this.writer.submit(item))));
     return items.at(-1)!.commit;
   }
 
@@ -140,7 +143,7 @@ export class GitStore implements HostStore {
     if (this.closed) throw new StoreError('store is closed');
     const prev = this.table.remove(serial);
     const item: WriteItem = { serial, message: hostCommitMessage(serial, message), content: '', remove: true, undo: { prev } };
-    await this.writer.submit(item);
+    await this.pending.track(serial, this.writer.submit(item));
     return item.commit;
   }
 

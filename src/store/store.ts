@@ -38,6 +38,8 @@ export interface HostStore {
   writeQueueDepth(): number;
   /** Resolves when everything applied so far is durable: answers that read state wait on it. */
   settled(): Promise<void>;
+  /** As settled(), for the changes of one host only (a read about that host waits on it). */
+  settledFor(serial: string): Promise<void>;
   /** Newest first. */
   history(serial: string): Promise<CommitInfo[]>;
   /**
