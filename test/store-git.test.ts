@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -133,6 +133,30 @@ describe('git store', () => {
     await assert.rejects(stat(path.join(dir, '.git/mayu-clean-stop')), { code: 'ENOENT' });
     await second.close();
     await stat(path.join(dir, '.git/mayu-clean-stop'));
+  });
+
+  it('a failed write fails the changes in flight, rolls memory back to the ref on disk, and the store goes on', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const store = await open(dir);
+    await create(store, 'ok1');
+    const packDir = path.join(dir, '.git/objects/pack');
+    await rename(packDir, `${packDir}.away`);
+    await writeFile(packDir, 'not a folder'); // every pack write fails now (even as root)
+    const attempts = ['bad1', 'bad2', 'bad3'].map((s) => create(store, s));
+    const outcomes = await Promise.allSettled(attempts);
+    assert.ok(outcomes.every((o) => o.status === 'rejected' && /git write failed/.test(String(o.reason))), JSON.stringify(outcomes));
+    assert.deepEqual(store.all().map((h) => h.Serial), ['ok1'], 'memory rolled back');
+    await rm(packDir);
+    await rename(`${packDir}.away`, packDir);
+    await create(store, 'ok2');
+    const commit = store.get('ok2')!;
+    await store.close();
+    gitFsck(dir);
+    assert.equal(gitCommitCount(dir), 2 + 5 + 5, 'no commit of the failed changes is in the history');
+    assert.equal(git(dir, 'show', 'HEAD:ok2/conf.json'), encodeHost(commit));
+    const reopened = await open(dir);
+    assert.deepEqual(reopened.all().map((h) => h.Serial).sort(), ['ok1', 'ok2']);
+    await reopened.close();
   });
 
   it('refuses to start on a folder that is a git repo without commits', async () => {

@@ -36,7 +36,7 @@ export class MemoryStore implements HostStore {
 
   async settled(): Promise<void> {}
 
-  async settledFor(): Promise<void> {}
+  async settledFor(_serial: string): Promise<void> {}
 
   async history(serial: string): Promise<CommitInfo[]> {
     return this.log.filter((c) => c.serial === serial).reverse().map(({ serial: _s, conf: _c, ...c }) => c);
