@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startMayu, type MayuProcess } from './helpers/mayu-process.ts';
+
+describe('GET /admin/hosts (streamed a hundred hosts at a time)', () => {
+  let mayu: MayuProcess;
+  before(async () => {
+    mayu = await startMayu();
+  });
+  after(async () => {
+    await mayu?.stop();
+  });
+
+  it('answers [] for an empty cluster', async () => {
+    const res = await fetch(`${mayu.url}/admin/hosts`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(await res.text(), '[]');
+  });
+
+  it('lists 250 hosts as one compact JSON array, sorted by serial, across several chunks', async () => {
+    const serials = Array.from({ length: 250 }, (_, i) => `list-${String(i).padStart(3, '0')}`);
+    for (let i = 0; i < serials.length; i += 25) {
+      await Promise.all(serials.slice(i, i + 25).map(async (s) => assert.equal((await fetch(`${mayu.url}/first-stage-script/${s}`)).status, 200)));
+    }
+    const text = await (await fetch(`${mayu.url}/admin/hosts`)).text();
+    const hosts = JSON.parse(text) as { Serial: string; InternalAddr: string }[];
+    assert.equal(text, JSON.stringify(hosts), 'the bytes JSON.stringify gives for the whole list');
+    assert.deepEqual(hosts.map((h) => h.Serial), serials);
+    assert.equal(new Set(hosts.map((h) => h.InternalAddr)).size, 250);
+  });
+});
