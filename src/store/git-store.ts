@@ -1,5 +1,5 @@
 import * as nodeFs from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
@@ -385,37 +385,29 @@ export class GitStore implements HostStore {
   }
 
   /**
-   * Working-tree copies for operators; git is the truth. A known host's file is rewritten in
-   * place with blocking calls (~15 µs a file): a temp file and a rename per write cost ~190 µs of
-   * kernel time each (a new inode and a freed one, on a filesystem mounted with discard) and made
-   * the kernel the storm's biggest CPU user. A new host's folder and file are created through
-   * libuv's pool instead: creating them waits on the filesystem journal, up to milliseconds, too
-   * long to block the event loop. The price of writing in place: a reader racing the write may
-   * see a mix of old and new for those microseconds, and a kill between write and truncate leaves
-   * a torn copy, which the next open repairs (repairMirrorAfterCrash).
+   * Working-tree copies for operators; git is the truth. Each file is rewritten in place with
+   * blocking calls (~15 µs a file): a temp file and a rename per host cost ~190 µs of kernel time
+   * each (a new inode and a freed one, on a filesystem mounted with discard) and made the kernel
+   * the storm's biggest CPU user. The price: a reader racing the write may see a mix of old and
+   * new for those microseconds, and a kill between write and truncate leaves a torn copy, which
+   * the next open repairs (repairMirrorAfterCrash).
    */
   private async mirror(items: WriteItem[]): Promise<void> {
     const latest = new Map<string, string | undefined>();
     for (const item of items) latest.set(item.serial ?? '', item.remove ? undefined : item.content);
-    const created: Promise<void>[] = [];
     for (const [serial, content] of latest) {
-      const folder = path.join(this.opts.dir, serial);
       if (content === undefined) {
         this.mirrorDirs.delete(serial);
-        created.push(rm(folder, { recursive: true, force: true }));
-      } else if (!serial) {
-        rewriteFileSync(path.join(this.opts.dir, CLUSTER_FILE), content);
-      } else if (this.mirrorDirs.has(serial)) {
-        rewriteFileSync(path.join(folder, HOST_FILE), content);
-      } else {
-        this.mirrorDirs.add(serial);
-        created.push(mkdir(folder, { recursive: true }).then(() => writeFile(path.join(folder, HOST_FILE), content)).catch((err: Error) => {
-          this.mirrorDirs.delete(serial);
-          throw err;
-        }));
+        await rm(path.join(this.opts.dir, serial), { recursive: true, force: true });
+        continue;
       }
+      const file = serial ? path.join(this.opts.dir, serial, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
+      if (serial && !this.mirrorDirs.has(serial)) {
+        nodeFs.mkdirSync(path.dirname(file), { recursive: true });
+        this.mirrorDirs.add(serial);
+      }
+      rewriteFileSync(file, content);
     }
-    await Promise.all(created);
   }
 
   private rollback(itemsNewestFirst: WriteItem[]): void {
