@@ -14,10 +14,11 @@ export async function fsyncPath(p: string): Promise<void> {
 
 /**
  * Replace a file atomically (and durably unless told not to): temp file, fsync, rename, fsync
- * the folder. `tmp` defaults to `<file>.tmp`: one writer per file, and a kill leaves at most
+ * the folder. The temp file is `<file>.tmp`: one writer per file, and a kill leaves at most
  * that one file, overwritten next time.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, durable = true, tmp = `${file}.tmp`): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, durable = true): Promise<void> {
+  const tmp = `${file}.tmp`;
   const fh = await fsp.open(tmp, 'w');
   try {
     await fh.writeFile(data);
