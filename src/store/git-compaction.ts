@@ -2,7 +2,7 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { parseRecordHeader, type GitObjectReader, type PackIndex, type RecordHeader } from './git-object-reader.ts';
-import { parseCommit, type GitObject, type ObjectType } from './git-objects.ts';
+import { parseCommit } from './git-objects.ts';
 import { PackFileWriter } from './git-pack-file.ts';
 
 // Merges packs (and any loose objects) into one pack. Every batch of commits lands as its own
@@ -95,8 +95,6 @@ async function sourceRecord(packs: readonly PackIndex[], oid: string): Promise<S
 
 const isWhole = (h: RecordHeader) => h.typeCode <= 4;
 
-const typeAndContent = (o: GitObject): [ObjectType, Buffer] => [o.type, o.content];
-
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** A merged pack written and durable; the packs and loose objects it replaces still exist. */
@@ -169,7 +167,10 @@ export async function writeMergedPack(
   const copy = async (oid: string, known?: SourceRecord) => {
     const src = known ?? (await sourceRecord(merged, oid));
     if (src && isWhole(src.header)) await writer.addRaw(oid, src.record, src.crc);
-    else await writer.add(oid, ...typeAndContent(await reader.read(oid)));
+    else {
+      const whole = await reader.read(oid);
+      await writer.add(oid, whole.type, whole.content);
+    }
     done.add(oid);
     await tick();
   };
