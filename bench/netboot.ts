@@ -183,9 +183,8 @@ async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: 
   return { vms: settled.map((r) => (r as PromiseFulfilledResult<VmResult>).value), wallSeconds, otherCores };
 }
 
-const NETNS_MILESTONES = [
-  ['install run: dnsmasq DHCPACK (first)', 'dhcpAck'],
-  ['install run: iPXE fetches /ipxebootscript?serial=…', 'ipxeBootScript'],
+/** Milestones after the boot script, the same in both modes. */
+const LATER_MILESTONES = [
   ['install run: installer fetches its first-stage script', 'firstStageScript'],
   ['install run: first POST (final config)', 'firstPost'],
   ['install run: set_installed', 'setInstalled'],
@@ -194,6 +193,12 @@ const NETNS_MILESTONES = [
   ['disk run: boot_complete (running)', 'bootComplete'],
   ['disk run: QEMU exits at the power-off', 'diskBootExit'],
   ['power-on → running (install run + disk run to boot_complete)', 'powerOnToRunning'],
+] as const;
+
+const NETNS_MILESTONES = [
+  ['install run: dnsmasq DHCPACK (first)', 'dhcpAck'],
+  ['install run: iPXE fetches /ipxebootscript?serial=…', 'ipxeBootScript'],
+  ...LATER_MILESTONES,
 ] as const;
 
 async function netnsMain(): Promise<void> {
@@ -249,14 +254,7 @@ async function main(): Promise<void> {
   const col = (k: keyof RunResult) => results.map((r) => r[k] as number);
   console.log(table(['milestone', ...results.map((r) => `run ${r.run}`), 'median'], ([
     ['install run: iPXE fetches /ipxebootscript', 'ipxeBootScript'],
-    ['install run: installer fetches its first-stage script', 'firstStageScript'],
-    ['install run: first POST (final config)', 'firstPost'],
-    ['install run: set_installed', 'setInstalled'],
-    ['install run: QEMU exits at the reboot', 'installExit'],
-    ['disk run: boot script answers local-disk', 'localDiskAnswer'],
-    ['disk run: boot_complete (running)', 'bootComplete'],
-    ['disk run: QEMU exits at the power-off', 'diskBootExit'],
-    ['power-on → running (install run + disk run to boot_complete)', 'powerOnToRunning'],
+    ...LATER_MILESTONES,
   ] as const).map(([label, k]) => [label, ...col(k), round(median(col(k)), 1)])));
 }
 
