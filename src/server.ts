@@ -126,6 +126,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         compactInWorker: true,
         onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
         onMirrorError: (err) => logger.error({ err }, 'working-tree copy of a change not written (git has the change)'),
+        onCheckpointError: (err) => logger.error({ err }, 'acknowledged changes not written to git yet (the journal keeps them; retried)'),
         observer,
       })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });

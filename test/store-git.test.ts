@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { creationSteps, setStateSteps } from '../src/core/host-changes.ts';
 import { encodeHost } from '../src/core/host.ts';
+import { GitJournal, type JournalEntry } from '../src/store/git-journal.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
 
@@ -135,19 +136,26 @@ describe('git store', () => {
     await stat(path.join(dir, '.git/mayu-clean-stop'));
   });
 
-  it('a failed write fails the changes in flight, rolls memory back to the ref on disk, and the store goes on', async () => {
+  it('a failed journal write fails the changes in flight, rolls memory back, and the store goes on', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
-    const store = await open(dir);
+    let failing = false;
+    const store = await GitStore.open({
+      dir,
+      randomBytes: (n) => randomBytes(n),
+      openJournal: async (gitdir) => {
+        const real = await GitJournal.open(gitdir);
+        return Object.assign(Object.create(real) as GitJournal, {
+          append: (entry: JournalEntry) => (failing ? Promise.reject(new Error('disk on fire')) : real.append(entry)),
+        });
+      },
+    });
     await create(store, 'ok1');
-    const packDir = path.join(dir, '.git/objects/pack');
-    await rename(packDir, `${packDir}.away`);
-    await writeFile(packDir, 'not a folder'); // every pack write fails now (even as root)
+    failing = true;
     const attempts = ['bad1', 'bad2', 'bad3'].map((s) => create(store, s));
     const outcomes = await Promise.allSettled(attempts);
-    assert.ok(outcomes.every((o) => o.status === 'rejected' && /git write failed/.test(String(o.reason))), JSON.stringify(outcomes));
+    assert.ok(outcomes.every((o) => o.status === 'rejected' && /git write failed: disk on fire/.test(String(o.reason))), JSON.stringify(outcomes));
     assert.deepEqual(store.all().map((h) => h.Serial), ['ok1'], 'memory rolled back');
-    await rm(packDir);
-    await rename(`${packDir}.away`, packDir);
+    failing = false;
     await create(store, 'ok2');
     const commit = store.get('ok2')!;
     await store.close();
@@ -157,6 +165,40 @@ describe('git store', () => {
     const reopened = await open(dir);
     assert.deepEqual(reopened.all().map((h) => h.Serial).sort(), ['ok1', 'ok2']);
     await reopened.close();
+  });
+
+  it('keeps changes git cannot take yet in the journal: git gets them once it can, or at the next open after a kill', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    const errors: Error[] = [];
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n), onCheckpointError: (e) => errors.push(e) });
+    const ok1 = await create(store, 'ok1');
+    const packDir = path.join(dir, '.git/objects/pack');
+    await rename(packDir, `${packDir}.away`);
+    await writeFile(packDir, 'not a folder'); // every pack write fails now (even as root)
+    await Promise.all(['j1', 'j2', 'j3'].map((s) => create(store, s)));
+    assert.equal(git(dir, 'rev-parse', 'HEAD').trim(), ok1, 'the ref still names ok1\'s last commit');
+    assert.ok(errors.some((e) => /git write failed \(the changes are in the journal\)/.test(e.message)), String(errors));
+    assert.deepEqual(store.all().map((h) => h.Serial).sort(), ['j1', 'j2', 'j3', 'ok1'], 'acknowledged: they stand');
+    assert.ok((await store.history('j2')).length === 5, 'history reads them from the journal');
+
+    // What a kill now leaves on disk, opened by a new process once the disk is fixed.
+    const copy = await mkdtemp(path.join(tmpdir(), 'mayu-store-'));
+    await cp(dir, copy, { recursive: true });
+    await rm(path.join(copy, '.git/objects/pack'));
+    await rename(path.join(copy, '.git/objects/pack.away'), path.join(copy, '.git/objects/pack'));
+    const recovered = await open(copy);
+    assert.deepEqual(recovered.all().map((h) => h.Serial).sort(), ['j1', 'j2', 'j3', 'ok1']);
+    assert.equal(gitCommitCount(copy), 2 + 4 * 5, 'every acknowledged change is a commit');
+    gitFsck(copy);
+    await recovered.close();
+
+    await rm(packDir);
+    await rename(`${packDir}.away`, packDir);
+    await store.flushHistory();
+    assert.equal(gitCommitCount(dir), 2 + 4 * 5);
+    assert.equal(git(dir, 'rev-parse', 'HEAD'), git(copy, 'rev-parse', 'HEAD'), 'the same history both ways');
+    await store.close();
+    gitFsck(dir);
   });
 
   it('refuses to start on a folder that is a git repo without commits', async () => {

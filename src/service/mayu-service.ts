@@ -115,6 +115,7 @@ export class MayuService {
     if (!host) throw new UnknownHostError();
     const started = process.hrtime.bigint();
     const commit = await this.deps.store.remove(serial, 'host deleted');
+    await this.deps.store.flushHistory();
     this.deps.observeCommit?.(Number(process.hrtime.bigint() - started) / 1e9);
     this.deps.onChange?.({
       serial, from: host.State, to: host.State, messages: ['host deleted'], host, deleted: true,
@@ -175,36 +176,36 @@ export class MayuService {
   }
 
   setState(serial: string, state: HostState) {
-    return this.change(serial, (h) => setStateSteps(h, state));
+    return this.operatorChange(serial, (h) => setStateSteps(h, state));
   }
 
   markFresh(serial: string) {
-    return this.change(serial, (h) => markFreshSteps(h));
+    return this.operatorChange(serial, (h) => markFreshSteps(h));
   }
 
   setMetadata(serial: string, metadata: string[]) {
-    return this.change(serial, (h) => setMetadataSteps(h, metadata));
+    return this.operatorChange(serial, (h) => setMetadataSteps(h, metadata));
   }
 
   setProviderId(serial: string, id: string) {
-    return this.change(serial, (h) => setProviderIdSteps(h, id));
+    return this.operatorChange(serial, (h) => setProviderIdSteps(h, id));
   }
 
   setIpmiAddr(serial: string, addr: string) {
-    return this.change(serial, (h) => setIpmiAddrSteps(h, addr));
+    return this.operatorChange(serial, (h) => setIpmiAddrSteps(h, addr));
   }
 
   setCabinet(serial: string, cabinet: number) {
-    return this.change(serial, (h) => setCabinetSteps(h, cabinet));
+    return this.operatorChange(serial, (h) => setCabinetSteps(h, cabinet));
   }
 
   setEtcdToken(serial: string, token: string) {
-    return this.change(serial, (h) => setEtcdTokenSteps(h, token));
+    return this.operatorChange(serial, (h) => setEtcdTokenSteps(h, token));
   }
 
   /** Moves a host to another profile; `force` exceeds the profile's quantity. */
   setProfile(serial: string, profile: string, force: boolean) {
-    return this.change(serial, (h) => setProfileSteps(h, profile, {
+    return this.operatorChange(serial, (h) => setProfileSteps(h, profile, {
       profiles: this.deps.profiles,
       hosts: this.deps.store.scan(),
       defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
@@ -213,7 +214,7 @@ export class MayuService {
   }
 
   override(serial: string, overrides: Record<string, OverrideValue>) {
-    return this.change(serial, (h) => {
+    return this.operatorChange(serial, (h) => {
       const steps = overrideSteps(h, overrides);
       const after = steps.at(-1)?.host;
       if (after) this.deps.checkHost?.(after);
@@ -230,6 +231,13 @@ export class MayuService {
       defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
       randomBytes: this.deps.randomBytes(16),
     });
+  }
+
+  /** A change an operator asked for: answered once git log shows it too (HostStore.flushHistory). */
+  private async operatorChange(rawSerial: string, compute: (host: Host) => Step[]): Promise<Host> {
+    const after = await this.change(rawSerial, compute);
+    await this.deps.store.flushHistory();
+    return after;
   }
 
   private async change(rawSerial: string, compute: (host: Host) => Step[]): Promise<Host> {

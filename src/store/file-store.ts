@@ -67,6 +67,8 @@ export class FileStore implements HostStore {
   size() { return this.table.size(); }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
+  /** No history: durable is all there is. */
+  flushHistory() { return this.settled(); }
   settledFor(serial: string) { return this.pending.settled(serial); }
   writeQueueDepth() { return this.writer.depth; }
 

@@ -26,6 +26,14 @@ export class PackIndex {
   /** Record offset -> index position, built on first use (compaction's delta copies). */
   private byOffset: Map<number, number> | undefined;
 
+  /** A pack held in memory only (the journal's batches until a checkpoint writes them to git). */
+  static inMemory(name: string, idx: Buffer, bytes: Buffer): PackIndex {
+    const pack = new PackIndex(name, '', idx);
+    pack.whole = bytes;
+    pack.packSize = bytes.length;
+    return pack;
+  }
+
   constructor(readonly name: string, readonly dir: string, private readonly idx: Buffer) {
     if (idx.readUInt32BE(0) !== 0xff744f63 || idx.readUInt32BE(4) !== 2) throw new Error(`${name}.idx: not a version-2 pack index`);
     this.count = idx.readUInt32BE(FANOUT + 255 * 4);
@@ -175,6 +183,8 @@ export function parseRecordHeader(rec: Buffer, offset: number): RecordHeader {
 
 export class GitObjectReader {
   private packs: PackIndex[] = [];
+  /** Batches acknowledged from the journal and not yet in a pack on disk; searched last. */
+  private memoryPacks: PackIndex[] = [];
   /** Recently read root trees (delta bases): chains are read newest-first, each base is the last read. */
   private readonly bases = new Map<string, GitObject>();
 
@@ -216,6 +226,15 @@ export class GitObjectReader {
     return pack;
   }
 
+  addMemoryPack(name: string, idx: Buffer, bytes: Buffer): void {
+    this.memoryPacks.push(PackIndex.inMemory(name, idx, bytes));
+  }
+
+  /** The batches are in a pack on disk now. */
+  dropMemoryPacks(names: ReadonlySet<string>): void {
+    this.memoryPacks = this.memoryPacks.filter((p) => !names.has(p.name));
+  }
+
   /** Forgets packs that compaction replaced (their files are about to be removed). */
   async dropPacks(names: ReadonlySet<string>): Promise<void> {
     const gone = this.packs.filter((p) => names.has(p.name));
@@ -246,9 +265,11 @@ export class GitObjectReader {
   }
 
   private async readOnce(oid: string): Promise<GitObject> {
-    for (const pack of this.packs) {
-      const offset = pack.find(oid);
-      if (offset !== undefined) return this.readPacked(pack, offset);
+    for (const list of [this.packs, this.memoryPacks]) {
+      for (const pack of list) {
+        const offset = pack.find(oid);
+        if (offset !== undefined) return this.readPacked(pack, offset);
+      }
     }
     const raw = await readFile(this.loosePath(oid)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') throw new MissingObjectError(oid);

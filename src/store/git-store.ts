@@ -1,5 +1,6 @@
 import * as nodeFs from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
@@ -13,19 +14,24 @@ import { GitObjectReader } from './git-object-reader.ts';
 import {
   encodeCommit, encodeTree, FILE_MODE, objectId, parseCommit, parseTree, RootTree, TREE_MODE, type ObjectType,
 } from './git-objects.ts';
-import { PackFileWriter } from './git-pack-file.ts';
-import { prepareRef, resolveHead } from './git-refs.ts';
+import { writeCheckpoint } from './git-checkpoint.ts';
+import { GitJournal, type Journal, type JournalObject, type JournalTicket } from './git-journal.ts';
+import { PackBuilder } from './git-pack.ts';
+import { resolveHead } from './git-refs.ts';
 import { HostTable } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
-// while the previous batch was written) becomes one packfile holding every commit of the batch,
+// while the previous batch was written) becomes the pack records of every commit of the batch,
 // each still its own commit: the changed host's blob and tree, the root tree (kept serialized in
 // memory, one entry replaced per commit, stored as a delta of its newer neighbour) and the commit.
-// The pack is fsync'd, then the branch ref is replaced atomically, then the changes are
-// acknowledged. Packs are merged in the background (git-compaction.ts). The files in the working
-// tree (<serial>/conf.json, cluster.json) mirror HEAD for operators; git's index is not kept.
+// The records are appended to the journal and fdatasync'd (git-journal.ts), then the changes are
+// acknowledged. A checkpoint writes the journaled batches to git as one pack and moves the branch
+// ref: at once when the store is idle (the change is acknowledged after it, so git shows it),
+// else at most every CHECKPOINT_INTERVAL_MS, many batches at a time. Packs are merged in the
+// background (git-compaction.ts). The files in the working tree (<serial>/conf.json,
+// cluster.json) mirror the newest commit for operators; git's index is not kept.
 
 const BRANCH = 'master';
 const REF = `refs/heads/${BRANCH}`;
@@ -35,6 +41,10 @@ const HOST_FILE = 'conf.json';
 const OLD_MIRROR_TMP = 'mayu-tmp';
 /** Left in .git by a clean close: without it, the next open checks the working tree against HEAD. */
 const CLEAN_STOP = 'mayu-clean-stop';
+/** Under load, git trails the acknowledged changes by at most this (plus a checkpoint's own time). */
+const CHECKPOINT_INTERVAL_MS = 100;
+/** After a failed checkpoint (the changes are safe in the journal), the next try waits this long. */
+const CHECKPOINT_RETRY_MS = 1000;
 
 export interface GitStoreOptions {
   dir: string;
@@ -50,6 +60,10 @@ export interface GitStoreOptions {
   onCompaction?: (result: CompactionResult | Error) => void;
   /** Told when the working-tree mirror could not be written (git has the change: it stands). */
   onMirrorError?: (err: Error) => void;
+  /** Told when journaled changes could not be written to git yet (they stand; it is retried). */
+  onCheckpointError?: (err: Error) => void;
+  /** The write-ahead journal (tests wrap the real one to make appends fail). */
+  openJournal?: (gitdir: string) => Promise<Journal>;
   observer?: StoreObserver;
 }
 
@@ -66,6 +80,14 @@ interface WriteItem {
   commit?: string;
 }
 
+/** A batch acknowledged from the journal, not yet in git. */
+interface Unflushed {
+  head: string;
+  objects: JournalObject[];
+  ticket: JournalTicket;
+  memoryPack: string;
+}
+
 export function encodeClusterJson(config: ClusterConfig): string {
   return JSON.stringify({ GitStore: true, Config: config }, null, 2);
 }
@@ -79,7 +101,15 @@ export class GitStore implements HostStore {
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
+  /** The newest commit (in the journal, maybe not in git yet). */
   private head: string | undefined;
+  /** The commit the ref on disk names. */
+  private gitHead: string | undefined;
+  private journal!: Journal;
+  private readonly unflushed: Unflushed[] = [];
+  private checkpointRun: Promise<void> | undefined;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private nextCheckpointAt = 0;
   private compaction: Promise<CompactionResult> | undefined;
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
   private closed = false;
@@ -105,6 +135,8 @@ export class GitStore implements HostStore {
       compactInWorker: options.compactInWorker ?? false,
       onCompaction: options.onCompaction ?? (() => {}),
       onMirrorError: options.onMirrorError ?? (() => {}),
+      onCheckpointError: options.onCheckpointError ?? (() => {}),
+      openJournal: options.openJournal ?? ((gitdir) => GitJournal.open(gitdir)),
       observer: options.observer ?? {},
     });
     await store.load();
@@ -164,6 +196,11 @@ export class GitStore implements HostStore {
   async close(): Promise<void> {
     this.closed = true;
     await this.settled();
+    const inGit = await this.flushHistory().then(() => true, (err: Error) => {
+      // The journal keeps them: the next open writes them to git.
+      this.opts.onCheckpointError(err);
+      return false;
+    });
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
     // Leave the repo at rest merged: a storm can end with the merges behind by many packs.
@@ -175,6 +212,8 @@ export class GitStore implements HostStore {
     }
     await this.runner?.close();
     await this.reader.close();
+    if (inGit) await this.journal.clear();
+    await this.journal.close();
     await writeFileAtomic(path.join(this.opts.dir, '.git', CLEAN_STOP), '');
   }
 
@@ -182,12 +221,60 @@ export class GitStore implements HostStore {
   async compact(): Promise<CompactionResult> {
     await this.compaction?.catch(() => undefined);
     await this.settled();
+    await this.flushHistory();
     return this.startCompaction(true);
+  }
+
+  /**
+   * Resolves once every change acknowledged so far is in git (the ref names it), writing what
+   * the journal holds now instead of at the next checkpoint.
+   */
+  async flushHistory(): Promise<void> {
+    const last = this.unflushed.at(-1);
+    while (last && this.unflushed.includes(last)) {
+      if (this.checkpointRun) await this.checkpointRun.catch(() => undefined);
+      else await this.runCheckpoint();
+    }
+  }
+
+  /** Writes every journaled batch to git as one pack and moves the ref; one at a time. */
+  private runCheckpoint(): Promise<void> {
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    this.nextCheckpointAt = performance.now() + CHECKPOINT_INTERVAL_MS;
+    const batches = this.unflushed.slice();
+    const run = async () => {
+      if (batches.length === 0) return;
+      this.journal.rotate();
+      await writeCheckpoint(this.reader, REF, batches);
+      this.unflushed.splice(0, batches.length);
+      this.journal.checkpointed(batches.map((b) => b.ticket));
+      this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
+      this.gitHead = batches.at(-1)!.head;
+    };
+    this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
+      this.nextCheckpointAt = performance.now() + CHECKPOINT_RETRY_MS;
+      throw new StoreError(`git write failed (the changes are in the journal): ${err.message}`);
+    }).finally(() => {
+      this.checkpointRun = undefined;
+      if (this.unflushed.length > 0) this.scheduleCheckpoint();
+    });
+    return this.checkpointRun;
+  }
+
+  private scheduleCheckpoint(): void {
+    if (this.checkpointRun || this.checkpointTimer) return;
+    const wait = Math.max(0, this.nextCheckpointAt - performance.now());
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = undefined;
+      this.runCheckpoint().catch((err: Error) => this.opts.onCheckpointError(err));
+    }, wait);
   }
 
   private startCompaction(all = false): Promise<CompactionResult> {
     const run = async (): Promise<CompactionResult> => {
-      const job = { gitdir: path.join(this.opts.dir, '.git'), head: this.head, all };
+      // The merge reads commits from disk (in a worker): the ref's, not the journal's newest.
+      const job = { gitdir: path.join(this.opts.dir, '.git'), head: this.gitHead, all };
       const merged = this.runner ? await this.runner.merge(job) : await writeMergedPack(this.reader, job.head, { all });
       if (!merged) return { objects: 0, packBytes: 0, mergedPacks: 0, looseObjects: 0 };
       await retireMerged(this.reader, merged);
@@ -199,7 +286,7 @@ export class GitStore implements HostStore {
     return this.compaction;
   }
 
-  /** Called by the writer after each batch: compaction runs beside it, never blocking a change. */
+  /** Called after each checkpoint: compaction runs beside the writer, never blocking a change. */
   private maybeCompact(): void {
     const limit = this.opts.compactAfterPacks;
     // The worker takes a second to load its modules: start it once packs are half-way there,
@@ -217,6 +304,7 @@ export class GitStore implements HostStore {
     if (fresh) {
       await git.init({ fs: nodeFs, dir, defaultBranch: BRANCH });
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
+      this.journal = await this.opts.openJournal(gitdir);
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
@@ -225,6 +313,8 @@ export class GitStore implements HostStore {
       await rm(path.join(gitdir, REF + '.lock'), { force: true });
       await rm(path.join(gitdir, OLD_MIRROR_TMP), { recursive: true, force: true });
       await this.reader.refresh();
+      this.journal = await this.opts.openJournal(gitdir);
+      await this.completeFromJournal(gitdir);
       await this.loadHead();
       await this.removeStaleMirrors();
       await this.repairMirrorAfterCrash();
@@ -234,6 +324,13 @@ export class GitStore implements HostStore {
       this.cluster = { DefaultEtcdClusterToken: token };
       await this.commitCluster(`Set default etcd cluster to '${token}'`);
     }
+  }
+
+  /** Batches acknowledged from the journal that a kill kept out of git are written to it now. */
+  private async completeFromJournal(gitdir: string): Promise<void> {
+    const missing = this.journal.chainFrom(await resolveHead(gitdir).catch(() => undefined));
+    if (missing.length > 0) await writeCheckpoint(this.reader, REF, missing);
+    await this.journal.clear();
   }
 
   /** Mirror folders of hosts deleted in git whose removal a kill interrupted. */
@@ -287,6 +384,7 @@ export class GitStore implements HostStore {
       for (const pack of this.reader.packList) pack.unloadWhole();
     }
     this.head = head;
+    this.gitHead = head;
     this.history_.setBase(head);
   }
 
@@ -309,7 +407,10 @@ export class GitStore implements HostStore {
     });
   }
 
-  /** Resolves once the batch is durable in git, with the promise of its working-tree mirror. */
+  /**
+   * Resolves once the batch is durable in the journal, with what its acknowledgement waits for
+   * too: the working-tree mirror and, when the store was idle, the checkpoint that puts it in git.
+   */
   private async writeBatch(items: WriteItem[]): Promise<BatchWritten> {
     const startRoot = this.root.clone();
     const startHead = this.head;
@@ -320,7 +421,7 @@ export class GitStore implements HostStore {
       others.set(oid, { type, content });
       return oid;
     };
-    let pack: PackFileWriter | undefined;
+    let unflushed: Unflushed;
     try {
       for (const item of items) {
         const blobOid = item.remove ? '' : add('blob', Buffer.from(item.content, 'utf8'));
@@ -347,7 +448,13 @@ export class GitStore implements HostStore {
       }
       // Root trees newest first, each older one a delta of its newer neighbour.
       const rootsNewestFirst = [...new Map(roots.reverse().map((r) => [r.oid, r])).values()].filter((r) => !others.has(r.oid));
-      pack = await PackFileWriter.create(this.reader.packDir, rootsNewestFirst.length + others.size);
+      const pack = new PackBuilder(rootsNewestFirst.length + others.size);
+      const chunks = [pack.header()];
+      const objects: JournalObject[] = [];
+      const put = (oid: string, record: Buffer, baseOid?: string) => {
+        chunks.push(record);
+        objects.push({ oid, record, crc: crc32(record), baseOid });
+      };
       let depth = 0;
       let newer: { oid: string; content: Buffer } | undefined;
       for (const r of rootsNewestFirst) {
@@ -356,32 +463,33 @@ export class GitStore implements HostStore {
         // The newest root tree is stored whole and uncompressed (zlib level 0): the next merge
         // turns it into a delta anyway, and deflating it cost more than the rest of a small
         // batch (37 KB tree of 1000 hosts: 0.11 ms stored, 0.8 ms at level 6, which is 36 % smaller).
-        await pack.add(r.oid, 'tree', r.content, base, 0);
+        put(r.oid, pack.add(r.oid, 'tree', r.content, base, 0), base?.oid);
         newer = r;
       }
-      for (const [oid, o] of others) await pack.add(oid, o.type, o.content);
-      // The ref's lock file is made durable while the pack is; the ref moves once both are.
-      const gitdir = path.join(this.opts.dir, '.git');
-      const [packed, ref] = await Promise.allSettled([pack.finish(), prepareRef(gitdir, REF, this.head!)]);
-      if (packed.status === 'rejected' || ref.status === 'rejected') {
-        if (ref.status === 'fulfilled') await ref.value.abort();
-        throw packed.status === 'rejected' ? packed.reason : (ref as PromiseRejectedResult).reason;
-      }
-      const written = packed.value;
-      this.reader.addPack(written.name, written.index);
-      await ref.value.commit();
+      for (const [oid, o] of others) put(oid, pack.add(oid, o.type, o.content));
+      const ticket = await this.journal.append({ parent: startHead, head: this.head!, objects });
+      // Readable (history, confAt) from memory until a checkpoint writes it to git.
+      const { checksum, index } = pack.finish();
+      const memoryPack = `journal-${checksum.toString('hex')}`;
+      this.reader.addMemoryPack(memoryPack, index, Buffer.concat([...chunks, checksum]));
+      unflushed = { head: this.head!, objects, ticket, memoryPack };
     } catch (err) {
-      await pack?.abort();
       this.root = startRoot;
       this.head = startHead;
       this.history_.forgetAfter(startHead);
       throw new StoreError(`git write failed: ${(err as Error).message}`);
     }
-    this.maybeCompact();
+    this.unflushed.push(unflushed);
+    // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and
+    // is acknowledged after it. Under load, acknowledgements do not wait for git.
+    const toGit = !this.checkpointRun && this.unflushed.length === 1 ? this.runCheckpoint() : undefined;
+    if (!toGit) this.scheduleCheckpoint();
     // The next batch is written while this one's mirror runs; its changes are acknowledged
     // after the mirror, so a file read after an answer shows the change.
     this.mirrored = this.mirrored.then(() => this.mirror(items)).catch((err: Error) => this.opts.onMirrorError(err));
-    return { followUp: this.mirrored };
+    if (!toGit) return { followUp: this.mirrored };
+    toGit.catch((err: Error) => this.opts.onCheckpointError(err));
+    return { followUp: Promise.all([this.mirrored, toGit]).then(() => undefined) };
   }
 
   /**

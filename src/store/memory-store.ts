@@ -35,6 +35,7 @@ export class MemoryStore implements HostStore {
   writeQueueDepth() { return 0; }
 
   async settled(): Promise<void> {}
+  async flushHistory(): Promise<void> {}
 
   async settledFor(_serial: string): Promise<void> {}
 

@@ -40,6 +40,12 @@ export interface HostStore {
   settled(): Promise<void>;
   /** As settled(), for the changes of one host only (a read about that host waits on it). */
   settledFor(serial: string): Promise<void>;
+  /**
+   * Resolves once every change acknowledged so far is in the history operators read (git
+   * log). The git store acknowledges a busy storm's changes from its journal and lets git trail
+   * by up to ~0.1 s; an operator's own change waits for this, so git log shows it at the answer.
+   */
+  flushHistory(): Promise<void>;
   /** Newest first. */
   history(serial: string): Promise<CommitInfo[]>;
   /**

@@ -4,9 +4,10 @@ import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormPace, 
 import { PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from './storm-env.ts';
 
 // A boot storm during which the server is killed with SIGKILL at random moments and restarted on
-// the same work dir (a new port each time; the machines follow it). After every kill, before the
-// restart, the repo on disk is checked with the native git against every change acknowledged so
-// far; at the end, the final state too. Used by test/crash-safety.test.ts and bench/crash-loop.ts.
+// the same work dir (a new port each time; the machines follow it). After every kill, once the
+// restarted server listens (it has written to git what its journal held beyond the ref) and
+// before any machine reaches it, the repo on disk is checked with the native git against every
+// change acknowledged so far; at the end, the final state too. Used by test/crash-safety.test.ts and bench/crash-loop.ts.
 
 export interface CrashLoopOptions {
   machines: number;
@@ -76,6 +77,16 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
     await server.kill9();
     // Everything acknowledged so far came from a live server after it was durable.
     const acks = acksSoFar.slice();
+    const r0 = performance.now();
+    try {
+      server = await startMayuServer(env);
+    } catch (err) {
+      aborted = `server did not start after kill #${kills.length + 1}: ${(err as Error).message}`;
+      violations.push(aborted);
+      target.up('http://127.0.0.1:1'); // nothing listens there: waiting machines fail fast and stop
+      throw err;
+    }
+    const restartMs = performance.now() - r0;
     const f0 = performance.now();
     const fsck = gitFsckResult(env.clusterDir);
     // Each distinct fsck failure once: a broken repo stays broken over the following kills.
@@ -88,19 +99,10 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
     const confs = gitHeadConfs(env.clusterDir, [...new Set(acks.map((a) => a.serial))]);
     violations.push(...checkAcks(acks, confs, gitSubjectCounts(env.clusterDir)).map((v) => `after kill #${kills.length + 1}: ${v}`));
     const checkMs = performance.now() - f0;
-    const r0 = performance.now();
-    try {
-      server = await startMayuServer(env);
-    } catch (err) {
-      aborted = `server did not start after kill #${kills.length + 1}: ${(err as Error).message}`;
-      violations.push(aborted);
-      target.up('http://127.0.0.1:1'); // nothing listens there: waiting machines fail fast and stop
-      throw err;
-    }
     starts++;
     generation++;
-    kills.push({ atAck, acksChecked: acks.length, checkMs: Math.round(checkMs), restartMs: Math.round(performance.now() - r0) });
-    log(`kill #${kills.length} at ${atAck}/${total} acknowledged changes: ${acks.length} acks checked in ${Math.round(checkMs)} ms, restarted in ${Math.round(performance.now() - r0)} ms`);
+    kills.push({ atAck, acksChecked: acks.length, checkMs: Math.round(checkMs), restartMs: Math.round(restartMs) });
+    log(`kill #${kills.length} at ${atAck}/${total} acknowledged changes: restarted in ${Math.round(restartMs)} ms, ${acks.length} acks checked in ${Math.round(checkMs)} ms`);
     target.up(server.url);
   };
 

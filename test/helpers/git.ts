@@ -17,3 +17,16 @@ export function gitCommitCount(dir: string): number {
 export function gitFsck(dir: string): string {
   return git(dir, 'fsck', '--full', '--strict');
 }
+
+/**
+ * The commit count once it reaches `want`, or what it is after `timeoutMs`. Under concurrent
+ * load mayu acknowledges machine reports from its journal and git trails them by ~0.1 s.
+ */
+export async function gitCommitCountReaching(dir: string, want: number, timeoutMs = 5000): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const count = gitCommitCount(dir);
+    if (count >= want || Date.now() > until) return count;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,37 @@
+import type { GitObjectReader } from './git-object-reader.ts';
+import { parseRecordHeader } from './git-object-reader.ts';
+import type { JournalEntry, JournalObject } from './git-journal.ts';
+import { PackFileWriter } from './git-pack-file.ts';
+import { prepareRef } from './git-refs.ts';
+
+/**
+ * Writes journaled batches (oldest first) to git as one pack, then moves `ref` to the last
+ * batch's head: pack, index and the ref's lock file are fsync'd together, the pack becomes
+ * visible, then the ref is renamed over. Records are copied as the batches built them; a delta
+ * only gets a new distance to its base. An object two batches share is written once.
+ */
+export async function writeCheckpoint(reader: GitObjectReader, ref: string, entries: readonly Pick<JournalEntry, 'head' | 'objects'>[]): Promise<void> {
+  const unique = new Map<string, JournalObject>();
+  for (const e of entries) for (const o of e.objects) if (!unique.has(o.oid)) unique.set(o.oid, o);
+  const pack = await PackFileWriter.create(reader.packDir, unique.size);
+  try {
+    for (const o of unique.values()) {
+      if (o.baseOid === undefined) {
+        await pack.addRaw(o.oid, o.record, o.crc);
+      } else {
+        const h = parseRecordHeader(o.record, 0);
+        await pack.addCopiedDelta(o.oid, o.baseOid, h.size, o.record.subarray(h.dataStart));
+      }
+    }
+  } catch (err) {
+    await pack.abort();
+    throw err;
+  }
+  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head)]);
+  if (packed.status === 'rejected' || moved.status === 'rejected') {
+    if (moved.status === 'fulfilled') await moved.value.abort();
+    throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;
+  }
+  reader.addPack(packed.value.name, packed.value.index);
+  await moved.value.commit();
+}
