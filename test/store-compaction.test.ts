@@ -91,6 +91,9 @@ describe('git store packs', () => {
     assert.ok(after * 2 < before, `82 packs ${before} bytes → one pack ${after} bytes`);
     const verify = git(dir, 'verify-pack', '-v', `.git/objects/pack/${result.pack}.idx`);
     assert.match(verify, /^chain length = 1: \d+ objects?$/m, 'root trees stored as deltas');
+    // Batches store their records uncompressed; the merge compresses them.
+    const confs = verify.split('\n').map((l) => l.split(/\s+/)).filter((f) => f[1] === 'blob' && Number(f[2]) > 300);
+    assert.ok(confs.length >= 80 && confs.every((f) => Number(f[3]) < Number(f[2]) * 0.8), 'every conf.json compressed in the merged pack');
     gitFsck(dir);
   });
 

@@ -1,12 +1,25 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { applyDelta, computeDelta } from '../src/store/git-delta.ts';
+import { isStoredZlib, zlibStored } from '../src/store/git-pack.ts';
 import { encodeTree, FILE_MODE, parseTree, RootTree, TREE_MODE, type TreeEntry } from '../src/store/git-objects.ts';
 
 const oid = () => randomBytes(20).toString('hex');
 
 describe('git objects', () => {
+  it('writes stored zlib streams by hand that zlib inflates, in blocks of at most 64 KiB', () => {
+    for (const size of [0, 1, 1000, 0xffff, 0x10000, 200_000]) {
+      const data = randomBytes(size);
+      const z = zlibStored(data);
+      assert.deepEqual(inflateSync(z), data, `${size} bytes`);
+      assert.equal(z.length, 2 + Math.max(1, Math.ceil(size / 0xffff)) * 5 + size + 4);
+      assert.ok(isStoredZlib(z));
+    }
+    assert.equal(isStoredZlib(deflateSync(Buffer.alloc(1000, 'a'), { level: 1 })), false);
+  });
+
   it('keeps the root tree byte-identical to a full encoding, in git order, through replaces and inserts', () => {
     const entries = new Map<string, TreeEntry>();
     const root = new RootTree();

@@ -4,6 +4,7 @@ import { inflateSync } from 'node:zlib';
 import { parseRecordHeader, type GitObjectReader, type PackIndex, type RecordHeader } from './git-object-reader.ts';
 import { parseCommit } from './git-objects.ts';
 import { PackFileWriter } from './git-pack-file.ts';
+import { isStoredZlib } from './git-pack.ts';
 
 // Merges packs (and any loose objects) into one pack. Every batch of commits lands as its own
 // small pack; merging keeps the number of packs low (reads stay cheap) and re-chains the root
@@ -163,10 +164,13 @@ export async function writeMergedPack(
       await yieldToEventLoop();
     }
   };
-  /** A record copied as it is when it is whole in its pack; a delta is read and stored whole. */
+  /**
+   * A record copied as it is when it is whole and compressed in its pack; one stored
+   * uncompressed (a batch's) is compressed now; a delta is read and stored whole.
+   */
   const copy = async (oid: string, known?: SourceRecord) => {
     const src = known ?? (await sourceRecord(merged, oid));
-    if (src && isWhole(src.header)) await writer.addRaw(oid, src.record, src.crc);
+    if (src && isWhole(src.header) && !isStoredZlib(src.record.subarray(src.header.dataStart))) await writer.addRaw(oid, src.record, src.crc);
     else {
       const whole = await reader.read(oid);
       await writer.add(oid, whole.type, whole.content);
@@ -216,7 +220,7 @@ export async function writeMergedPack(
       }
       commit = parents[0];
     }
-    // The rest (blobs, host trees, commits) is copied record by record, not recompressed.
+    // The rest (blobs, host trees, commits) is copied record by record; only stored ones are compressed.
     for (const oid of want) {
       if (!done.has(oid)) await copy(oid);
     }

@@ -13,6 +13,50 @@ const OFS_DELTA = 6;
 /** Level 1: as small as level 6 for objects of a few hundred bytes, at half the CPU. */
 const DEFLATE = { level: 1 };
 
+/**
+ * A zlib stream of stored (uncompressed) blocks, made by hand: deflateSync at level 0 still sets
+ * up a zlib context (~300 KB) per call, which cost more than everything else in a small batch.
+ */
+export function zlibStored(data: Buffer): Buffer {
+  const blocks = Math.max(1, Math.ceil(data.length / 0xffff));
+  const out = Buffer.allocUnsafe(2 + blocks * 5 + data.length + 4);
+  out[0] = 0x78; // deflate, 32 KiB window
+  out[1] = 0x01; // no dictionary, fastest; (0x78 << 8 | 0x01) % 31 === 0
+  let pos = 2;
+  for (let i = 0; i < blocks; i++) {
+    const chunk = data.subarray(i * 0xffff, (i + 1) * 0xffff);
+    out[pos] = i === blocks - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
+    out.writeUInt16LE(chunk.length, pos + 1);
+    out.writeUInt16LE(~chunk.length & 0xffff, pos + 3);
+    pos += 5 + chunk.copy(out, pos + 5);
+  }
+  out.writeUInt32BE(adler32(data), pos);
+  return out;
+}
+
+function adler32(data: Buffer): number {
+  let a = 1;
+  let b = 0;
+  for (let i = 0; i < data.length;) {
+    // 5552 bytes keep the sums exact between reductions, as zlib's own NMAX.
+    const end = Math.min(i + 5552, data.length);
+    for (; i < end; i++) {
+      a += data[i]!;
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+  }
+  return ((b << 16) | a) >>> 0;
+}
+
+/** True when a record's zlib data starts with a stored block: compaction compresses it. */
+export function isStoredZlib(zdata: Buffer): boolean {
+  return zdata.length > 2 && (zdata[2]! & 0x06) === 0;
+}
+
+const compress = (data: Buffer, level: number) => (level === 0 ? zlibStored(data) : deflateSync(data, { level }));
+
 /** Object header: type and inflated size in git's little-endian 7-bit groups. */
 function objectHeader(type: number, size: number): Buffer {
   const bytes: number[] = [];
@@ -62,16 +106,16 @@ export class PackBuilder {
 
   /**
    * `base`: an object added earlier, to store this one as a delta against. `level`: zlib level
-   * of a whole object (0 stores it uncompressed: cheap for a big tree that compaction redoes).
+   * (0 stores it uncompressed, without zlib: a batch's records, which compaction compresses).
    */
   add(oid: string, type: ObjectType, content: Buffer, base?: { oid: string; content: Buffer }, level = DEFLATE.level): Buffer {
     const baseOffset = base ? this.offsets.get(base.oid) : undefined;
     let record: Buffer;
     if (base && baseOffset !== undefined) {
       const delta = computeDelta(base.content, content);
-      record = Buffer.concat([objectHeader(OFS_DELTA, delta.length), ofsEncoding(this.offset - baseOffset), deflateSync(delta, DEFLATE)]);
+      record = Buffer.concat([objectHeader(OFS_DELTA, delta.length), ofsEncoding(this.offset - baseOffset), compress(delta, level)]);
     } else {
-      record = Buffer.concat([objectHeader(TYPE_CODE[type], content.length), deflateSync(content, { level })]);
+      record = Buffer.concat([objectHeader(TYPE_CODE[type], content.length), compress(content, level)]);
     }
     return this.append(oid, record, crc32(record));
   }
