@@ -209,9 +209,10 @@ export class GitStore implements HostStore {
     });
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
-    // Leave the repo at rest merged: a storm can end with the merges behind by many packs.
+    // Leave the repo at rest merged (geometrically): a storm can end with the merges behind by
+    // many packs, and the newest packs hold their records uncompressed until merged.
     const limit = this.opts.compactAfterPacks;
-    while (limit > 0 && this.reader.packList.length >= limit) {
+    while (limit > 0 && this.reader.packList.length > 1) {
       const result = await this.startCompaction().catch((err: Error) => err);
       this.opts.onCompaction(result);
       if (result instanceof Error || result.mergedPacks === 0) break;
