@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { AuditPusher, type AuditPushStatus } from '../src/store/audit-push.ts';
-import { git } from './helpers/git.ts';
+import { git, gitCommitCount, gitCommitCountReaching } from './helpers/git.ts';
 import { FIXTURES, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -118,6 +118,18 @@ describe('audit push to a local bare repo (native git)', () => {
     assert.equal(remote, git(m.clusterDir, 'log', '--format=%H %s', 'HEAD'));
     assert.match(remote, /ap-3: host created/);
     execFileSync('git', ['--git-dir', bare, 'fsck', '--full', '--strict']);
+  });
+
+  it('pushes a burst whose last changes reach git after their answers (acknowledged from the journal)', async () => {
+    const bare = path.join(await tempDir(), 'audit.git');
+    execFileSync('git', ['init', '--quiet', '--bare', bare]);
+    const m = await startWith(bare);
+    const before = gitCommitCount(m.clusterDir);
+    const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => fetch(`${m.url}/first-stage-script/burst-${i}`)));
+    assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
+    assert.equal(await gitCommitCountReaching(m.clusterDir, before + 60 * 5) - before, 60 * 5);
+    await until('push of HEAD', pushedUpToHead(m));
+    assert.equal(execFileSync('git', ['--git-dir', bare, 'rev-parse', 'audit'], { encoding: 'utf8' }).trim(), head(m));
   });
 
   it('with the remote missing, provisioning still works and the status shows the failure; then it recovers', async () => {

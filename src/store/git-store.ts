@@ -66,6 +66,8 @@ export interface GitStoreOptions {
   onCompaction?: (result: CompactionResult | Error) => void;
   /** Told when the working-tree mirror could not be written (git has the change: it stands). */
   onMirrorError?: (err: Error) => void;
+  /** Told after each checkpoint: git (the ref on disk) has every change acknowledged before it. */
+  onCheckpoint?: () => void;
   /** Told when journaled changes could not be written to git yet (they stand; it is retried). */
   onCheckpointError?: (err: Error) => void;
   /** The write-ahead journal (tests wrap the real one to make appends fail). */
@@ -141,6 +143,7 @@ export class GitStore implements HostStore {
       compactInWorker: options.compactInWorker ?? false,
       onCompaction: options.onCompaction ?? (() => {}),
       onMirrorError: options.onMirrorError ?? (() => {}),
+      onCheckpoint: options.onCheckpoint ?? (() => {}),
       onCheckpointError: options.onCheckpointError ?? (() => {}),
       openJournal: options.openJournal ?? ((gitdir) => GitJournal.open(gitdir)),
       observer: options.observer ?? {},
@@ -258,6 +261,7 @@ export class GitStore implements HostStore {
       this.journal.checkpointed(batches.map((b) => b.ticket));
       this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
       this.gitHead = batches.at(-1)!.head;
+      this.opts.onCheckpoint();
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
       this.nextCheckpointAt = performance.now() + CHECKPOINT_RETRY_MS;
