@@ -45,7 +45,8 @@ export async function seedRepo(dir: string, hosts: number, opts: SeedOptions = {
   const git = (...a: string[]) => execFileSync('git', ['-C', dir, ...a], { stdio: 'ignore' });
   git('init', '-q', '-b', 'master');
   git('add', '-A');
-  git('-c', 'user.name=bench', '-c', 'user.email=bench@localhost', 'commit', '-q', '-m', 'seed');
+  // No auto gc: a detached `git gc --auto` (20 000 loose objects) would race the bench's own packing.
+  git('-c', 'gc.auto=0', '-c', 'user.name=bench', '-c', 'user.email=bench@localhost', 'commit', '-q', '-m', 'seed');
   return serials;
 }
 
