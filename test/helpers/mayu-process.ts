@@ -46,6 +46,9 @@ export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
 }
 
+/** Node flags mayu runs with, as package.json's start script and bin/mayu give them. */
+export const MAYU_NODE_FLAGS = ['--max-semi-space-size=8'];
+
 /**
  * node arguments for `mayu serve` on 127.0.0.1 with everything under `workDir` (clusters/,
  * images/, profiles/, tftproot/, run/). Port 0 unless given. No dnsmasq unless `dnsmasq` names
@@ -55,7 +58,7 @@ export function mayuServeArgs(o: {
   workDir: string; config?: string; clusterDir?: string; imagesDir?: string; port?: number; extra?: string[]; dnsmasq?: string; bindAddress?: string;
 }): string[] {
   return [
-    '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
+    ...MAYU_NODE_FLAGS, '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve',
     '--config', o.config ?? path.join(FIXTURES, 'config.yaml'),
     '--profiles-dir', path.join(o.workDir, 'profiles'),
     '--cluster-directory', o.clusterDir ?? path.join(o.workDir, 'clusters'),
@@ -145,7 +148,7 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
 export async function mayuFailsToStart(args: string[], env: Record<string, string> = {}, opts: { wrap?: string[] } = {}): Promise<{ code: number | null; stderr: string }> {
   const dnsmasq = args.includes('--dnsmasq') ? [] : ['--no-dnsmasq'];
   const [command, ...prefix] = [...(opts.wrap ?? []), process.execPath];
-  const mayuArgs = ['--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...dnsmasq, ...args];
+  const mayuArgs = [...MAYU_NODE_FLAGS, '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...dnsmasq, ...args];
   const proc = spawn(command!, [...prefix, ...mayuArgs], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   proc.stderr.on('data', (d) => (stderr += d));
