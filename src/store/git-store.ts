@@ -210,6 +210,7 @@ export class GitStore implements HostStore {
       this.opts.onCheckpointError(err);
       return false;
     });
+    clearTimeout(this.checkpointTimer);
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
     // Leave the repo at rest merged (geometrically): a storm can end with the merges behind by
@@ -274,7 +275,8 @@ export class GitStore implements HostStore {
   }
 
   private scheduleCheckpoint(): void {
-    if (this.checkpointRun || this.checkpointTimer) return;
+    // Closing: close() writes what is left itself, or leaves it to the journal.
+    if (this.closed || this.checkpointRun || this.checkpointTimer) return;
     const wait = Math.max(0, this.nextCheckpointAt - performance.now());
     this.checkpointTimer = setTimeout(() => {
       this.checkpointTimer = undefined;
@@ -475,9 +477,10 @@ export class GitStore implements HostStore {
         newer = r;
       }
       for (const [oid, o] of others) put(oid, pack.add(oid, o.type, o.content, undefined, STORED));
+      const { checksum, index } = pack.finish();
+      // Nothing after the append may fail: a journaled batch stands (the next open replays it).
       const ticket = await this.journal.append({ parent: startHead, head: this.head!, objects });
       // Readable (history, confAt) from memory until a checkpoint writes it to git.
-      const { checksum, index } = pack.finish();
       const memoryPack = `journal-${checksum.toString('hex')}`;
       this.reader.addMemoryPack(memoryPack, index, Buffer.concat([...chunks, checksum]));
       unflushed = { head: this.head!, objects, ticket, memoryPack };
