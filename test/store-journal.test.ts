@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { fdatasync } from 'node:fs';
 import { mkdtemp, readFile, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { GitJournal, type JournalEntry } from '../src/store/git-journal.ts';
 
 const oid = () => randomBytes(20).toString('hex');
@@ -84,6 +86,40 @@ describe('git journal', () => {
     // The ref as a kill during b's checkpoint leaves it; a's stale remains in file 0 never chain.
     assert.deepEqual(heads(again.chainFrom(a[2]!.head)), heads([...b, ...c, ...d]));
     await again.close();
+  });
+
+  it('undoes a failed append on disk: the entries acknowledged after it are found, it is never replayed', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-journal-'));
+    const [ok1] = chain(undefined, 1);
+    const [refused] = chain(ok1!.head, 1);
+    const [ok2, ok3] = chain(ok1!.head, 2);
+    let failNext = false;
+    const sync = promisify(fdatasync);
+    const j = await GitJournal.open(dir, {
+      fdatasync: (fd) => (failNext ? ((failNext = false), Promise.reject(new Error('EIO'))) : sync(fd)),
+    });
+    await j.append(ok1!);
+    failNext = true;
+    await assert.rejects(j.append(refused!), /EIO/);
+    await appendAll(j, [ok2!, ok3!]);
+    await j.close();
+    const again = await GitJournal.open(dir);
+    assert.deepEqual(heads(again.chainFrom(undefined)), heads([ok1!, ok2!, ok3!]));
+    await again.close();
+  });
+
+  it('takes no more entries once a failed append cannot be undone either', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-journal-'));
+    const [ok1, refused] = chain(undefined, 2);
+    let failing = false;
+    const sync = promisify(fdatasync);
+    const j = await GitJournal.open(dir, { fdatasync: (fd) => (failing ? Promise.reject(new Error('EIO')) : sync(fd)) });
+    await j.append(ok1!);
+    failing = true;
+    await assert.rejects(j.append(refused!), /EIO/);
+    failing = false;
+    await assert.rejects(j.append(chain(ok1!.head, 1)[0]!), /journal unusable since a write failed \(EIO\); restart mayu/);
+    await j.close();
   });
 
   it('prefers the later of two entries on the same parent (a failed append, then the batch that replaced it)', async () => {

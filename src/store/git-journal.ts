@@ -65,19 +65,22 @@ export class GitJournal implements Journal {
   private readonly offsets = [0, 0];
   private readonly pendingIn = [0, 0];
   private seq = 0;
+  /** Set when a failed append could not be undone on disk. */
+  private broken: Error | undefined;
 
-  private constructor(private readonly fds: number[], private readonly found: Stored[]) {
+  private constructor(private readonly fds: number[], private readonly found: Stored[], private readonly sync: (fd: number) => Promise<void>) {
     this.seq = found.reduce((max, e) => Math.max(max, e.seq + 1), 0);
     // Until clear(), appends go after whatever the files hold.
     this.offsets[0] = fs.fstatSync(fds[0]!).size;
     this.offsets[1] = fs.fstatSync(fds[1]!).size;
   }
 
-  static async open(gitdir: string): Promise<GitJournal> {
+  /** `fdatasync`: replaceable so tests can make the disk refuse a write. */
+  static async open(gitdir: string, opts: { fdatasync?: (fd: number) => Promise<void> } = {}): Promise<GitJournal> {
     const fds = FILES.map((name) => fs.openSync(path.join(gitdir, name), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644));
     const found: Stored[] = [];
     fds.forEach((fd, file) => found.push(...readEntries(fs.readFileSync(fd), file)));
-    return new GitJournal(fds, found);
+    return new GitJournal(fds, found, opts.fdatasync ?? fdatasync);
   }
 
   chainFrom(head: string | undefined): JournalEntry[] {
@@ -100,20 +103,43 @@ export class GitJournal implements Journal {
   }
 
   async append(entry: JournalEntry): Promise<JournalTicket> {
+    if (this.broken) throw new Error(`journal unusable since a write failed (${this.broken.message}); restart mayu`);
     const file = this.active;
-    const bytes = encodeEntry(entry, this.seq++);
     const fd = this.fds[file]!;
-    let done = 0;
-    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, this.offsets[file]! + done);
-    this.offsets[file]! += bytes.length;
-    this.pendingIn[file]!++;
+    const start = this.offsets[file]!;
+    const bytes = encodeEntry(entry, this.seq++);
     try {
-      await fdatasync(fd);
+      let done = 0;
+      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, start + done);
+      this.offsets[file] = start + bytes.length;
+      this.pendingIn[file]!++;
+      try {
+        await this.sync(fd);
+      } catch (err) {
+        this.pendingIn[file]!--;
+        throw err;
+      }
     } catch (err) {
-      this.pendingIn[file]!--;
+      await this.discard(file, start);
       throw err;
     }
     return { file };
+  }
+
+  /**
+   * A failed append's bytes may have reached the disk: left there, the entry would end the scan
+   * of its file before the entries written after it (acknowledged ones), or be replayed although
+   * its change was refused. Its magic is zeroed and the next entry goes in its place; if even
+   * that cannot be made durable, the journal takes no more entries until a restart.
+   */
+  private async discard(file: number, start: number): Promise<void> {
+    this.offsets[file] = start;
+    try {
+      fs.writeSync(this.fds[file]!, Buffer.alloc(4), 0, 4, start);
+      await this.sync(this.fds[file]!);
+    } catch (err) {
+      this.broken = err as Error;
+    }
   }
 
   checkpointed(tickets: readonly JournalTicket[]): void {
@@ -129,7 +155,7 @@ export class GitJournal implements Journal {
 
   async clear(): Promise<void> {
     for (const fd of this.fds) fs.ftruncateSync(fd, 0);
-    await Promise.all(this.fds.map((fd) => fdatasync(fd)));
+    await Promise.all(this.fds.map((fd) => this.sync(fd)));
     this.offsets[0] = this.offsets[1] = 0;
     this.found.length = 0;
   }

@@ -233,6 +233,8 @@ export class GitStore implements HostStore {
     await this.compaction?.catch(() => undefined);
     await this.settled();
     await this.flushHistory();
+    // That checkpoint may have started a background merge: one merge at a time.
+    await this.compaction?.catch(() => undefined);
     return this.startCompaction(true);
   }
 
@@ -242,10 +244,9 @@ export class GitStore implements HostStore {
    */
   async flushHistory(): Promise<void> {
     const last = this.unflushed.at(-1);
-    while (last && this.unflushed.includes(last)) {
-      if (this.checkpointRun) await this.checkpointRun.catch(() => undefined);
-      else await this.runCheckpoint();
-    }
+    // A failed checkpoint fails the wait (the changes stay in the journal, retried later):
+    // waiters do not each start one of their own against a disk that just refused one.
+    while (last && this.unflushed.includes(last)) await (this.checkpointRun ?? this.runCheckpoint());
   }
 
   /** Writes every journaled batch to git as one pack and moves the ref; one at a time. */
@@ -341,7 +342,9 @@ export class GitStore implements HostStore {
 
   /** Batches acknowledged from the journal that a kill kept out of git are written to it now. */
   private async completeFromJournal(gitdir: string): Promise<void> {
-    const missing = this.journal.chainFrom(await resolveHead(gitdir).catch(() => undefined));
+    // resolveHead answers undefined for a branch without commits; any other failure stops the
+    // open rather than clearing a journal whose entries may not be in git.
+    const missing = this.journal.chainFrom(await resolveHead(gitdir));
     if (missing.length > 0) await writeCheckpoint(this.reader, REF, missing);
     await this.journal.clear();
   }
