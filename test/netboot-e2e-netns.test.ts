@@ -73,9 +73,15 @@ describe('netboot end to end: 4 VMs at once through mayu\'s dnsmasq in a network
       .map((l) => l.boot);
   }
 
-  function subjects(m: Machine): string[] {
+  /**
+   * The host's commit subjects once there are `count` of them (or after 5 s): machines that
+   * report at the same moment are answered from mayu's journal, and git follows ~0.1 s later.
+   */
+  async function subjects(m: Machine, count: number): Promise<string[]> {
     const prefix = `${m.serial}: `;
-    return gitSubjects(env!.mayu.clusterDir).filter((s) => s.startsWith(prefix)).map((s) => s.slice(prefix.length));
+    const read = () => gitSubjects(env!.mayu.clusterDir).filter((s) => s.startsWith(prefix)).map((s) => s.slice(prefix.length));
+    for (const until = Date.now() + 5000; read().length < count && Date.now() < until;) await new Promise((r) => setTimeout(r, 50));
+    return read();
   }
 
   function hostAt(commit: string, m: Machine): Host {
@@ -148,7 +154,7 @@ describe('netboot end to end: 4 VMs at once through mayu\'s dnsmasq in a network
       const boot = boots.get(m.serial)![0]!;
       assertRuns(m, boot);
       assert.deepEqual(bootAnswers(m), ['installer', 'local-disk'], `${m.serial}: boot script answers`);
-      assert.deepEqual(subjects(m), FIRST_INSTALL, `${m.serial}: git history`);
+      assert.deepEqual(await subjects(m, FIRST_INSTALL.length), FIRST_INSTALL, `${m.serial}: git history`);
       const host = hostAt('HEAD', m);
       assert.equal(host.State, 'running');
       assert.deepEqual(host.MacAddresses, [m.mac]);
@@ -185,12 +191,12 @@ describe('netboot end to end: 4 VMs at once through mayu\'s dnsmasq in a network
     assertRuns(m, boot);
     assert.match(boot.install.vm.console(), /mayu-installer: started/, 'the installer ran again');
     assert.deepEqual(bootAnswers(m), ['installer', 'local-disk', 'installer', 'local-disk']);
-    assert.deepEqual(subjects(m), [...FIRST_INSTALL, ...REINSTALL], `${m.serial}: git history`);
+    assert.deepEqual(await subjects(m, FIRST_INSTALL.length + REINSTALL.length), [...FIRST_INSTALL, ...REINSTALL], `${m.serial}: git history`);
     const host = hostAt('HEAD', m);
     assert.equal(host.State, 'running');
     assert.equal(host.KeepDiskData, true, 'set state configured: reinstall keeping data disks');
     await assertConfig(m, boot, 1);
     assert.equal((await states())[m.serial], 'running');
-    for (const other of e.machines.slice(1)) assert.deepEqual(subjects(other), FIRST_INSTALL, `${other.serial}: untouched`);
+    for (const other of e.machines.slice(1)) assert.deepEqual(await subjects(other, FIRST_INSTALL.length), FIRST_INSTALL, `${other.serial}: untouched`);
   });
 });

@@ -162,14 +162,16 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   for (const [serial, reason] of storm.failures) violations.push(`machine ${serial} did not finish: ${reason}`);
   // Connection errors are what a kill does; a 5xx from a live server is a server bug even if retried.
   for (const [cause, sample] of storm.errorSamples) violations.push(`${storm.retries.get(cause)} × ${cause} (retried), first: ${sample}`);
+  let apiHosts: Record<string, unknown>[];
   try {
-    const apiHosts = await getJson<Record<string, unknown>[]>(`${server.url}/admin/hosts`);
-    const confs = gitHeadConfs(env.clusterDir, serials);
-    violations.push(...checkAcks(storm.acks, confs, gitSubjectCounts(env.clusterDir)).map((v) => `at the end: ${v}`));
-    violations.push(...checkFinalHosts(apiHosts, confs, serials, PROFILE_QUANTITIES));
+    apiHosts = await getJson<Record<string, unknown>[]>(`${server.url}/admin/hosts`);
   } finally {
+    // A clean stop first: the last answers may have come from the journal, a moment ahead of git.
     await server.stop();
   }
+  const confs = gitHeadConfs(env.clusterDir, serials);
+  violations.push(...checkAcks(storm.acks, confs, gitSubjectCounts(env.clusterDir)).map((v) => `at the end: ${v}`));
+  violations.push(...checkFinalHosts(apiHosts, confs, serials, PROFILE_QUANTITIES));
   const fsck = gitFsckResult(env.clusterDir);
   if (!fsck.ok && !seenFsck.has(fsck.output)) violations.push(`at the end: git fsck --full failed:\n${fsck.output}`);
   // Leftovers of killed writes must be cleaned up by the restarts, not pile up forever.
