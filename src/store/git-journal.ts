@@ -77,7 +77,17 @@ export class GitJournal implements Journal {
 
   /** `fdatasync`: replaceable so tests can make the disk refuse a write. */
   static async open(gitdir: string, opts: { fdatasync?: (fd: number) => Promise<void> } = {}): Promise<GitJournal> {
+    const created = FILES.some((name) => !fs.existsSync(path.join(gitdir, name)));
     const fds = FILES.map((name) => fs.openSync(path.join(gitdir, name), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644));
+    if (created) {
+      // New files: their names must survive a power cut too, or the first entries go with them.
+      const dir = fs.openSync(gitdir, 'r');
+      try {
+        fs.fsyncSync(dir);
+      } finally {
+        fs.closeSync(dir);
+      }
+    }
     const found: Stored[] = [];
     fds.forEach((fd, file) => found.push(...readEntries(fs.readFileSync(fd), file)));
     return new GitJournal(fds, found, opts.fdatasync ?? fdatasync);
