@@ -136,6 +136,11 @@ export class PackBuilder {
     return this.append(oid, record, crc32(record));
   }
 
+  /** CRC-32 of the record the last add*() returned, as the index will hold it. */
+  get lastCrc(): number {
+    return this.entries.at(-1)!.crc;
+  }
+
   private append(oid: string, record: Buffer, crc: number): Buffer {
     this.entries.push({ oid, offset: this.offset, crc });
     this.offsets.set(oid, this.offset);

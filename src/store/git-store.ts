@@ -1,6 +1,5 @@
 import * as nodeFs from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
 import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
@@ -469,7 +468,7 @@ export class GitStore implements HostStore {
       const objects: JournalObject[] = [];
       const put = (oid: string, record: Buffer, baseOid?: string) => {
         chunks.push(record);
-        objects.push({ oid, record, crc: crc32(record), baseOid });
+        objects.push({ oid, record, crc: pack.lastCrc, baseOid });
       };
       let depth = 0;
       let newer: { oid: string; content: Buffer } | undefined;
