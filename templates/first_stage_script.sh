@@ -24,7 +24,12 @@ SET_INSTALLED_ATTEMPTS=5
 WORKDIR=/tmp/mayu-install
 
 say() { echo "mayu-installer: $*"; }
-fail() { echo "mayu-installer: ERROR: $*" >&2; exit 1; }
+# fail STAGE MESSAGE: STAGE (driver, network, disk, image, config, report, other) says where it failed.
+fail() {
+  case $1 in driver | network | disk | image | config | report | other) shift ;; esac
+  echo "mayu-installer: ERROR: $*" >&2
+  exit 1
+}
 
 if [ "$CONFIG_KIND" = ignition ]; then
   CONFIG_ROUTE=/final-ignition-config.json
@@ -33,7 +38,7 @@ else
 fi
 
 rm -rf "$WORKDIR"
-mkdir -p "$WORKDIR/mnt" "$WORKDIR/store" || fail "cannot create $WORKDIR"
+mkdir -p "$WORKDIR/mnt" "$WORKDIR/store" || fail other "cannot create $WORKDIR"
 
 # --- hardware data (HostData, protocol section 3) ---
 json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
@@ -45,7 +50,7 @@ for dev in /sys/class/net/*; do
   [ -n "$netdevs" ] && netdevs="$netdevs,"
   netdevs="$netdevs{\"Name\":\"$(json_str "${dev##*/}")\",\"MacAddress\":\"$(json_str "$mac")\"}"
 done
-[ -n "$netdevs" ] || fail "no network interface with a device in /sys/class/net"
+[ -n "$netdevs" ] || fail network "no network interface with a device in /sys/class/net"
 
 # The connected NIC is the one that reaches mayu (else the one of the default route).
 mayu_host=${MAYU_URL#*://}
@@ -53,7 +58,7 @@ mayu_host=${mayu_host%%/*}
 mayu_host=${mayu_host%:*}
 connected_nic=$(ip -4 route get "$mayu_host" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -n 1)
 [ -n "$connected_nic" ] || connected_nic=$(awk '$2 == "00000000" { print $1; exit }' /proc/net/route 2>/dev/null)
-[ -n "$connected_nic" ] || fail "no route to $mayu_host and no default route: cannot tell which NIC is connected"
+[ -n "$connected_nic" ] || fail network "no route to $mayu_host and no default route: cannot tell which NIC is connected"
 
 # The BMC's address when ipmitool is there and the BMC has one; "" otherwise.
 ipmi_addr=''
@@ -69,20 +74,123 @@ host_data="{\"Serial\":\"$(json_str "$SERIAL")\",\"NetDevs\":[$netdevs],\"IPMIAd
 # --- final config ---
 say "reporting hardware to $MAYU_URL$CONFIG_ROUTE (connected NIC $connected_nic, IPMI ${ipmi_addr:-none})"
 timeout "$HTTP_TIMEOUT" wget -q -O "$WORKDIR/config" --header 'Content-Type: application/json' \
-  --post-data "$host_data" "$MAYU_URL$CONFIG_ROUTE" || fail "POST $MAYU_URL$CONFIG_ROUTE failed: no $CONFIG_KIND for this machine"
-[ -s "$WORKDIR/config" ] || fail "mayu answered an empty $CONFIG_KIND"
+  --post-data "$host_data" "$MAYU_URL$CONFIG_ROUTE" || fail config "POST $MAYU_URL$CONFIG_ROUTE failed: no $CONFIG_KIND for this machine"
+[ -s "$WORKDIR/config" ] || fail config "mayu answered an empty $CONFIG_KIND"
 say "received $CONFIG_KIND: $(wc -c <"$WORKDIR/config") bytes, sha256 $(sha256sum "$WORKDIR/config" 2>/dev/null | cut -d ' ' -f 1)"
 
-# --- OS image ---
+# --- install disk ---
 image_url="$MAYU_URL/images/$SERIAL/install_image.bin.bz2"
-[ -b "$INSTALL_DISK" ] || fail "install disk $INSTALL_DISK is not a block device (set install_disk in templates_env or a host override)"
+# Storage drivers bind as the devices show up: go round the coldplug once more (the installer's
+# /bin/mayu-coldplug; absent on other installers), then wait up to 10 s for a disk.
+command -v mayu-coldplug >/dev/null 2>&1 && mayu-coldplug 2
+image_bytes=$(timeout "$HTTP_TIMEOUT" wget -q -S --spider "$image_url" 2>&1 | sed -n 's/^ *Content-Length: *\([0-9]*\).*/\1/p' | tail -n 1)
+[ -n "$image_bytes" ] || fail image "HEAD $image_url failed: mayu has no OS image for this machine"
+
+# The names udev gives under /dev/disk/by-path for the common buses (no udev here): NVMe, virtio,
+# ATA (ahci, ata_piix), SCSI (virtio-scsi, RAID controllers), SAS with a SAS address.
+by_path() {
+  dev=$(readlink -f "/sys/block/$1/device")
+  pci=$(echo "$dev" | grep -o '[0-9a-f]\{4\}:[0-9a-f]\{2\}:[0-9a-f]\{2\}\.[0-9a-f]' | tail -n 1)
+  case $1 in
+    nvme*) echo "pci-$pci-nvme-$(cat "/sys/block/$1/nsid" 2>/dev/null || echo 1)" ;;
+    vd*) echo "virtio-pci-$pci" ;;
+    sd*)
+      hctl=${dev##*/}
+      ata=$(echo "$dev" | grep -o '/ata[0-9]*/' | tr -d '/a-z')
+      sas=$(cat "$dev/sas_address" 2>/dev/null)
+      if [ -n "$ata" ]; then
+        echo "pci-$pci-ata-$(cat "/sys/class/ata_port/ata$ata/port_no" 2>/dev/null || echo "$ata")"
+      elif [ -n "$sas" ]; then
+        echo "pci-$pci-sas-$sas-lun-${hctl##*:}"
+      else
+        echo "pci-$pci-scsi-$hctl"
+      fi ;;
+  esac
+}
+
+# Serial numbers and WWNs a disk answers to: virtio and NVMe have sysfs files, SCSI/ATA disks the
+# VPD page 0x80 (4 header bytes, then the serial) and wwid.
+disk_ids() {
+  for f in "/sys/block/$1/serial" "/sys/block/$1/device/serial" "/sys/block/$1/wwid" "/sys/block/$1/device/wwid"; do
+    [ -r "$f" ] && tr -d '\0' <"$f" | sed -e 's/^ *//' -e 's/ *$//'
+  done
+  [ -r "/sys/block/$1/device/vpd_pg80" ] && tail -c +5 "/sys/block/$1/device/vpd_pg80" | tr -d '\0' | sed -e 's/^ *//' -e 's/ *$//'
+}
+
+# One line per disk the installer could use: "size name by-path"; what it leaves out, and why, on
+# the console. Out: loop/ram/optical/device-mapper, removable and USB disks, disks with a mounted
+# filesystem (what the installer booted from), disks smaller than the compressed image.
+list_disks() {
+  for b in /sys/block/*; do
+    name=${b##*/}
+    case $name in loop* | ram* | zram* | sr* | fd* | dm-* | md* | nbd*) continue ;; esac
+    [ -e "$b/device" ] || continue
+    size=$(( $(cat "$b/size") * 512 ))
+    why=''
+    [ "$(cat "$b/removable" 2>/dev/null)" = 1 ] && why='removable'
+    case $(readlink -f "$b/device") in */usb[0-9]*) why='USB' ;; esac
+    grep -q "^/dev/$name" /proc/mounts && why='mounted (the installer booted from it)'
+    [ -z "$why" ] && [ "$size" -lt "$image_bytes" ] && why="smaller than the image ($image_bytes bytes compressed)"
+    if [ -n "$why" ]; then
+      say "disk /dev/$name: $size bytes, $(by_path "$name"): $why, not a candidate" >&2
+    else
+      echo "$size $name $(by_path "$name")"
+    fi
+  done
+}
+
+install_disk_setting=$INSTALL_DISK
+n=0
+while :; do
+  candidates=$(list_disks 2>/dev/null | sort -n -k1,1 -k3,3)
+  { [ -n "$candidates" ] || [ "$n" -ge 10 ]; } && break
+  sleep 1
+  n=$((n + 1))
+done
+list_disks >/dev/null
+echo "$candidates" | while read -r size name path; do [ -n "$name" ] && say "disk /dev/$name: $size bytes, $path"; done
+no_driver() {
+  for d in /sys/bus/pci/devices/*; do
+    case $(cat "$d/class") in 0x01*) [ -e "$d/driver" ] || printf ' %s:%s' "$(cat "$d/vendor" | cut -c 3-)" "$(cat "$d/device" | cut -c 3-)" ;; esac
+  done
+}
+case $INSTALL_DISK in
+  auto)
+    # The rule: the smallest candidate (the boot SSD beside big data disks); among equal sizes the
+    # first by by-path (PCI slot, then port/target), the same disk on identical machines.
+    chosen=$(echo "$candidates" | head -n 1 | awk '{ print $2 }')
+    [ -n "$chosen" ] || fail disk "no suitable install disk among $(ls /sys/block | tr '\n' ' ')(storage controllers without a driver:$(no_driver))"
+    INSTALL_DISK=/dev/$chosen ;;
+  serial:* | wwn:*)
+    want=$(echo "${INSTALL_DISK#*:}" | tr 'A-Z' 'a-z')
+    matches=$(echo "$candidates" | while read -r size name path; do
+      [ -n "$name" ] || continue
+      for id in $(disk_ids "$name" | tr 'A-Z' 'a-z'); do
+        case $id in "$want" | "naa.$want" | "eui.$want" | "naa.${want#0x}" | "eui.${want#0x}") echo "$name"; break ;; esac
+      done
+    done)
+    [ "$(echo "$matches" | grep -c .)" = 1 ] || fail disk "install_disk $INSTALL_DISK matches $(echo "$matches" | grep -c .) candidate disks (${matches:-none}), not exactly one"
+    INSTALL_DISK=/dev/$matches ;;
+  /dev/disk/by-path/*)
+    want=${INSTALL_DISK#/dev/disk/by-path/}
+    matches=$(echo "$candidates" | awk -v p="$want" '$3 == p { print $2 }')
+    [ "$(echo "$matches" | grep -c .)" = 1 ] || fail disk "install_disk $INSTALL_DISK names no candidate disk (by-path names here:$(echo "$candidates" | awk '{ printf " %s", $3 }'))"
+    INSTALL_DISK=/dev/$matches ;;
+  /dev/*)
+    [ -b "$INSTALL_DISK" ] || fail disk "install disk $INSTALL_DISK is not a block device (storage controllers without a driver:$(no_driver)); set install_disk in templates_env or a host override"
+    ;;
+  *) fail disk "install_disk '$INSTALL_DISK' is none of auto, /dev/..., /dev/disk/by-path/..., serial:..., wwn:..." ;;
+esac
+say "install disk: $INSTALL_DISK (install_disk $install_disk_setting)"
+
+# --- OS image ---
 say "writing $image_url to $INSTALL_DISK"
 rm -f "$WORKDIR/failed"
 # No pipefail in every sh: each stage records its own failure.
 { timeout "$IMAGE_TIMEOUT" wget -q -O - "$image_url" || echo "download of $image_url" >>"$WORKDIR/failed"; } |
   { bunzip2 -c || echo "bunzip2 (corrupt or truncated image)" >>"$WORKDIR/failed"; } |
   { dd of="$INSTALL_DISK" bs=1M conv=fsync 2>/dev/null || echo "writing to $INSTALL_DISK" >>"$WORKDIR/failed"; }
-[ -e "$WORKDIR/failed" ] && fail "image not installed: $(head -n 1 "$WORKDIR/failed") failed"
+[ -e "$WORKDIR/failed" ] && fail image "image not installed: $(head -n 1 "$WORKDIR/failed") failed"
 sync
 
 # --- config onto the new disk ---
@@ -93,30 +201,30 @@ esac
 blockdev --rereadpt "$INSTALL_DISK" 2>/dev/null
 n=0
 while [ ! -b "$part" ] && [ "$n" -lt 10 ]; do sleep 1; n=$((n + 1)); done
-[ -b "$part" ] || fail "partition $part did not appear after writing the image"
+[ -b "$part" ] || fail image "partition $part did not appear after writing the image"
 
 printf 'SERIAL=%s\nMAYU_VERSION=%s\nMAYU_URL=%s\nREPORT_TOKEN=%s\n' "$SERIAL" "$MAYU_VERSION" "$MAYU_URL" "$REPORT_TOKEN" >"$WORKDIR/store/mayu-env"
-cp "$WORKDIR/config" "$WORKDIR/store/config" || fail "cannot copy the $CONFIG_KIND in $WORKDIR"
+cp "$WORKDIR/config" "$WORKDIR/store/config" || fail config "cannot copy the $CONFIG_KIND in $WORKDIR"
 case $CONFIG_STORE in
   tar)
     # A plain tar archive written raw onto the partition: the installed OS reads it with tar.
-    tar -c -f "$WORKDIR/store.tar" -C "$WORKDIR/store" config mayu-env || fail "cannot pack the $CONFIG_KIND and mayu-env"
+    tar -c -f "$WORKDIR/store.tar" -C "$WORKDIR/store" config mayu-env || fail config "cannot pack the $CONFIG_KIND and mayu-env"
     size=$(wc -c <"$WORKDIR/store.tar")
     room=$(blockdev --getsize64 "$part" 2>/dev/null || echo 0)
-    [ "$size" -le "$room" ] || fail "config archive ($size bytes) does not fit partition $part ($room bytes)"
-    dd if="$WORKDIR/store.tar" of="$part" bs=512 conv=fsync 2>/dev/null || fail "cannot write the config archive to $part"
+    [ "$size" -le "$room" ] || fail config "config archive ($size bytes) does not fit partition $part ($room bytes)"
+    dd if="$WORKDIR/store.tar" of="$part" bs=512 conv=fsync 2>/dev/null || fail config "cannot write the config archive to $part"
     say "stored $CONFIG_KIND and mayu-env as a tar archive on $part"
     ;;
   file)
-    mount "$part" "$WORKDIR/mnt" || fail "cannot mount $part to write the $CONFIG_KIND"
+    mount "$part" "$WORKDIR/mnt" || fail config "cannot mount $part to write the $CONFIG_KIND"
     if ! { mkdir -p "$WORKDIR/mnt${CONFIG_PATH%/*}" && cp "$WORKDIR/config" "$WORKDIR/mnt$CONFIG_PATH"; }; then
       umount "$WORKDIR/mnt"
-      fail "cannot write $CONFIG_PATH on $part"
+      fail config "cannot write $CONFIG_PATH on $part"
     fi
-    umount "$WORKDIR/mnt" || fail "cannot unmount $part"
+    umount "$WORKDIR/mnt" || fail config "cannot unmount $part"
     say "stored $CONFIG_KIND as $CONFIG_PATH on $part"
     ;;
-  *) fail "unknown config_store '$CONFIG_STORE' (file or tar)" ;;
+  *) fail config "unknown config_store '$CONFIG_STORE' (file or tar)" ;;
 esac
 sync
 
@@ -148,7 +256,7 @@ while :; do
   status=$(http_put "$installed_url")
   case $status in 2??) break ;; esac
   if [ "$attempt" -ge "$SET_INSTALLED_ATTEMPTS" ]; then
-    fail "PUT $installed_url failed $attempt times (last answer: ${status:-none}): not rebooting, mayu would netboot and reinstall this machine"
+    fail report "PUT $installed_url failed $attempt times (last answer: ${status:-none}): not rebooting, mayu would netboot and reinstall this machine"
   fi
   say "PUT $installed_url answered ${status:-nothing}, retrying in 5 s"
   attempt=$((attempt + 1))

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { CpioError, writeCpio } from '../scripts/images/cpio.ts';
 import { testOsDiskLayout } from '../scripts/images/disk-layout.ts';
 import { initramfsEntries } from '../scripts/images/initramfs.ts';
-import { loadOrder, ModuleError, moduleDepends } from '../scripts/images/kernel-modules.ts';
+import { loadOrder, moduleAliases, ModuleError, moduleDepends, moduleFirmware, modulesAliasFile, modulesDepFile } from '../scripts/images/kernel-modules.ts';
 import { MbrError, mbrSector } from '../scripts/images/mbr.ts';
 
 // The pure parts of `npm run build:images`: newc cpio writer, MBR, module load order, layout.
@@ -54,18 +54,21 @@ describe('newc cpio writer', () => {
 });
 
 describe('initramfs entries', () => {
-  it('busybox with one link per applet, device nodes, modules with their load order', () => {
+  it('busybox with one link per applet, device nodes, modules with the loader\'s tables', () => {
     const entries = initramfsEntries({
       busybox: new Uint8Array([0x7f]),
       applets: ['sh', 'busybox', 'ls', 'sh'],
       modules: [{ name: 'virtio', data: new Uint8Array() }, { name: 'virtio_net', data: new Uint8Array() }],
+      moduleTables: { alias: 'alias virtio:d00000001v* virtio_net\n', dep: 'virtio:\nvirtio_net: virtio\n', atStart: ['virtio'] },
       files: [{ type: 'file', path: 'init', data: '' }],
     });
     const paths = entries.map((e) => e.path);
     assert.ok(paths.includes('dev/console') && paths.includes('dev/null'));
     assert.deepEqual(entries.filter((e) => e.type === 'symlink' && e.path.startsWith('bin/')).map((e) => e.path), ['bin/ls', 'bin/sh']);
-    const order = entries.find((e) => e.path === 'lib/modules/load-order');
-    assert.deepEqual(order, { type: 'file', path: 'lib/modules/load-order', data: 'virtio\nvirtio_net\n' });
+    const file = (p: string) => entries.find((e) => e.path === p);
+    assert.ok(file('lib/modules/virtio_net.ko'));
+    assert.deepEqual(file('lib/modules/modules.dep'), { type: 'file', path: 'lib/modules/modules.dep', data: 'virtio:\nvirtio_net: virtio\n' });
+    assert.deepEqual(file('lib/modules/load-at-start'), { type: 'file', path: 'lib/modules/load-at-start', data: 'virtio\n' });
     assert.equal(paths.at(-1), 'init');
     const listed = gnuCpioList(writeCpio(entries)).join('\n');
     assert.match(listed, /crw-rw-rw- .* 1,\s+3 .* dev\/null/);
@@ -102,7 +105,7 @@ describe('kernel module load order', () => {
 describe('MBR and the test OS disk layout', () => {
   it('writes boot code, signature, LBA fields, the boot flag and 0x55AA', () => {
     const layout = testOsDiskLayout(15 * 1024 * 1024 + 1, 1024 * 1024);
-    assert.deepEqual(layout.boot, { start: 2048, sectors: 16 * 2048, type: 0x0e, bootable: true });
+    assert.deepEqual(layout.boot, { start: 2048, sectors: 16 * 2048, type: 0xef, bootable: true });
     assert.deepEqual(layout.config, { start: 2048 + 16 * 2048, sectors: 2048, type: 0xda });
     assert.equal(layout.totalSectors, 2048 + 17 * 2048);
 
@@ -111,7 +114,7 @@ describe('MBR and the test OS disk layout', () => {
     assert.equal(sector[439], 0xab);
     assert.equal(sector.readUInt32LE(440), 0x12345678);
     assert.equal(sector[446], 0x80);
-    assert.equal(sector[446 + 4], 0x0e);
+    assert.equal(sector[446 + 4], 0xef);
     assert.equal(sector.readUInt32LE(446 + 8), 2048);
     assert.equal(sector.readUInt32LE(446 + 12), 16 * 2048);
     assert.equal(sector[462], 0x00);
@@ -123,5 +126,36 @@ describe('MBR and the test OS disk layout', () => {
   it('refuses overlapping partitions and oversized boot code', () => {
     assert.throws(() => mbrSector(Buffer.alloc(0), [{ start: 2048, sectors: 100, type: 1 }, { start: 2100, sectors: 10, type: 1 }], 1), MbrError);
     assert.throws(() => mbrSector(Buffer.alloc(446), [], 1), MbrError);
+  });
+});
+
+describe('coldplug tables', () => {
+  const ko = (strings: string[]) => Buffer.from(`\0${strings.join('\0')}\0`, 'latin1');
+  const e1000e = ko(['alias=pci:v00008086d000010D3sv*sd*bc*sc*i*', 'alias=pci:v00008086d0000153Asv*sd*bc*sc*i*', 'firmware=e1000e/x.bin', 'depends=', 'name=e1000e']);
+
+  it('reads alias= and firmware= strings from the module bytes', () => {
+    assert.deepEqual(moduleAliases(e1000e), ['pci:v00008086d000010D3sv*sd*bc*sc*i*', 'pci:v00008086d0000153Asv*sd*bc*sc*i*']);
+    assert.deepEqual(moduleFirmware(e1000e), ['e1000e/x.bin']);
+    assert.deepEqual(moduleAliases(ko(['depends=a'])), []);
+  });
+
+  it('modules.alias: device aliases only, in the kernel\'s format, sorted and without repeats', () => {
+    const file = modulesAliasFile([
+      { name: 'e1000e', aliases: moduleAliases(e1000e) },
+      { name: 'crc32c_generic', aliases: ['crypto-crc32c', 'crc32c'] },
+      { name: 'sd_mod', aliases: ['scsi:t-0x00*', 'scsi:t-0x00*', 'block-major-8-*'] },
+    ]);
+    assert.equal(file, [
+      'alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
+      'alias pci:v00008086d0000153Asv*sd*bc*sc*i* e1000e',
+      'alias scsi:t-0x00* sd_mod',
+      '',
+    ].join('\n'));
+  });
+
+  it('modules.dep: each module with its whole closure in load order', () => {
+    const deps: Record<string, string[]> = { ahci: ['libahci', 'libata'], libahci: ['libata'], libata: ['scsi_mod'], scsi_mod: ['scsi_common'], scsi_common: [] };
+    assert.equal(modulesDepFile(['scsi_common', 'ahci'], (n) => deps[n]), 'ahci: scsi_common scsi_mod libata libahci\nscsi_common:\n');
+    assert.throws(() => modulesDepFile(['nope'], (n) => deps[n]), ModuleError);
   });
 });

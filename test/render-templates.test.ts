@@ -53,12 +53,12 @@ const view = (model: string, hostFields = {}, env = {}): TemplateView =>
   buildView(sampleHost(hostFields), sampleConfig({ network: { network_model: model }, templates_env: env }), VIEW_OPTS);
 
 describe('iPXE script', () => {
-  it('boots the installer with the 0.11 command line plus initrd= and panic=1', () => {
+  it('boots the installer with the 0.11 command line plus initrd=, panic=1 and the boot NIC as BOOTIF', () => {
     const lines = renderer.ipxeScript(buildView(undefined, sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
     const U = VIEW_OPTS.mayuUrl;
     assert.deepEqual(lines, [
       '#!ipxe',
-      `kernel ${U}/images/vmlinuz initrd=initrd.cpio.gz coreos.autologin maybe-install-coreos=stable panic=1 console=ttyS0,115200n8 mayu=${U} next-script=${U}/first-stage-script/__SERIAL__`,
+      `kernel ${U}/images/vmlinuz initrd=initrd.cpio.gz coreos.autologin maybe-install-coreos=stable panic=1 console=ttyS0,115200n8 BOOTIF=01-\${mac:hexhyp} mayu=${U} next-script=${U}/first-stage-script/__SERIAL__`,
       `initrd ${U}/images/initrd.cpio.gz`,
       'boot',
     ]);
@@ -87,7 +87,7 @@ describe('iPXE script', () => {
     const hostile = 'http://h:1/a b\nshell ${x}';
     const out = renderer.ipxeScript(buildView(undefined, sampleConfig(), { ...VIEW_OPTS, mayuUrl: hostile }));
     assert.equal(out.trimEnd().split('\n').length, 4);
-    assert.doesNotMatch(out, /\$\{/);
+    assert.deepEqual(out.match(/\$\{[^}]*\}/g), ['${mac:hexhyp}'], 'the only expansion is the template\'s own BOOTIF');
     assert.equal(decodeURIComponent(/ mayu=(\S+) /.exec(out)![1]!), hostile);
   });
 });
@@ -115,7 +115,7 @@ describe('first-stage script', () => {
     const script = renderer.firstStageScript(view('singlenic'));
     const loop = script.slice(script.indexOf('installed_url='));
     assert.ok(loop.indexOf('2??) break') < loop.indexOf('reboot -f'));
-    assert.match(loop, /fail "PUT \$installed_url failed/);
+    assert.match(loop, /fail report "PUT \$installed_url failed/);
     // the only reboot command is the last line, reached by the loop's break
     assert.deepEqual(script.match(/^\s*reboot\b.*$/gm), ['reboot -f']);
     assert.ok(script.trimEnd().endsWith('\nreboot -f'));
@@ -136,7 +136,7 @@ describe('first-stage script', () => {
       valuesBlock(script),
       constants,
       'say() { echo "mayu-installer: $*"; }',
-      'fail() { echo "mayu-installer: ERROR: $*"; exit 1; }',
+      'fail() { shift; echo "mayu-installer: ERROR: $*"; exit 1; }', // fail STAGE MESSAGE
       'timeout() { shift; "$@"; }',
       'sleep() { :; }',
       'reboot() { echo REBOOTED; }',

@@ -30,7 +30,7 @@ describe('buildView', () => {
     assert.equal(v.network.router, '');
     assert.equal(v.network.has_dns, false);
     assert.deepEqual(v.ssh_keys, []);
-    assert.equal(v.install_disk, '/dev/sda');
+    assert.equal(v.install_disk, 'auto');
     assert.equal(v.use_ignition, false);
   });
 
@@ -51,6 +51,12 @@ describe('buildView', () => {
     assert.equal(buildView(sampleHost(), config, { ...VIEW_OPTS, installDisk: '/dev/sdb' }).install_disk, '/dev/vda');
     assert.equal(buildView(sampleHost({ Overrides: { install_disk: '/dev/nvme0n1' } }), config, VIEW_OPTS).install_disk, '/dev/nvme0n1');
     assert.throws(() => buildView(sampleHost({ Overrides: { install_disk: 'sda' } }), config, VIEW_OPTS), RenderError);
+    for (const ok of ['auto', '/dev/disk/by-path/pci-0000:00:1f.2-ata-1', 'serial:S3Z9NB0K123456', 'wwn:0x5000c500a1b2c3d4']) {
+      assert.equal(buildView(sampleHost({ Overrides: { install_disk: ok } }), config, VIEW_OPTS).install_disk, ok);
+    }
+    for (const bad of ['serial:', 'serial:a b', 'wwn:x;y', 'Auto']) {
+      assert.throws(() => buildView(sampleHost({ Overrides: { install_disk: bad } }), config, VIEW_OPTS), RenderError, bad);
+    }
   });
 
   it('config placement: CoreOS places by kind, then templates_env, then host overrides (strings from mayuctl)', () => {

@@ -1,4 +1,4 @@
-// `npm run build:images [-- --version V] [--images-dir D] [--cache-dir C] [--force]`:
+// `npm run build:images [-- --version V] [--images-dir D] [--cache-dir C] [--firmware PKG[,PKG...]] [--force]`:
 // the installer (vmlinuz, initrd.cpio.gz) and the test OS image for version V (default: the
 // default_coreos_version of ./config.yaml). See build.ts.
 import { readFileSync } from 'node:fs';
@@ -15,6 +15,8 @@ const { values } = parseArgs({
     'images-dir': { type: 'string', default: path.join(ROOT, 'images') },
     'cache-dir': { type: 'string', default: path.join(ROOT, '.cache/images') },
     force: { type: 'boolean', default: false },
+    // Debian firmware packages (non-free-firmware, enabled in apt's sources by the operator).
+    firmware: { type: 'string', default: process.env['MAYU_FIRMWARE_PACKAGES'] ?? '' },
   },
 });
 
@@ -32,6 +34,7 @@ try {
     imagesDir,
     cacheDir: path.resolve(values['cache-dir']),
     force: values.force,
+    firmwarePackages: values.firmware.split(',').map((p) => p.trim()).filter(Boolean),
     log: (line) => console.log(line),
   });
   console.log(skipped ? `images in ${imagesDir} are up to date (${info.fingerprint.slice(0, 12)})` : `built images in ${imagesDir} in ${((performance.now() - started) / 1000).toFixed(1)} s`);

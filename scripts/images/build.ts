@@ -14,16 +14,18 @@ import { writeCpio, type CpioEntry } from './cpio.ts';
 import { fetchPackage, resolveDependency, type DebianPackage } from './debian.ts';
 import { testOsDiskLayout } from './disk-layout.ts';
 import { initramfsEntries, type KernelModule } from './initramfs.ts';
-import { loadOrder, moduleDepends, moduleName } from './kernel-modules.ts';
+import { driverModules } from './drivers.ts';
+import { loadOrder, moduleAliases, moduleDepends, moduleFirmware, moduleName, modulesAliasFile, modulesDepFile } from './kernel-modules.ts';
 import { mbrSector, SECTOR } from './mbr.ts';
 
 const HERE = import.meta.dirname;
 const SHELL_DIR = path.join(HERE, 'initramfs');
 
-/** NIC and disk drivers for QEMU's virtio devices; their dependencies are added. */
-export const MODULES = ['virtio_pci', 'virtio_net', 'virtio_blk'] as const;
-/** The cloud kernel: small, LZ4 (boots seconds faster under TCG than the generic XZ one). */
-const KERNEL_META = 'linux-image-cloud-amd64';
+/**
+ * Debian's generic kernel: it has the NIC and disk drivers of physical servers as modules (the
+ * cloud kernel has none of them). XZ-compressed, so it boots a few seconds slower under TCG.
+ */
+const KERNEL_META = 'linux-image-amd64';
 /** Config partition of the test OS: room for the installer's tar of config + mayu-env. */
 const CONFIG_PARTITION_BYTES = 1024 * 1024;
 
@@ -33,6 +35,12 @@ export interface BuildOptions {
   imagesDir: string;
   cacheDir: string;
   force?: boolean;
+  /**
+   * Debian firmware packages (e.g. firmware-bnx2x, firmware-realtek, from the non-free-firmware
+   * component the operator enabled in apt's sources): the files the carried drivers name
+   * (modinfo firmware=) are copied from them into the installer's /lib/firmware.
+   */
+  firmwarePackages?: readonly string[];
   log?: (line: string) => void;
 }
 
@@ -67,30 +75,77 @@ async function fingerprint(version: string, packages: DebianPackage[]): Promise<
   return h.digest('hex');
 }
 
-async function kernelModules(kernelRoot: string, wanted: readonly string[]): Promise<KernelModule[]> {
+interface ModuleSet {
+  /** Every module the initramfs carries: the drivers and their dependency closure. */
+  modules: KernelModule[];
+  tables: { alias: string; dep: string; atStart: string[] };
+  /** Module → the firmware files it names (modinfo firmware=). */
+  firmware: Map<string, string[]>;
+}
+
+async function kernelModules(kernelRoot: string, drivers: readonly string[], atStart: readonly string[]): Promise<ModuleSet> {
   const files = new Map<string, string>();
   for (const f of await filesUnder(path.join(kernelRoot, 'lib/modules'))) {
     if (f.endsWith('.ko')) files.set(moduleName(path.basename(f)), f);
   }
   const bytes = new Map<string, Buffer>();
-  const read = async (name: string) => {
-    const f = files.get(name);
-    if (f && !bytes.has(name)) bytes.set(name, await readFile(f));
-  };
   // Read the whole dependency closure first: loadOrder itself is synchronous and pure.
-  const queue = [...wanted];
+  const queue = [...drivers, ...atStart].map(moduleName);
   while (queue.length) {
-    const name = moduleName(queue.shift()!);
+    const name = queue.shift()!;
     if (bytes.has(name)) continue;
-    await read(name);
-    const b = bytes.get(name);
-    if (b) queue.push(...moduleDepends(b));
+    const f = files.get(name);
+    if (!f) throw new Error(`the kernel package has no module ${name}`);
+    const b = await readFile(f);
+    bytes.set(name, b);
+    queue.push(...moduleDepends(b).map(moduleName));
   }
-  const order = loadOrder(wanted, (name) => {
+  const dependsOf = (name: string) => {
     const b = bytes.get(name);
-    return b ? moduleDepends(b) : undefined;
-  });
-  return order.map((name) => ({ name, data: bytes.get(name)! }));
+    return b ? moduleDepends(b).map(moduleName) : undefined;
+  };
+  const order = loadOrder([...drivers, ...atStart], dependsOf);
+  const modules = order.map((name) => ({ name, data: bytes.get(name)! }));
+  return {
+    modules,
+    tables: {
+      // Only the drivers answer to devices: a dependency (libata, scsi_mod, ...) loads with them.
+      alias: modulesAliasFile(drivers.map(moduleName).map((name) => ({ name, aliases: moduleAliases(bytes.get(name)!) }))),
+      dep: modulesDepFile(order, dependsOf),
+      atStart: atStart.map(moduleName),
+    },
+    firmware: new Map(modules.map((m) => [m.name, moduleFirmware(m.data)] as const).filter(([, fw]) => fw.length > 0)),
+  };
+}
+
+/** One line per driver group and the largest modules: what the drivers cost the initramfs. */
+function moduleReport(set: ModuleSet): string[] {
+  const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
+  const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
+  const sized = set.modules.map((m) => ({ name: m.name, raw: m.data.length, gz: gz(m.data) }));
+  const raw = sized.reduce((n, m) => n + m.raw, 0);
+  const packed = sized.reduce((n, m) => n + m.gz, 0);
+  const lines = [`modules: ${sized.length} (${mb(raw)} raw, ${mb(packed)} gzipped)`];
+  for (const kind of ['nic', 'disk', 'filesystem'] as const) lines.push(`  ${kind.padEnd(10)} ${driverModules(kind).join(' ')}`);
+  const drivers = new Set([...driverModules('nic'), ...driverModules('disk'), ...driverModules('filesystem')].map(moduleName));
+  lines.push(`  deps       ${sized.filter((m) => !drivers.has(m.name)).map((m) => m.name).join(' ')}`);
+  lines.push(`  largest    ${[...sized].sort((a, b) => b.gz - a.gz).slice(0, 8).map((m) => `${m.name} ${mb(m.gz)}`).join(', ')}`);
+  return lines;
+}
+
+/** The firmware files the carried modules name, from the given firmware packages, as initramfs entries. */
+async function firmwareEntries(set: ModuleSet, packages: readonly DebianPackage[]): Promise<{ type: 'file'; path: string; data: Buffer }[]> {
+  const wanted = new Set([...set.firmware.values()].flat());
+  const entries: { type: 'file'; path: string; data: Buffer }[] = [];
+  for (const p of packages) {
+    const dir = path.join(p.root, 'lib/firmware');
+    if (!existsSync(dir)) throw new Error(`firmware package ${p.name} has no lib/firmware`);
+    for (const f of await filesUnder(dir)) {
+      const rel = path.relative(dir, f);
+      if (wanted.has(rel)) entries.push({ type: 'file', path: `lib/firmware/${rel}`, data: await readFile(f) });
+    }
+  }
+  return entries;
 }
 
 async function shellFile(name: string): Promise<Buffer> {
@@ -98,8 +153,8 @@ async function shellFile(name: string): Promise<Buffer> {
 }
 
 /** gzip'd newc initramfs of busybox + modules + the given files. */
-function initramfs(busybox: Buffer, applets: string[], modules: KernelModule[], files: CpioEntry[]): { gz: Buffer; raw: number } {
-  const cpio = writeCpio(initramfsEntries({ busybox, applets, modules, files }));
+function initramfs(busybox: Buffer, applets: string[], set: ModuleSet, files: CpioEntry[]): { gz: Buffer; raw: number } {
+  const cpio = writeCpio(initramfsEntries({ busybox, applets, modules: set.modules, moduleTables: set.tables, files }));
   return { gz: gzipSync(cpio, { level: 9 }), raw: cpio.length };
 }
 
@@ -108,8 +163,10 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
   if (!/^[A-Za-z0-9._+-]+$/.test(opts.version) || opts.version.startsWith('.')) throw new Error(`invalid image version ${JSON.stringify(opts.version)}`);
   const kernelPkg = resolveDependency(KERNEL_META, 'linux-image-');
   const packages: DebianPackage[] = [];
-  for (const name of [kernelPkg, 'busybox-static', 'syslinux', 'syslinux-common']) packages.push(await fetchPackage(name, opts.cacheDir));
-  const [kernel, busyboxPkg, syslinux, syslinuxCommon] = packages as [DebianPackage, DebianPackage, DebianPackage, DebianPackage];
+  const firmwareNames = [...new Set(opts.firmwarePackages ?? [])].sort();
+  for (const name of [kernelPkg, 'busybox-static', 'syslinux', 'syslinux-common', 'syslinux-efi', ...firmwareNames]) packages.push(await fetchPackage(name, opts.cacheDir));
+  const [kernel, busyboxPkg, syslinux, syslinuxCommon, syslinuxEfi] = packages as [DebianPackage, DebianPackage, DebianPackage, DebianPackage, DebianPackage];
+  const firmwarePackages = packages.slice(5);
   const print = await fingerprint(opts.version, packages);
   const infoFile = path.join(opts.imagesDir, 'build-info.json');
   const imageRel = path.join(opts.version, 'install_image.bin.bz2');
@@ -129,16 +186,21 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
     const busyboxFile = path.join(busyboxPkg.root, 'bin/busybox');
     const busybox = await readFile(busyboxFile);
     const applets = run(busyboxFile, ['--list']).split('\n').filter(Boolean);
-    const modules = await kernelModules(kernel.root, MODULES);
-    log(`kernel ${kernel.name} ${kernel.version}, busybox ${busyboxPkg.version}, modules: ${modules.map((m) => m.name).join(' ')}`);
+    const modules = await kernelModules(kernel.root, [...driverModules('nic'), ...driverModules('disk')], driverModules('filesystem'));
+    log(`kernel ${kernel.name} ${kernel.version}, busybox ${busyboxPkg.version}`);
+    for (const line of moduleReport(modules)) log(line);
+    const firmware = await firmwareEntries(modules, firmwarePackages);
+    if (firmwarePackages.length) log(`firmware: ${firmware.length} files (${(firmware.reduce((n, f) => n + f.data.length, 0) / 1e6).toFixed(2)} MB) from ${firmwarePackages.map((p) => p.name).join(', ')}`);
 
     const common: CpioEntry[] = [
       { type: 'file', path: 'lib/mayu/common.sh', data: await shellFile('common.sh') },
       { type: 'file', path: 'etc/udhcpc.script', data: await shellFile('udhcpc.script'), mode: 0o755 },
+      { type: 'file', path: 'bin/mayu-coldplug', data: await shellFile('mayu-coldplug'), mode: 0o755 },
     ];
     const installer = initramfs(busybox, applets, modules, [
       { type: 'file', path: 'init', data: await shellFile('installer-init'), mode: 0o755 },
       ...common,
+      ...firmware,
     ]);
     const testOs = initramfs(busybox, applets, modules, [
       { type: 'file', path: 'init', data: await shellFile('test-os-init'), mode: 0o755 },
@@ -146,8 +208,11 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
       ...common,
     ]);
 
-    // The test OS disk: FAT boot partition made with mkfs.vfat + mcopy, syslinux installed by its
-    // mtools-based installer (works on an image file: no mount, no root).
+    // The test OS disk boots under BIOS and UEFI alike, from one FAT partition of type EF (an EFI
+    // system partition): SeaBIOS → MBR code → syslinux (ldlinux.sys); UEFI → the removable-media
+    // path EFI/BOOT/BOOTX64.EFI = syslinux.efi. Both read the same syslinux.cfg, kernel and
+    // initramfs. Made with mkfs.vfat + mcopy and syslinux's mtools-based installer (works on an
+    // image file: no mount, no root).
     const syslinuxCfg = [
       'SERIAL 0 115200',
       'PROMPT 0',
@@ -163,12 +228,16 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
     await writeFile(path.join(work, 'syslinux.cfg'), syslinuxCfg);
     await copyFile(kernelFile, path.join(work, 'vmlinuz'));
     const kernelBytes = (await stat(kernelFile)).size;
-    // FAT16 overhead (FATs, root dir, cluster slack) plus ldlinux.sys/.c32 (~140 KB): 1 MiB of room.
-    const layout = testOsDiskLayout(kernelBytes + testOs.gz.length + 1024 * 1024, CONFIG_PARTITION_BYTES);
+    // FAT16 overhead (FATs, root dir, cluster slack), ldlinux.sys/.c32 (~140 KB) and the EFI
+    // loader (syslinux.efi + ldlinux.e64, ~300 KB): 2 MiB of room.
+    const layout = testOsDiskLayout(kernelBytes + testOs.gz.length + 2 * 1024 * 1024, CONFIG_PARTITION_BYTES);
     const bootImg = path.join(work, 'boot.img');
     run('mkfs.vfat', ['-C', '-F', '16', '-n', 'MAYUBOOT', '-i', '6d617975', '-h', String(layout.boot.start), bootImg, String((layout.boot.sectors * SECTOR) / 1024)]);
     run('mcopy', ['-i', bootImg, path.join(work, 'vmlinuz'), path.join(work, 'initrd.gz'), path.join(work, 'syslinux.cfg'), '::/']);
     run(path.join(syslinux.root, 'usr/bin/syslinux'), ['--install', bootImg]);
+    run('mmd', ['-i', bootImg, '::/EFI', '::/EFI/BOOT']);
+    await copyFile(path.join(syslinuxEfi.root, 'usr/lib/SYSLINUX.EFI/efi64/syslinux.efi'), path.join(work, 'BOOTX64.EFI'));
+    run('mcopy', ['-i', bootImg, path.join(work, 'BOOTX64.EFI'), path.join(syslinuxCommon.root, 'usr/lib/syslinux/modules/efi64/ldlinux.e64'), path.join(work, 'syslinux.cfg'), '::/EFI/BOOT/']);
 
     const mbrCode = await readFile(path.join(syslinuxCommon.root, 'usr/lib/syslinux/mbr/mbr.bin'));
     const disk = Buffer.alloc(layout.totalSectors * SECTOR);

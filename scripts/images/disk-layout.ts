@@ -11,10 +11,10 @@ export interface DiskLayout {
   totalSectors: number;
 }
 
-/** Partition 1 = FAT boot (0x0e, FAT16 LBA), partition 2 = config (0xda, non-FS data), 1 MiB aligned. */
+/** Partition 1 = FAT boot (0xef, EFI system partition: FAT16, booted by BIOS through its MBR code too), partition 2 = config (0xda, non-FS data), 1 MiB aligned. */
 export function testOsDiskLayout(bootBytes: number, configBytes: number): DiskLayout {
   const mib = (bytes: number) => Math.max(1, Math.ceil(bytes / (1024 * 1024))) * MIB_SECTORS;
-  const boot: MbrPartition = { start: MIB_SECTORS, sectors: mib(bootBytes), type: 0x0e, bootable: true };
+  const boot: MbrPartition = { start: MIB_SECTORS, sectors: mib(bootBytes), type: 0xef, bootable: true };
   const config: MbrPartition = { start: boot.start + boot.sectors, sectors: mib(configBytes), type: 0xda };
   return { boot, config, totalSectors: config.start + config.sectors };
 }

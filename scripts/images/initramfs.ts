@@ -1,5 +1,5 @@
 // The file list of an initramfs: busybox-static with one symlink per applet, the device nodes the
-// kernel needs before devtmpfs is mounted, kernel modules with their load order, and the caller's
+// kernel needs before devtmpfs is mounted, kernel modules with the loader's tables, and the caller's
 // own files (/init, ...). Pure: inputs in, cpio entries out.
 import type { CpioEntry } from './cpio.ts';
 
@@ -12,8 +12,10 @@ export interface InitramfsInputs {
   busybox: Uint8Array;
   /** `busybox --list`. */
   applets: readonly string[];
-  /** In load order: /lib/modules/load-order lists them for /init. */
+  /** Every module file /init may load (/lib/modules/<name>.ko). */
   modules: readonly KernelModule[];
+  /** The loader's tables (see kernel-modules.ts): modules.alias, modules.dep, and the modules loaded at start whatever the devices. */
+  moduleTables?: { alias: string; dep: string; atStart: readonly string[] };
   /** The caller's files, e.g. /init. */
   files: readonly CpioEntry[];
 }
@@ -34,7 +36,12 @@ export function initramfsEntries(inputs: InitramfsInputs): CpioEntry[] {
   }
   if (inputs.modules.length) {
     for (const m of inputs.modules) entries.push({ type: 'file', path: `lib/modules/${m.name}.ko`, data: m.data });
-    entries.push({ type: 'file', path: 'lib/modules/load-order', data: `${inputs.modules.map((m) => m.name).join('\n')}\n` });
+  }
+  if (inputs.moduleTables) {
+    const t = inputs.moduleTables;
+    entries.push({ type: 'file', path: 'lib/modules/modules.alias', data: t.alias });
+    entries.push({ type: 'file', path: 'lib/modules/modules.dep', data: t.dep });
+    entries.push({ type: 'file', path: 'lib/modules/load-at-start', data: t.atStart.map((n) => `${n}\n`).join('') });
   }
   entries.push(...inputs.files);
   return entries;

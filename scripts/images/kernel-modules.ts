@@ -37,3 +37,42 @@ export function loadOrder(wanted: readonly string[], dependsOf: (name: string) =
   for (const w of wanted) visit(moduleName(w), []);
   return order;
 }
+
+/** The `alias=` strings of a module's .modinfo (device patterns, e.g. "pci:v00008086d000010D3sv*sd*bc*sc*i*"). */
+export function moduleAliases(ko: Uint8Array): string[] {
+  const text = Buffer.from(ko).toString('latin1');
+  const out: string[] = [];
+  for (const m of text.matchAll(/\0alias=([^\0]+)(?=\0)/g)) out.push(m[1]!);
+  return out;
+}
+
+/** `firmware=` strings: files under /lib/firmware the module may ask for. */
+export function moduleFirmware(ko: Uint8Array): string[] {
+  const text = Buffer.from(ko).toString('latin1');
+  return [...text.matchAll(/\0firmware=([^\0]+)(?=\0)/g)].map((m) => m[1]!);
+}
+
+/**
+ * modules.alias in the kernel's own format ("alias <pattern> <module>"), device aliases only
+ * (bus:... patterns; the fs-/net-pf-style request_module names are of no use to coldplug), sorted
+ * so the file is the same for the same modules.
+ */
+export function modulesAliasFile(modules: readonly { name: string; aliases: readonly string[] }[]): string {
+  const lines = new Set<string>();
+  for (const m of modules) {
+    for (const a of m.aliases) if (/^[a-z0-9]+:/.test(a) && !/\s/.test(a)) lines.add(`alias ${a} ${m.name}`);
+  }
+  return [...lines].sort().map((l) => `${l}\n`).join('');
+}
+
+/**
+ * modules.dep for the installer's loader: "<module>: <dep> <dep> ...", each module's whole
+ * dependency closure in load order (so the loader insmods the list, then the module, and resolves
+ * nothing itself).
+ */
+export function modulesDepFile(names: readonly string[], dependsOf: (name: string) => string[] | undefined): string {
+  return [...names].sort().map((name) => {
+    const closure = loadOrder([name], dependsOf).filter((n) => n !== name);
+    return `${name}:${closure.map((n) => ` ${n}`).join('')}\n`;
+  }).join('');
+}

@@ -12,7 +12,11 @@ export interface ViewOptions {
   mayuVersion: string;
   /** Installer POSTs for Ignition instead of cloud-config; default config.use_ignition. */
   useIgnition?: boolean;
-  /** Disk the installer writes to; env.install_disk (templates_env or a host override) wins. Default /dev/sda. */
+  /**
+   * Disk the installer writes to; env.install_disk (templates_env or a host override) wins. Default
+   * `auto` (the installer chooses, README "The installer"); else a /dev/... path (also
+   * /dev/disk/by-path/...), `serial:<serial>` or `wwn:<wwn>`.
+   */
   installDisk?: string;
   /** etcd discovery base; the host's token is appended by the templates. Default <mayuUrl>/etcd (0.11's proxy). */
   etcdDiscoveryUrl?: string;
@@ -195,6 +199,9 @@ function networkView(host: Host | undefined, config: MayuConfig): NetworkView {
   };
 }
 
+/** Values of install_disk the first-stage script understands (it escapes them; this keeps them meaningful). */
+const isInstallDisk = (v: string) => v === 'auto' || v.startsWith('/dev/') || /^(serial|wwn):[A-Za-z0-9._:-]+$/.test(v);
+
 /**
  * Builds the view for one render. Everything is copied: mayu 0.11 merged overrides into the shared
  * templates_env map, so one host's overrides leaked into every later host.
@@ -207,8 +214,8 @@ export function buildView(host: Host | undefined, config: MayuConfig, opts: View
   };
   const mayuUrl = opts.mayuUrl.replace(/\/+$/, '');
   const envDisk = env['install_disk'];
-  if (envDisk !== undefined && (typeof envDisk !== 'string' || !envDisk.startsWith('/dev/'))) {
-    throw viewError('env.install_disk must be a device path like /dev/sda (templates_env or a host override)');
+  if (envDisk !== undefined && (typeof envDisk !== 'string' || !isInstallDisk(envDisk))) {
+    throw viewError('env.install_disk must be auto, a device path like /dev/sda or /dev/disk/by-path/..., serial:<disk serial> or wwn:<disk wwn> (templates_env or a host override)');
   }
   const useIgnition = opts.useIgnition ?? config.use_ignition;
   return {
@@ -218,7 +225,7 @@ export function buildView(host: Host | undefined, config: MayuConfig, opts: View
     mayu_ca_pem: opts.caPem ?? '',
     report_token: host && opts.reportTokenOf ? opts.reportTokenOf(host) : '',
     use_ignition: useIgnition,
-    install_disk: envDisk ?? opts.installDisk ?? '/dev/sda',
+    install_disk: envDisk ?? opts.installDisk ?? 'auto',
     ...configPlace(env, useIgnition),
     etcd_discovery_url: (opts.etcdDiscoveryUrl ?? `${mayuUrl}/etcd`).replace(/\/+$/, ''),
     host: hostView(host, config),

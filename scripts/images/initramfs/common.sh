@@ -23,34 +23,74 @@ mount_basics() {
   mount -t devtmpfs devtmpfs /dev || halt_with "cannot mount /dev"
 }
 
-# Loads /lib/modules/*.ko in the order the image build computed from their depends= strings.
-load_modules() {
-  [ -f /lib/modules/load-order ] || return 0
-  for m in $(cat /lib/modules/load-order); do
-    insmod "/lib/modules/$m.ko" || halt_with "cannot load kernel module $m"
+# PCI devices of a class (02 network, 01 storage) that no driver took: "vendor:device@address" each.
+pci_without_driver() {
+  for d in /sys/bus/pci/devices/*; do
+    [ -e "$d/class" ] || continue
+    case $(cat "$d/class") in "0x$1"*) ;; *) continue ;; esac
+    [ -e "$d/driver" ] && continue
+    v=$(cat "$d/vendor"); dev=$(cat "$d/device")
+    echo "${v#0x}:${dev#0x}@${d##*/}"
   done
 }
 
-# DHCP on the first network interface that gets a lease; sets NIC to its name.
+# Coldplug (see /bin/mayu-coldplug), then name what is left without a driver or firmware.
+load_drivers() {
+  mayu-coldplug
+  for x in $(pci_without_driver 02); do say "WARNING: no driver for network controller ${x%@*} at ${x#*@}"; done
+  for x in $(pci_without_driver 01); do say "WARNING: no driver for storage controller ${x%@*} at ${x#*@}"; done
+  # The kernel names the device and the file: "r8169 0000:01:00.0: Direct firmware load for rtl_nic/... failed".
+  dmesg | sed -n 's/^\[[^]]*\] *//; s/^\([^ ]* [^ ]*\): Direct firmware load for \([^ ]*\) failed.*/\1 \2/p' | while read -r drv dev fw; do
+    say "WARNING: $drv at ${dev%:} lacks firmware $fw (add its Debian firmware package: npm run build:images -- --firmware PKG)"
+  done
+}
+
+# DHCP on the NIC the machine netbooted from (iPXE puts its MAC on the kernel command line as
+# BOOTIF=01-aa-bb-..., as pxelinux does), then on every other NIC that has a link, in name order;
+# sets NIC to the one that got a lease. A NIC without link is skipped at once, one without a DHCP
+# server on its segment costs udhcpc's ~6 s.
 bring_up_network() {
   NIC=''
+  bootif=''
+  for arg in $(cat /proc/cmdline); do
+    case $arg in BOOTIF=01-*) bootif=$(echo "${arg#BOOTIF=01-}" | tr 'A-F-' 'a-f:') ;; esac
+  done
+  nics=''
   n=0
   # Drivers bind asynchronously after insmod: wait up to 10 s for the first interface.
-  while [ "$n" -lt 20 ]; do
+  while [ -z "$nics" ] && [ "$n" -lt 20 ]; do
     for dev in /sys/class/net/*; do
-      [ -e "$dev/device" ] && break 2
+      [ -e "$dev/device" ] && nics="$nics ${dev##*/}"
     done
+    [ -n "$nics" ] || usleep 500000
+    n=$((n + 1))
+  done
+  nodriver=$(pci_without_driver 02 | sed 's/@.*//' | tr '\n' ' ')
+  [ -n "$nics" ] || halt_with "no network interface: no driver for network controller(s) ${nodriver:-none found} (PCI vendor:device)"
+  ordered=''
+  for name in $nics; do
+    ip link set "$name" up
+    [ -n "$bootif" ] && [ "$(cat "/sys/class/net/$name/address")" = "$bootif" ] && ordered=$name
+  done
+  for name in $nics; do [ "$name" = "$ordered" ] || ordered="$ordered $name"; done
+  # Link negotiation takes a moment on real NICs: up to 5 s for the first carrier.
+  n=0
+  while [ "$n" -lt 10 ]; do
+    for name in $ordered; do [ "$(cat "/sys/class/net/$name/carrier" 2>/dev/null)" = 1 ] && break 2; done
     usleep 500000
     n=$((n + 1))
   done
-  for dev in /sys/class/net/*; do
-    [ -e "$dev/device" ] || continue
-    name=${dev##*/}
-    ip link set "$name" up
-    if udhcpc -i "$name" -n -q -t 5 -T 2 -s /etc/udhcpc.script >/tmp/udhcpc.log 2>&1; then
+  for name in $ordered; do
+    if [ "$(cat "/sys/class/net/$name/carrier" 2>/dev/null)" != 1 ]; then
+      say "$name ($(cat "/sys/class/net/$name/address")): no link, skipped"
+      continue
+    fi
+    if udhcpc -i "$name" -n -q -t 3 -T 2 -s /etc/udhcpc.script >/tmp/udhcpc.log 2>&1; then
       NIC=$name
       return 0
     fi
+    say "$name ($(cat "/sys/class/net/$name/address")): no DHCP answer"
   done
-  halt_with "no DHCP answer on any network interface ($(ls /sys/class/net | tr '\n' ' '))"
+  [ -n "$nodriver" ] && halt_with "no driver for network controller(s) ${nodriver% } (PCI vendor:device); no DHCP answer on$ordered"
+  halt_with "no DHCP answer on any network interface:$ordered"
 }

@@ -1,0 +1,36 @@
+// The drivers the installer (and the test OS) carry: the NICs and disk controllers of real racks
+// and of VMs. Only these and their dependencies go into the initramfs; /init loads the ones the
+// machine's devices ask for (coldplug by modalias, see initramfs/common.sh).
+
+export interface DriverGroup {
+  kind: 'nic' | 'disk' | 'filesystem';
+  modules: readonly string[];
+}
+
+export const INSTALLER_DRIVERS: readonly DriverGroup[] = [
+  {
+    kind: 'nic',
+    modules: [
+      'e1000', 'e1000e', 'igb', 'igc', 'ixgbe', 'i40e', 'ice', // Intel
+      'tg3', 'bnxt_en', 'bnx2x', // Broadcom
+      'mlx4_en', 'mlx5_core', // Mellanox
+      'r8169', '8139too', '8139cp', // Realtek (8139: QEMU's rtl8139)
+      'virtio_net', 'vmxnet3', // VMs
+    ],
+  },
+  {
+    kind: 'disk',
+    modules: [
+      'ahci', 'ata_piix', 'nvme', 'megaraid_sas', 'mpt3sas', 'smartpqi', 'hpsa', // real servers (ata_piix: SATA in IDE mode)
+      'virtio_blk', 'virtio_scsi', 'virtio_pci', // VMs (virtio_pci is the bus the virtio devices hang on)
+      'sd_mod', // SCSI disks: SATA behind ahci, SAS, virtio-scsi
+    ],
+  },
+  // Mounted by the installer for config_store `file` (Flatcar's OEM partition, ext4/btrfs/vfat):
+  // loaded at start, not by device. The *_generic crypto modules are what ext4, btrfs and
+  // libcrc32c ask for by softdep (modinfo softdep=pre: crypto-crc32c ...), which depends= omits.
+  { kind: 'filesystem', modules: ['crc32c_generic', 'xxhash_generic', 'blake2b_generic', 'ext4', 'btrfs', 'vfat', 'nls_cp437', 'nls_ascii'] },
+];
+
+export const driverModules = (kind?: DriverGroup['kind']): string[] =>
+  INSTALLER_DRIVERS.filter((g) => kind === undefined || g.kind === kind).flatMap((g) => g.modules);
