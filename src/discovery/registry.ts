@@ -131,9 +131,11 @@ export function getNode(state: TokenState, key: KeyRef): EtcdNode {
     const nodes = [...state.members]
       .sort((a, b) => a.createdIndex - b.createdIndex)
       .map((m) => leafNode(keyPath(state.token, { kind: 'member', id: m.id }), m));
-    const node: EtcdNode = { key: keyPath(state.token, key), dir: true, modifiedIndex: state.createdIndex, createdIndex: state.createdIndex };
-    if (nodes.length > 0) node.nodes = nodes;
-    return node;
+    // etcd's field order: key, dir, nodes, modifiedIndex, createdIndex.
+    return {
+      key: keyPath(state.token, key), dir: true, ...(nodes.length > 0 ? { nodes } : {}),
+      modifiedIndex: state.createdIndex, createdIndex: state.createdIndex,
+    };
   }
   const leaf = leafOf(state, key);
   if (!leaf) throw notFound(state, key);

@@ -166,9 +166,8 @@ function redirect(ctx: Context): void {
 
 function answerError(ctx: Context, err: EtcdError): void {
   ctx.status = err.status;
-  ctx.set('X-Etcd-Index', String(err.index));
-  ctx.type = 'application/json';
   ctx.body = JSON.stringify(err.body());
+  ctx.set({ 'Content-Type': 'application/json', 'X-Etcd-Index': String(err.index) });
 }
 
 function isTrue(v: string | null): boolean {
