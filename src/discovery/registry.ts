@@ -239,6 +239,8 @@ export function decodeToken(text: string, expectedToken: string): TokenState {
   if (!int(raw.index) || !int(raw.createdIndex)) throw new Error('bad index');
   if (raw.size !== undefined && !leafOk(raw.size)) throw new Error('bad size');
   if (!Array.isArray(raw.members) || !raw.members.every((m) => leafOk(m) && typeof m.id === 'string' && MEMBER_ID.test(m.id))) throw new Error('bad members');
-  if (!Array.isArray(raw.events)) throw new Error('bad events');
+  if (!Array.isArray(raw.events) || !raw.events.every((e) => typeof e?.action === 'string' && typeof e.node?.key === 'string' && int(e.node.modifiedIndex))) {
+    throw new Error('bad events');
+  }
   return { token: raw.token, index: raw.index!, createdIndex: raw.createdIndex!, size: raw.size, members: raw.members, events: raw.events };
 }
