@@ -83,3 +83,26 @@ export async function until<T>(what: string, timeoutMs: number, check: () => Pro
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** A single etcd with the v2 API, as run-0.11.sh runs one for 0.11 (its discovery registry). */
+export async function startEtcdV2(dataDir: string): Promise<{ url: string; hostPort: string; stop(): Promise<void> }> {
+  const [client, peer] = await freePorts(2);
+  const url = `http://127.0.0.1:${client}`;
+  const proc = spawn('etcd', [
+    '--name', 'registry', '--data-dir', path.join(dataDir, 'registry'), '--enable-v2=true', '--logger', 'zap',
+    '--listen-client-urls', url, '--advertise-client-urls', url,
+    '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+    '--initial-cluster', `registry=http://127.0.0.1:${peer}`,
+  ], { stdio: 'ignore' });
+  const exited = new Promise((r) => proc.once('exit', r));
+  await until('the v2 etcd to answer', 30_000, async () => (await fetch(`${url}/version`).then((r) => r.ok, () => false)) || undefined);
+  return {
+    url,
+    hostPort: `127.0.0.1:${client}`,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
