@@ -25,6 +25,9 @@ command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 command -v mcopy >/dev/null || missing+=(mtools)
 command -v bzip2 >/dev/null || missing+=(bzip2)
 command -v chromium >/dev/null || missing+=(chromium)
+# etcd discovery tests: real etcd members (etcd-server) and etcdctl (etcd-client), both etcd 3.4
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 if ((${#missing[@]})) || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   $sudo apt-get update -qq

@@ -12,6 +12,7 @@ import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
 import type { Host } from './core/host.ts';
 import { reportToken } from './core/tokens.ts';
+import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
 import type { AccessPolicy } from './http/auth.ts';
@@ -55,6 +56,8 @@ export interface ServerOptions {
   now?: () => Date;
   /** Heartbeat comment interval of /admin/events streams (default 15 s). */
   eventHeartbeatMs?: number;
+  /** The etcd discovery service (README "etcd discovery"); default: served by mayu, size 3. */
+  etcdDiscovery?: { internal: boolean; endpoint?: string; quorumSize?: number; discoveryUrl?: string };
 }
 
 export interface RunningServer {
@@ -147,6 +150,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     now: opts.now,
   }) : undefined;
   auditPush?.notify(); // what is already committed (a new cluster's first commits, changes made while it was down)
+  let discovery;
+  try {
+    discovery = await openDiscovery({
+      options: opts.etcdDiscovery, clusterDir: opts.clusterDir, defaultToken: store.clusterConfig().DefaultEtcdClusterToken, randomBytes: rng, logger,
+    });
+  } catch (err) {
+    await auditPush?.close();
+    await store.close();
+    throw err instanceof DiscoveryOptionsError ? new ConfigError(err.message) : err;
+  }
 
   // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
   const listen = async (server: Server, port: number) => {
@@ -173,7 +186,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const mayuUrl = `http://${config.network.bind_addr}:${port}`;
   const outputs = createOutputs({
     renderer, config, mayuUrl, version: opts.version, useIgnition,
-    reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem,
+    reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem, etcdDiscoveryUrl: discovery.externalUrl,
   });
   const service = new MayuService({
     store,
@@ -239,6 +252,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       admin: { powerHook, auditPush },
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
+      discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },
       observeRequest: metrics.request,
     });
   };
@@ -279,6 +293,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         s?.closeAllConnections();
       }
       await dnsmasq?.close();
+      await discovery.backend?.close();
       await powerHook?.close();
       await auditPush?.close();
       await store.close();

@@ -39,7 +39,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 async function snapshot(m: MayuProcess): Promise<{ commits: number; files: Record<string, string>; hosts: unknown }> {
   const files: Record<string, string> = {};
-  for (const entry of (await readdir(m.clusterDir, { withFileTypes: true })).filter((e) => e.isDirectory() && e.name !== '.git')) {
+  for (const entry of (await readdir(m.clusterDir, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.'))) {
     files[entry.name] = await readFile(path.join(m.clusterDir, entry.name, 'conf.json'), 'utf8');
   }
   files['cluster.json'] = await readFile(path.join(m.clusterDir, 'cluster.json'), 'utf8');

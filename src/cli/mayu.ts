@@ -50,7 +50,11 @@ await yargs(hideBin(process.argv))
       .option('tls-port', { type: 'number', describe: 'serve the admin API (and the machine routes) over TLS on this port; the plain port then keeps machine routes and reports only' })
       .option('tls-cert-file', { type: 'string', describe: 'PEM certificate (chain) of the TLS port' })
       .option('tls-key-file', { type: 'string', describe: 'PEM private key of the TLS port' })
-      .option('tls-ca-file', { type: 'string', describe: 'PEM CA handed to templates as mayu_ca_pem (default: the certificate itself when self-signed)' }),
+      .option('tls-ca-file', { type: 'string', describe: 'PEM CA handed to templates as mayu_ca_pem (default: the certificate itself when self-signed)' })
+      .option('use-internal-etcd-discovery', { type: 'boolean', default: true, describe: 'serve the etcd discovery service at /etcd (false: name --etcd-discovery in the templates)' })
+      .option('etcd-endpoint', { type: 'string', describe: 'proxy /etcd to this etcd\'s v2 API (host:port as in 0.11, or a URL); default: mayu keeps the discovery state itself' })
+      .option('etcd-quorum-size', { type: 'number', default: 3, describe: 'size of the default discovery token and of PUT /etcd/new without size' })
+      .option('etcd-discovery', { type: 'string', describe: 'external etcd discovery base URL (e.g. https://discovery.etcd.io), with --use-internal-etcd-discovery=false' }),
     async (argv) => {
       // Readable lines for a person at a terminal; JSON lines for everything else (journald, files, tests).
       // Loaded only for a terminal: a service's JSON logs need none of it (memory at start-up).
@@ -72,6 +76,12 @@ await yargs(hideBin(process.argv))
           useGit: argv.git,
           useIgnition: argv['use-ignition'],
           eventHeartbeatMs: argv['events-heartbeat-ms'],
+          etcdDiscovery: {
+            internal: argv['use-internal-etcd-discovery'],
+            endpoint: argv['etcd-endpoint'],
+            quorumSize: argv['etcd-quorum-size'],
+            discoveryUrl: argv['etcd-discovery'],
+          },
           version,
           logger,
           security: {

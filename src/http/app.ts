@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { MayuService } from '../service/mayu-service.ts';
 import { adminRoutes, type AdminExtras } from './admin-routes.ts';
 import type { AccessPolicy } from './auth.ts';
+import { discoveryRoutes, type DiscoveryRouteDeps } from './discovery-routes.ts';
 import { HttpError, statusFor } from './errors.ts';
 import { eventRoutes, type EventStreamDeps } from './event-stream.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
@@ -16,6 +17,8 @@ export interface AppDeps extends MachineRouteDeps {
   admin?: AdminExtras;
   ops: OpsDeps;
   events: EventStreamDeps;
+  /** The /etcd discovery routes; absent with an external discovery service (--etcd-discovery). */
+  discovery?: DiscoveryRouteDeps;
   /** Told about every answered request: method, the router's path pattern ("(unmatched)" if none), status. */
   observeRequest?: (method: string, route: string, status: number) => void;
 }
@@ -49,6 +52,8 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
+  // Open like the other machine routes: installed machines' etcd calls them (0.11 did the same).
+  if (deps.discovery) app.use(discoveryRoutes(deps.discovery));
   const routers = [
     machineRoutes(deps), opsRoutes(deps.ops, deps.access), eventRoutes(deps.events, deps.access),
     adminRoutes(deps.service, deps.outputs, deps.access, deps.admin), uiRoutes(),

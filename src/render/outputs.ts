@@ -50,6 +50,8 @@ export interface OutputDeps {
   reportTokenOf: (host: Host) => string;
   tlsUrl?: string;
   caPem?: string;
+  /** External etcd discovery base (--etcd-discovery); default `<mayuUrl>/etcd`. */
+  etcdDiscoveryUrl?: string;
 }
 
 export function createOutputs(deps: OutputDeps): Outputs {
@@ -61,6 +63,7 @@ export function createOutputs(deps: OutputDeps): Outputs {
     reportTokenOf: deps.reportTokenOf,
     tlsUrl: deps.tlsUrl,
     caPem: deps.caPem,
+    etcdDiscoveryUrl: deps.etcdDiscoveryUrl,
   };
   const view = (host?: Host) => buildView(host, config, opts);
   const cached = { localBoot: new RenderCache(), firstStage: new RenderCache(), cloudConfig: new RenderCache(), ignition: new RenderCache() };
