@@ -117,7 +117,7 @@ export function failureMessage(report: InstallFailureReport): string {
  * stays), only install-failures.json changes. A new report opens the log again.
  */
 export function installFailureSteps(host: Host, logText: string | undefined, report: InstallFailureReport, now: Date): { steps: Step[]; failure: InstallFailure } {
-  const failure: InstallFailure = { Time: formatTime(now), ...report, State: host.State };
+  const failure: InstallFailure = { Time: formatTime(new Date(Math.floor(now.getTime() / 1000) * 1000)), ...report, State: host.State };
   const log = decodeFailureLog(logText);
   const next: InstallFailureLog = { Failures: [failure, ...log.Failures].slice(0, KEPT_FAILURES) };
   return { steps: [{ message: failureMessage(report), host, files: { [INSTALL_FAILURES_FILE]: encodeFailureLog(next) } }], failure };
