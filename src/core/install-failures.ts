@@ -107,6 +107,11 @@ export function encodeFailureLog(log: InstallFailureLog): string {
   }, null, 2);
 }
 
+/** RFC 3339 in UTC to the second, as git's commit times. */
+function wholeSeconds(now: Date): string {
+  return formatTime(new Date(Math.floor(now.getTime() / 1000) * 1000));
+}
+
 /** Commit message (without the serial) of a report. */
 export function failureMessage(report: InstallFailureReport): string {
   return `install failed (${report.Stage}): ${report.Reason}`;
@@ -117,7 +122,7 @@ export function failureMessage(report: InstallFailureReport): string {
  * stays), only install-failures.json changes. A new report opens the log again.
  */
 export function installFailureSteps(host: Host, logText: string | undefined, report: InstallFailureReport, now: Date): { steps: Step[]; failure: InstallFailure } {
-  const failure: InstallFailure = { Time: formatTime(new Date(Math.floor(now.getTime() / 1000) * 1000)), ...report, State: host.State };
+  const failure: InstallFailure = { Time: wholeSeconds(now), ...report, State: host.State };
   const log = decodeFailureLog(logText);
   const next: InstallFailureLog = { Failures: [failure, ...log.Failures].slice(0, KEPT_FAILURES) };
   return { steps: [{ message: failureMessage(report), host, files: { [INSTALL_FAILURES_FILE]: encodeFailureLog(next) } }], failure };
@@ -148,6 +153,6 @@ export function clearFailureOnStateChange(steps: Step[], before: Readonly<Host> 
   });
   if (at < 0) return steps;
   const step = steps[at]!;
-  const cleared = encodeFailureLog({ ...log, ClearedAt: formatTime(now), ClearedBy: step.message });
+  const cleared = encodeFailureLog({ ...log, ClearedAt: wholeSeconds(now), ClearedBy: step.message });
   return steps.map((s, i) => (i === at ? { ...s, files: { ...s.files, [INSTALL_FAILURES_FILE]: cleared } } : s));
 }
