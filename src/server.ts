@@ -207,6 +207,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
     onChange: (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, commit: e.commit, deleted: e.deleted }, 'host changed');
+      if (e.installFailure) logger.warn({ serial: e.serial, stage: e.installFailure.Stage, reason: e.installFailure.Reason, state: e.installFailure.State, commit: e.commit }, 'install failed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
       events.publish(e);
@@ -214,6 +215,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
     },
     observeCommit: metrics.commit,
+    observeInstallFailure: (f) => metrics.installFailure(f.Stage),
   });
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const notReadyReasons = () => {

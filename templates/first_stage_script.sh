@@ -3,7 +3,9 @@
     no serial or override can break out of its quotes. }}
 # mayu first-stage installer, rendered by mayu {{mayu_version}} for one machine.
 # Reports this machine's NICs to mayu, receives its final config, writes the OS image and the
-# config to disk, reports "installed" to mayu and reboots only when mayu has recorded it.
+# config to disk, reports "installed" to mayu and reboots only when mayu has recorded it. A
+# failure is reported to mayu (install_failed), printed as one ERROR line, and ends the script
+# with a non-zero exit: the installer then powers off, never reboots into another attempt.
 set -u
 
 # --- values rendered by mayu ---
@@ -19,17 +21,67 @@ CONFIG_PATH='{{config_path}}'
 # --- end of values ---
 
 HTTP_TIMEOUT=15     # seconds per API request (busybox wget -T segfaults: wrap with timeout)
+FAIL_REPORT_TIMEOUT=5  # seconds for the one failure report: best effort, the power-off must not wait long
 IMAGE_TIMEOUT=3600  # seconds for downloading and writing the whole image
 SET_INSTALLED_ATTEMPTS=5
 WORKDIR=/tmp/mayu-install
 
 say() { echo "mayu-installer: $*"; }
-# fail STAGE MESSAGE: STAGE (driver, network, disk, image, config, report, other) says where it failed.
+
+# --- reports to mayu ---
+json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
+
+# Extra header lines of the reports to mayu, one printf each, e.g. an Authorization header.
+report_headers() {
+  printf 'Authorization: Bearer %s\r\n' "$REPORT_TOKEN"
+}
+
+# PUT URL [JSON-BODY [TIMEOUT]]; prints the HTTP status. busybox wget cannot PUT: HTTP/1.0 over nc.
+http_put() {
+  case $1 in http://*) ;; *) echo "only http:// URLs can be reported to: $1" >&2; return 1 ;; esac
+  rest=${1#http://}
+  hostport=${rest%%/*}
+  path=/${rest#*/}
+  host=${hostport%:*}
+  port=${hostport##*:}
+  [ "$port" = "$hostport" ] && port=80
+  body=${2-}
+  {
+    printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %s\r\n' "$path" "$hostport" "$(printf '%s' "$body" | wc -c)"
+    [ -n "$body" ] && printf 'Content-Type: application/json\r\n'
+    report_headers
+    printf '\r\n%s' "$body"
+  } | timeout "${3:-$HTTP_TIMEOUT}" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
+}
+
+# PUT install_failed (README "Install failures"): Stage, Reason (one line, at most 200 bytes:
+# control characters become spaces) and, when the caller set FAIL_DETAILS, Details (lines kept,
+# tabs become spaces, other control characters go, at most 4000 bytes). Prints mayu's status.
+report_failure() {
+  reason=$(printf '%s' "$2" | tr '\000-\037\177' ' ' | cut -c 1-200)
+  body="{\"Stage\":\"$(json_str "$1")\",\"Reason\":\"$(json_str "$reason")\""
+  if [ -n "${FAIL_DETAILS-}" ]; then
+    details=$(printf '%s' "$FAIL_DETAILS" | head -c 4000 | tr '\t' ' ' | tr -d '\000-\010\013-\037\177' |
+      sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | awk 'NR > 1 { printf "\\n" } { printf "%s", $0 }')
+    body="$body,\"Details\":\"$details\""
+  fi
+  http_put "$MAYU_URL/admin/host/$SERIAL/install_failed" "$body}" "$FAIL_REPORT_TIMEOUT"
+}
+
+# fail STAGE MESSAGE...: STAGE is driver, network, disk, image, config, report or other. Reports
+# to mayu first (best effort), then prints the one ERROR line and exits 1 (the installer powers off).
 fail() {
-  case $1 in driver | network | disk | image | config | report | other) shift ;; esac
+  stage=$1
+  shift
+  status=$(report_failure "$stage" "$*" 2>/dev/null)  # quiet: a timed-out nc makes sh print "Terminated"
+  case $status in
+    2??) say "failure reported to mayu" ;;
+    *) say "could not report the failure to mayu (answer: ${status:-none})" ;;
+  esac
   echo "mayu-installer: ERROR: $*" >&2
   exit 1
 }
+# --- end of reports ---
 
 if [ "$CONFIG_KIND" = ignition ]; then
   CONFIG_ROUTE=/final-ignition-config.json
@@ -41,8 +93,6 @@ rm -rf "$WORKDIR"
 mkdir -p "$WORKDIR/mnt" "$WORKDIR/store" || fail other "cannot create $WORKDIR"
 
 # --- hardware data (HostData, protocol section 3) ---
-json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
-
 netdevs=''
 for dev in /sys/class/net/*; do
   [ -e "$dev/device" ] || continue      # only real NICs: lo, bridges, bonds and VLANs have no device
@@ -229,27 +279,6 @@ esac
 sync
 
 # --- report and reboot ---
-# Extra header lines of the reports to mayu, one printf each, e.g. an Authorization header.
-report_headers() {
-  printf 'Authorization: Bearer %s\r\n' "$REPORT_TOKEN"
-}
-
-# PUT with an empty body; prints the HTTP status. busybox wget cannot PUT: HTTP/1.0 over nc.
-http_put() {
-  case $1 in http://*) ;; *) echo "only http:// URLs can be reported to: $1" >&2; return 1 ;; esac
-  rest=${1#http://}
-  hostport=${rest%%/*}
-  path=/${rest#*/}
-  host=${hostport%:*}
-  port=${hostport##*:}
-  [ "$port" = "$hostport" ] && port=80
-  {
-    printf 'PUT %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n' "$path" "$hostport"
-    report_headers
-    printf '\r\n'
-  } | timeout "$HTTP_TIMEOUT" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
-}
-
 installed_url="$MAYU_URL/admin/host/$SERIAL/set_installed"
 attempt=1
 while :; do

@@ -176,6 +176,34 @@ describe('dashboard in a real browser (open admin API)', () => {
     assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 43, 'the page was not reloaded');
     assert.deepEqual(errors, []);
   });
+
+  it('marks a host whose installer reported a failure, live; the host page shows it; a state change clears it', async () => {
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 44));
+    await register(mayu!, 'dash-f', 5);
+    await expectText(() => row(page, 'dash-f').locator('[data-field="state"]').textContent(), 'installing', 'dash-f row');
+    const auth = await reportAuth(mayu!, 'dash-f');
+    const failed = await fetch(`${mayu!.url}/admin/host/dash-f/install_failed`, {
+      method: 'PUT', headers: auth, body: JSON.stringify({ Stage: 'disk', Reason: 'no disk of at least 2 GB', Details: 'lsblk: sr0' }),
+    });
+    assert.equal(failed.status, 202);
+    const badge = row(page, 'dash-f').locator('[data-install-failure]');
+    await expectText(() => badge.textContent(), 'install failed: disk', 'badge on the row');
+    assert.match((await badge.getAttribute('title'))!, /no disk of at least 2 GB/);
+    assert.equal(await row(page, 'dash-0c').locator('[data-install-failure]').count(), 0, 'other rows have none');
+
+    await row(page, 'dash-f').locator('a').click();
+    const line = page.locator('[data-host-page="dash-f"] [data-field="install-failure"]');
+    await expectText(() => line.textContent(), /install failed: disk.*\(state installing\): no disk of at least 2 GB.*lsblk: sr0/, 'host page line');
+    await expectText(() => page.locator('ol.history .message').first().textContent(), 'dash-f: install failed (disk): no disk of at least 2 GB', 'the report in the trail');
+
+    assert.equal((await fetch(`${mayu!.url}/admin/host/dash-f/set_installed`, { method: 'PUT', headers: auth })).status, 202);
+    await expectText(() => line.textContent(), /no disk of at least 2 GB \(cleared by: updated state to installed\)/, 'cleared on the host page');
+    await page.locator('a[href="#/"]').first().click();
+    await expectText(() => row(page, 'dash-f').locator('[data-field="state"]').textContent(), 'installed', 'dash-f installed');
+    assert.equal(await row(page, 'dash-f').locator('[data-install-failure]').count(), 0, 'badge gone');
+    assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 44, 'the page was not reloaded');
+    assert.deepEqual(errors, []);
+  });
 });
 
 describe('dashboard with an admin token', () => {

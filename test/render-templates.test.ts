@@ -131,18 +131,21 @@ describe('first-stage script', () => {
     writeFileSync(path.join(dir, 'statuses'), `${statuses.join('\n')}\n`);
     writeFileSync(path.join(dir, 'count'), '0\n');
     const constants = script.slice(script.indexOf('# --- end of values ---'), script.indexOf('say() {'));
+    const reports = script.slice(script.indexOf('# --- reports to mayu ---'), script.indexOf('# --- end of reports ---'));
     const part = script.slice(script.indexOf('# --- report and reboot ---'));
     const harness = [
       valuesBlock(script),
       constants,
       'say() { echo "mayu-installer: $*"; }',
-      'fail() { shift; echo "mayu-installer: ERROR: $*"; exit 1; }', // fail STAGE MESSAGE
+      extraHeaders ? reports.replace(/report_headers\(\) \{\n[^}]*\}/, `report_headers() {\n  ${extraHeaders}\n}`) : reports,
+      // The stage is the first argument; the failure report itself is tested against a real mayu (first-stage-fail-report).
+      'fail() { shift; echo "mayu-installer: ERROR: $*"; exit 1; }',
       'timeout() { shift; "$@"; }',
       'sleep() { :; }',
       'reboot() { echo REBOOTED; }',
       // nc runs in a subshell (pipeline inside $(...)): count requests in a file.
       `nc() { n=$(($(cat '${dir}/count') + 1)); echo $n >'${dir}/count'; cat >"${dir}/request-$n"; status=$(sed -n "\${n}p" '${dir}/statuses'); [ -n "$status" ] && printf 'HTTP/1.1 %s X\\r\\n\\r\\n' "$status"; }`,
-      extraHeaders ? part.replace(/report_headers\(\) \{\n[^}]*\}/, `report_headers() {\n  ${extraHeaders}\n}`) : part,
+      part,
     ].join('\n');
     const res = spawnSync('sh', ['-c', harness], { encoding: 'utf8', timeout: 20_000 });
     const count = Number(readFileSync(path.join(dir, 'count'), 'utf8'));

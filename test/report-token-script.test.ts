@@ -28,7 +28,7 @@ describe('first-stage script reports with its report token', () => {
     // Only busybox applets on the PATH, as in the installer.
     ncOnly = path.join(mayu.workDir, 'nc-bin');
     await mkdir(ncOnly);
-    for (const applet of ['nc', 'timeout', 'head', 'awk', 'sleep']) await symlink('/usr/bin/busybox', path.join(ncOnly, applet));
+    for (const applet of ['nc', 'timeout', 'head', 'awk', 'sleep', 'wc']) await symlink('/usr/bin/busybox', path.join(ncOnly, applet));
   });
   after(() => mayu.stop());
 

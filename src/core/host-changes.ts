@@ -10,6 +10,11 @@ export interface Step {
   /** Commit message without the `<serial>: ` prefix. */
   message: string;
   host: Host;
+  /**
+   * Files beside conf.json in the host's folder that this step writes (whole content), e.g.
+   * install-failures.json; the store keeps them with the host. Names: store.ts HOST_SIDE_FILES.
+   */
+  files?: Readonly<Record<string, string>>;
 }
 
 /** A request the core refuses: becomes a 400 with this message. */

@@ -3,9 +3,10 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { decodeHost, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
 import { bootsFromLocalDisk } from '../core/boot-identity.ts';
+import { parseFailureReport, REPORT_BODY_LIMIT } from '../core/install-failures.ts';
 import { normalizeSerial } from '../core/serial.ts';
 import type { Outputs } from '../render/outputs.ts';
-import type { MayuService } from '../service/mayu-service.ts';
+import { UnknownHostError, type MayuService } from '../service/mayu-service.ts';
 import { requireAdmin, requireReporter, type AccessPolicy } from './auth.ts';
 import { readBody, readJsonObject } from './body.ts';
 import { HttpError } from './errors.ts';
@@ -25,6 +26,16 @@ export interface AdminExtras {
   powerHook?: { lastResult(serial: string): object | undefined };
   /** The audit push (config audit_push); absent when none is configured. */
   auditPush?: { status(): object };
+}
+
+/** 404 for a serial mayu does not know (the new routes' answer; 0.11's routes keep their 400). */
+async function notFoundIfUnknown<T>(serial: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof UnknownHostError) throw new HttpError(404, `host ${normalizeSerial(serial)} not found`);
+    throw err;
+  }
 }
 
 /** What `GET /admin/host/:serial/render/:kind` can render, with the type the machine route serves it as. */
@@ -62,6 +73,14 @@ export function adminRoutes(service: MayuService, outputs: Outputs, policy: Acce
     const host = await service.get(ctx.params.serial!);
     if (!host) throw new HttpError(404, `host ${ctx.params.serial} not found`);
     ctx.body = hostToJsonObject(host);
+  });
+
+  // The installer's failure reports, per host and those still standing on any host.
+  router.get('/host/:serial/install-failures', admin, async (ctx) => {
+    ctx.body = await notFoundIfUnknown(ctx.params.serial!, () => service.installFailures(ctx.params.serial!));
+  });
+  router.get('/install-failures', admin, async (ctx) => {
+    ctx.body = await service.currentInstallFailures();
   });
 
   router.get('/audit-push', admin, async (ctx) => {
@@ -139,6 +158,19 @@ export function adminRoutes(service: MayuService, outputs: Outputs, policy: Acce
   // The two machine reports: the host's report token or the admin token (auth.ts).
   putEmpty('set_installed', requireReporter(policy, 'set_installed'), (s) => service.setInstalled(s));
   putEmpty('mark_fresh', admin, (s) => service.markFresh(s));
+  // A machine report like set_installed: the installer says why it stopped (README "Install failures").
+  router.put('/host/:serial/install_failed', requireReporter(policy, 'install_failed'), async (ctx) => {
+    const text = await readBody(ctx, REPORT_BODY_LIMIT);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, 'install_failed: the body is not JSON: expected {"Stage": "disk", "Reason": "one line", "Details": "optional"}');
+    }
+    const report = parseFailureReport(raw);
+    await notFoundIfUnknown(ctx.params.serial!, () => service.reportInstallFailure(ctx.params.serial!, report));
+    accepted(ctx);
+  });
   router.put('/host/:serial/boot_complete', requireReporter(policy, 'boot_complete'), async (ctx) => {
     // The installed OS may send no body at all; an empty one means "no versions to report".
     const text = (await readBody(ctx)).trim();

@@ -1,6 +1,7 @@
 import { HostDecodeError } from '../core/host.ts';
 import { HostChangeError, ProfileQuantityError } from '../core/host-changes.ts';
 import { HostDataError } from '../core/host-data.ts';
+import { InstallFailureReportError } from '../core/install-failures.ts';
 import { RangeExhaustedError } from '../core/addresses.ts';
 import { InvalidSerialError } from '../core/serial.ts';
 import { IllegalTransitionError } from '../core/states.ts';
@@ -13,7 +14,7 @@ export class HttpError extends Error {
   }
 }
 
-const CLIENT_ERRORS = [UnknownHostError, UnknownProfileError, HostChangeError, IllegalTransitionError, InvalidSerialError, HostDataError, HostDecodeError];
+const CLIENT_ERRORS = [UnknownHostError, UnknownProfileError, HostChangeError, IllegalTransitionError, InvalidSerialError, HostDataError, HostDecodeError, InstallFailureReportError];
 
 /** Status for an error thrown by the core or service; undefined means a server fault (500). */
 export function statusFor(err: unknown): number | undefined {

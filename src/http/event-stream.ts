@@ -14,12 +14,14 @@ export interface EventStreamDeps {
 /**
  * The wire form of a change: `from` is null for a host this change created; a deletion has
  * `to: null` and `deleted: true` (`from` is the state the host had), other changes no `deleted`.
+ * An install failure report has `installFailure` ({Time, Stage, Reason, Details?, State}).
  */
 export function eventJson(e: HostChangeEvent): string {
   return JSON.stringify({
     serial: e.serial, from: e.from ?? null, to: e.deleted ? null : e.to, messages: e.messages,
     ...(e.commit === undefined ? {} : { commit: e.commit }),
     ...(e.deleted ? { deleted: true } : {}),
+    ...(e.installFailure ? { installFailure: e.installFailure } : {}),
   });
 }
 

@@ -3,6 +3,7 @@
 // and dnsmasq figures are read at scrape time from their owners instead of being kept in step.
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import { HOST_STATES, type Host } from '../core/host.ts';
+import { FAILURE_STAGES } from '../core/install-failures.ts';
 import type { AuditPushStatus } from '../store/audit-push.ts';
 
 export interface MetricSources {
@@ -23,6 +24,8 @@ export interface MetricsRecorder {
   request(method: string, route: string, status: number): void;
   commit(seconds: number): void;
   batchWritten(size: number): void;
+  /** An install failure of this stage was recorded. */
+  installFailure(stage: string): void;
 }
 
 export function createMetrics(registry: Registry, sources: MetricSources): MetricsRecorder {
@@ -87,6 +90,14 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
       this.set(sources.eventSubscribers());
     },
   });
+  const installFailures = new Counter({
+    name: 'mayu_install_failures_total',
+    help: 'Install failures reported by installers and recorded, by stage (since mayu started).',
+    labelNames: ['stage'],
+    registers,
+  });
+  // Every stage from the start: a rate() over a series that appears only at its first failure misses it.
+  for (const stage of FAILURE_STAGES) installFailures.inc({ stage }, 0);
   const dnsmasq = sources.dnsmasq;
   if (dnsmasq) {
     new Counter({
@@ -141,5 +152,6 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
     request: (method, route, status) => requests.inc({ method, route, status: String(status) }),
     commit: (seconds) => commitSeconds.observe(seconds),
     batchWritten: (size) => batchSize.observe(size),
+    installFailure: (stage) => installFailures.inc({ stage }),
   };
 }

@@ -9,6 +9,10 @@ import {
   type Step,
 } from '../core/host-changes.ts';
 import type { HostData } from '../core/host-data.ts';
+import {
+  clearFailureOnStateChange, currentFailure, decodeFailureLog, INSTALL_FAILURES_FILE, installFailureSteps,
+  type InstallFailure, type InstallFailureLog, type InstallFailureReport,
+} from '../core/install-failures.ts';
 import type { Host, HostState, OverrideValue } from '../core/host.ts';
 import type { Profile } from '../core/profiles.ts';
 import { normalizeSerial } from '../core/serial.ts';
@@ -31,6 +35,15 @@ export interface HostChangeEvent {
   deleted?: true;
   /** Commit id of the change's last step (git mode); absent without git. */
   commit?: string;
+  /** The change is an install failure the installer reported (the host itself is unchanged). */
+  installFailure?: InstallFailure;
+}
+
+/** GET /admin/host/<serial>/install-failures: the host's failure log and the one that still stands. */
+export interface InstallFailuresView extends InstallFailureLog {
+  Serial: string;
+  /** The newest failure unless a state change since cleared it; null when none stands. */
+  Current: InstallFailure | null;
 }
 
 export interface ServiceDeps {
@@ -45,6 +58,8 @@ export interface ServiceDeps {
   onChange?: (event: HostChangeEvent) => void;
   /** Told how long each store.apply() took, from the call until the change was durable (metrics). */
   observeCommit?: (seconds: number) => void;
+  /** Told about every install failure recorded, once durable (metrics). */
+  observeInstallFailure?: (failure: InstallFailure) => void;
 }
 
 /** Profile asked for by a preview that the config does not have: a 400. */
@@ -222,6 +237,42 @@ export class MayuService {
     });
   }
 
+  /**
+   * An installer's failure report: one commit writing `<serial>/install-failures.json` (conf.json
+   * and the state stay as they are). Durable before it resolves, like every change.
+   */
+  async reportInstallFailure(rawSerial: string, report: InstallFailureReport): Promise<InstallFailure> {
+    const serial = normalizeSerial(rawSerial);
+    const host = this.deps.store.get(serial);
+    if (!host) throw new UnknownHostError();
+    const { steps, failure } = installFailureSteps(host, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), report, this.deps.now());
+    await this.commit(serial, host, steps, undefined, { installFailure: failure });
+    this.deps.observeInstallFailure?.(failure);
+    return failure;
+  }
+
+  /** A known host's install failures (newest first) and the one that still stands. */
+  async installFailures(rawSerial: string): Promise<InstallFailuresView> {
+    const serial = normalizeSerial(rawSerial);
+    await this.deps.store.settledFor(serial);
+    const host = this.deps.store.get(serial);
+    if (!host) throw new UnknownHostError();
+    const log = decodeFailureLog(this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE));
+    return { Serial: serial, Current: currentFailure(log, host) ?? null, ...log };
+  }
+
+  /** Every host whose newest install failure still stands, by serial. */
+  async currentInstallFailures(): Promise<(InstallFailure & { Serial: string })[]> {
+    await this.deps.store.settled();
+    const out: (InstallFailure & { Serial: string })[] = [];
+    for (const host of this.deps.store.scan()) {
+      const text = this.deps.store.sideFile(host.Serial ?? '', INSTALL_FAILURES_FILE);
+      const current = text === undefined ? undefined : currentFailure(decodeFailureLog(text), host);
+      if (current) out.push({ Serial: host.Serial ?? '', ...current });
+    }
+    return out.sort((a, b) => (a.Serial < b.Serial ? -1 : 1));
+  }
+
   private creation(serial: string, profile?: Profile): Step[] {
     return creationSteps(serial, {
       profile,
@@ -248,9 +299,13 @@ export class MayuService {
     return after;
   }
 
-  private async commit(serial: string, before: Host | undefined, steps: Step[], render?: RenderFor): Promise<{ host: Host; body: string }> {
-    const after = steps.at(-1)?.host ?? before!;
+  private async commit(
+    serial: string, before: Host | undefined, computed: Step[], render?: RenderFor, extra: Pick<HostChangeEvent, 'installFailure'> = {},
+  ): Promise<{ host: Host; body: string }> {
+    const after = computed.at(-1)?.host ?? before!;
     const body = render ? render(after) : '';
+    // A state change supersedes a standing install failure, in the same commit.
+    const steps = clearFailureOnStateChange(computed, before, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), this.deps.now());
     const started = process.hrtime.bigint();
     const commit = await this.deps.store.apply(serial, steps);
     if (steps.length > 0) {
@@ -258,6 +313,7 @@ export class MayuService {
       this.deps.onChange?.({
         serial, from: before?.State, to: after.State, messages: steps.map((s) => s.message), host: after,
         ...(commit === undefined ? {} : { commit }),
+        ...extra,
       });
     }
     return { host: after, body };

@@ -6,8 +6,8 @@ import { BatchWriter } from './batch-writer.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import { fsyncPath, writeFileAtomic } from './durable-fs.ts';
 import { encodeClusterJson } from './git-store.ts';
-import { HostTable } from './host-table.ts';
-import { StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import { HostTable, type HostSnapshot } from './host-table.ts';
+import { HOST_SIDE_FILES, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // --no-git: the same folder layout without history. Each change replaces conf.json atomically
 // and durably; there is no audit trail, so history() refuses. A removed host's folder is first
@@ -19,7 +19,9 @@ interface Write {
   serial: string;
   /** undefined: remove the host's folder. */
   content: string | undefined;
-  undo?: { prev: ReturnType<HostTable['get']> };
+  /** Side files the change wrote (name → content). */
+  files?: Readonly<Record<string, string>>;
+  undo?: { prev: HostSnapshot };
 }
 
 export class FileStore implements HostStore {
@@ -53,7 +55,16 @@ export class FileStore implements HostStore {
       if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
       const file = path.join(opts.dir, entry.name, 'conf.json');
       try {
-        store.table.load(entry.name, decodeHost(JSON.parse(await readFile(file, 'utf8'))));
+        const host = decodeHost(JSON.parse(await readFile(file, 'utf8')));
+        const files: Record<string, string> = {};
+        for (const name of HOST_SIDE_FILES) {
+          const text = await readFile(path.join(opts.dir, entry.name, name), 'utf8').catch((err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOENT') return undefined;
+            throw err;
+          });
+          if (text !== undefined) files[name] = text;
+        }
+        store.table.load(entry.name, host, files);
       } catch (err) {
         throw new StoreError(`${file}: ${(err as Error).message}`);
       }
@@ -65,6 +76,7 @@ export class FileStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
   /** No history: durable is all there is. */
@@ -80,7 +92,8 @@ export class FileStore implements HostStore {
       return undefined;
     }
     const prev = this.table.apply(serial, steps);
-    await this.pending.track(serial, this.writer.submit({ serial, content: encodeHost(last.host), undo: { prev } }));
+    const files = steps.some((s) => s.files) ? Object.assign({}, ...steps.map((s) => s.files ?? {})) as Record<string, string> : undefined;
+    await this.pending.track(serial, this.writer.submit({ serial, content: encodeHost(last.host), files, undo: { prev } }));
     return undefined;
   }
 
@@ -104,7 +117,13 @@ export class FileStore implements HostStore {
   }
 
   private async write(items: Write[]): Promise<void> {
-    const latest = new Map(items.map((i) => [i.serial, i.content]));
+    const latest = new Map<string, string | undefined>();
+    const sides = new Map<string, Record<string, string>>();
+    for (const i of items) {
+      latest.set(i.serial, i.content);
+      if (i.content === undefined) sides.delete(i.serial);
+      else if (i.files) sides.set(i.serial, { ...sides.get(i.serial), ...i.files });
+    }
     let folderChanged = false;
     await Promise.all([...latest].map(async ([serial, content]) => {
       if (content === undefined) {
@@ -116,7 +135,10 @@ export class FileStore implements HostStore {
         return;
       }
       folderChanged = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined || folderChanged;
+      // conf.json first: a crash before the side file leaves a state change without its
+      // clearing of a failure, which readers ignore anyway (core currentFailure checks the state).
       await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
+      for (const [name, text] of Object.entries(sides.get(serial) ?? {})) await writeFileAtomic(path.join(this.dir, serial, name), text);
     }));
     // A new host folder is only durable once the cluster folder's entry for it is.
     if (folderChanged) await fsyncPath(this.dir);

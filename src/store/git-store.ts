@@ -17,9 +17,9 @@ import { writeCheckpoint } from './git-checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from './git-journal.ts';
 import { PackBuilder } from './git-pack.ts';
 import { resolveHead } from './git-refs.ts';
-import { HostTable } from './host-table.ts';
+import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
-import { hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import { HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes the pack records of every commit of the batch,
@@ -79,10 +79,14 @@ interface WriteItem {
   /** Serial, or undefined for cluster.json. */
   serial?: string;
   content: string;
+  /** The host's side files after this step (all of them: the host's tree lists them beside conf.json). */
+  files?: SideFiles;
+  /** Which of `files` this step wrote (the working-tree mirror rewrites only those). */
+  changed?: readonly string[];
   /** Removes the host's folder instead of writing `content`. */
   remove?: true;
   /** On the first step of an apply(): the host to restore if the write fails. */
-  undo?: { prev: Host | undefined };
+  undo?: { prev: HostSnapshot };
   /** Set by writeBatch: the commit this item became. */
   commit?: string;
 }
@@ -159,6 +163,7 @@ export class GitStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
   settledFor(serial: string) { return this.pending.settled(serial); }
@@ -167,13 +172,19 @@ export class GitStore implements HostStore {
   async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
     if (this.closed) throw new StoreError('store is closed');
     if (steps.length === 0) return this.settled().then(() => undefined);
+    let files: SideFiles | undefined = this.table.sideFiles(serial);
     const prev = this.table.apply(serial, steps);
-    const items: WriteItem[] = steps.map((s, i) => ({
-      serial,
-      message: hostCommitMessage(serial, s.message),
-      content: encodeHost(s.host),
-      undo: i === 0 ? { prev } : undefined,
-    }));
+    const items: WriteItem[] = steps.map((s, i) => {
+      files = sideFilesAfter(files, [s]);
+      return {
+        serial,
+        message: hostCommitMessage(serial, s.message),
+        content: encodeHost(s.host),
+        files,
+        changed: s.files ? Object.keys(s.files) : undefined,
+        undo: i === 0 ? { prev } : undefined,
+      };
+    });
     await this.pending.track(serial, Promise.all(items.map((item) => this.writer.submit(item))));
     return items.at(-1)!.commit;
   }
@@ -368,19 +379,35 @@ export class GitStore implements HostStore {
       await fsyncPath(path.dirname(marker));
       return;
     }
-    // Compared by object id with the tree at HEAD: the blob git has is what the file must hold.
+    // Compared by object id with the tree at HEAD: the blobs git has are what the files must hold.
     const entries = parseTree(this.root.bytes);
     this.mirrored = forEachLimit(entries, 16, async (e) => {
       const isHost = e.mode === TREE_MODE;
       if (!isHost && e.name !== CLUSTER_FILE) return;
-      const file = isHost ? path.join(this.opts.dir, e.name, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
-      const onDisk = await readFile(file).catch(() => undefined);
-      const blob = onDisk && objectId('blob', onDisk);
-      if (blob && (isHost ? objectId('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blob }])) : blob) === e.oid) return;
-      const blobOid = isHost ? parseTree((await this.reader.read(e.oid)).content).find((f) => f.name === HOST_FILE)?.oid : e.oid;
-      if (!blobOid) return;
-      const content = (await this.reader.read(blobOid)).content.toString('utf8');
-      await this.mirror([{ serial: isHost ? e.name : undefined, content, message: '' }]);
+      if (!isHost) {
+        const onDisk = await readFile(path.join(this.opts.dir, CLUSTER_FILE)).catch(() => undefined);
+        if (onDisk && objectId('blob', onDisk) === e.oid) return;
+        await this.mirror([{ content: (await this.reader.read(e.oid)).content.toString('utf8'), message: '' }]);
+        return;
+      }
+      // The host's tree as the files on disk would make it (conf.json and the side files there).
+      const onDisk: { mode: string; name: string; oid: string }[] = [];
+      for (const name of [HOST_FILE, ...HOST_SIDE_FILES]) {
+        const bytes = await readFile(path.join(this.opts.dir, e.name, name)).catch(() => undefined);
+        if (bytes) onDisk.push({ mode: FILE_MODE, name, oid: objectId('blob', bytes) });
+      }
+      if (onDisk.length > 0 && objectId('tree', encodeTree(onDisk)) === e.oid) return;
+      const files: Record<string, string> = {};
+      let content: string | undefined;
+      for (const f of parseTree((await this.reader.read(e.oid)).content)) {
+        const text = () => this.reader.read(f.oid).then((o) => o.content.toString('utf8'));
+        if (f.name === HOST_FILE) content = await text();
+        else if (HOST_SIDE_FILES.includes(f.name)) files[f.name] = await text();
+      }
+      if (content === undefined) return;
+      // A side file on disk that git does not have (a kill before its commit landed) goes.
+      for (const name of HOST_SIDE_FILES) if (!(name in files)) await rm(path.join(this.opts.dir, e.name, name), { force: true });
+      await this.mirror([{ serial: e.name, content, files, changed: Object.keys(files), message: '' }]);
     }).catch((err: Error) => this.opts.onMirrorError(err));
   }
 
@@ -412,10 +439,16 @@ export class GitStore implements HostStore {
     const hostDirs = tree.filter((e) => e.mode === TREE_MODE);
     await forEachLimit(hostDirs, 16, async (e) => {
       try {
-        const file = parseTree((await this.reader.read(e.oid)).content).find((f) => f.name === HOST_FILE);
+        const entries = parseTree((await this.reader.read(e.oid)).content);
+        const file = entries.find((f) => f.name === HOST_FILE);
         if (!file) throw new Error(`no ${HOST_FILE}`);
         const text = (await this.reader.read(file.oid)).content.toString('utf8');
-        this.table.load(e.name, decodeHost(JSON.parse(text)));
+        const files: Record<string, string> = {};
+        // Side files are kept as text; their readers (core) cope with a damaged one.
+        for (const f of entries) {
+          if (f.mode === FILE_MODE && HOST_SIDE_FILES.includes(f.name)) files[f.name] = (await this.reader.read(f.oid)).content.toString('utf8');
+        }
+        this.table.load(e.name, decodeHost(JSON.parse(text)), files);
       } catch (err) {
         throw new StoreError(`${e.name}/${HOST_FILE} at ${head}: ${(err as Error).message}`);
       }
@@ -445,7 +478,8 @@ export class GitStore implements HostStore {
         } else if (item.serial === undefined) {
           this.root.set({ mode: FILE_MODE, name: CLUSTER_FILE, oid: blobOid });
         } else {
-          const hostTree = add('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blobOid }]));
+          const sides = Object.entries(item.files ?? {}).map(([name, text]) => ({ mode: FILE_MODE, name, oid: add('blob', Buffer.from(text, 'utf8')) }));
+          const hostTree = add('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blobOid }, ...sides]));
           this.root.set({ mode: TREE_MODE, name: item.serial, oid: hostTree });
         }
         const rootBytes = this.root.bytes;
@@ -514,10 +548,20 @@ export class GitStore implements HostStore {
    * the next open repairs (repairMirrorAfterCrash).
    */
   private async mirror(items: WriteItem[]): Promise<void> {
-    const latest = new Map<string, string | undefined>();
-    for (const item of items) latest.set(item.serial ?? '', item.remove ? undefined : item.content);
-    for (const [serial, content] of latest) {
-      if (content === undefined) {
+    // Per serial: the newest conf.json, and each side file the batch wrote, at its newest.
+    const latest = new Map<string, { content: string; sides: Map<string, string> } | undefined>();
+    for (const item of items) {
+      const key = item.serial ?? '';
+      if (item.remove) {
+        latest.set(key, undefined);
+        continue;
+      }
+      const sides = latest.get(key)?.sides ?? new Map<string, string>();
+      for (const name of item.changed ?? []) sides.set(name, item.files![name]!);
+      latest.set(key, { content: item.content, sides });
+    }
+    for (const [serial, entry] of latest) {
+      if (entry === undefined) {
         this.mirrorDirs.delete(serial);
         await rm(path.join(this.opts.dir, serial), { recursive: true, force: true });
         continue;
@@ -527,7 +571,8 @@ export class GitStore implements HostStore {
         nodeFs.mkdirSync(path.dirname(file), { recursive: true });
         this.mirrorDirs.add(serial);
       }
-      rewriteFileSync(file, content);
+      for (const [name, text] of entry.sides) rewriteFileSync(path.join(this.opts.dir, serial, name), text);
+      rewriteFileSync(file, entry.content);
     }
   }
 

@@ -1,9 +1,20 @@
 import { canonicalHost, cloneHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 
+/** A host's files beside conf.json (name → content), e.g. install-failures.json. */
+export type SideFiles = Readonly<Record<string, string>>;
+
+/** What a failed write restores: the host and its side files as they were. */
+export interface HostSnapshot {
+  host: Host | undefined;
+  files: SideFiles | undefined;
+}
+
 /** The current hosts in memory, with undo for changes whose write failed. */
 export class HostTable {
   private readonly hosts = new Map<string, Host>();
+  /** Only hosts that have side files are here. */
+  private readonly files = new Map<string, SideFiles>();
 
   get(serial: string): Host | undefined {
     const h = this.hosts.get(serial);
@@ -23,27 +34,45 @@ export class HostTable {
     return this.hosts.size;
   }
 
-  load(serial: string, host: Host): void {
-    this.hosts.set(serial, host);
+  /** The host's side files (empty when it has none). */
+  sideFiles(serial: string): SideFiles {
+    return this.files.get(serial) ?? {};
   }
 
-  /** Applies the last step and returns what to restore on failure. */
-  apply(serial: string, steps: readonly Step[]): Host | undefined {
-    const prev = this.hosts.get(serial);
+  load(serial: string, host: Host, files: SideFiles = {}): void {
+    this.hosts.set(serial, host);
+    if (Object.keys(files).length > 0) this.files.set(serial, files);
+  }
+
+  /** Applies the steps (the last host, every step's files) and returns what to restore on failure. */
+  apply(serial: string, steps: readonly Step[]): HostSnapshot {
+    const prev = { host: this.hosts.get(serial), files: this.files.get(serial) };
     const last = steps[steps.length - 1];
     if (last) this.hosts.set(serial, canonicalHost(last.host));
+    const files = sideFilesAfter(prev.files, steps);
+    if (files !== prev.files) this.files.set(serial, files!);
     return prev;
   }
 
   /** Forgets a host and returns what to restore on failure. */
-  remove(serial: string): Host | undefined {
-    const prev = this.hosts.get(serial);
+  remove(serial: string): HostSnapshot {
+    const prev = { host: this.hosts.get(serial), files: this.files.get(serial) };
     this.hosts.delete(serial);
+    this.files.delete(serial);
     return prev;
   }
 
-  restore(serial: string, prev: Host | undefined): void {
-    if (prev) this.hosts.set(serial, prev);
+  restore(serial: string, prev: HostSnapshot): void {
+    if (prev.host) this.hosts.set(serial, prev.host);
     else this.hosts.delete(serial);
+    if (prev.files) this.files.set(serial, prev.files);
+    else this.files.delete(serial);
   }
+}
+
+/** Side files after the steps; the same object when no step writes one. */
+export function sideFilesAfter(files: SideFiles | undefined, steps: readonly Pick<Step, 'files'>[]): SideFiles | undefined {
+  let out = files;
+  for (const s of steps) if (s.files) out = { ...out, ...s.files };
+  return out;
 }

@@ -15,6 +15,7 @@ export class MemoryStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.config }; }
 
   async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {

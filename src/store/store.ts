@@ -1,5 +1,13 @@
 import type { Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
+import { INSTALL_FAILURES_FILE } from '../core/install-failures.ts';
+
+/**
+ * Files a host's folder may hold beside conf.json (conf.json itself stays 0.11's exact format).
+ * Stores load these with the host and keep them in its folder on every later change; any other
+ * file found there is ignored.
+ */
+export const HOST_SIDE_FILES: readonly string[] = [INSTALL_FAILURES_FILE];
 
 export interface CommitInfo {
   commit: string;
@@ -25,6 +33,8 @@ export interface HostStore {
   /** The live records, not copies: for read-only scans on hot paths (address allocation, profile counts). */
   scan(): Iterable<Readonly<Host>>;
   size(): number;
+  /** One of the host's HOST_SIDE_FILES as applied so far; undefined when it has none. */
+  sideFile(serial: string, name: string): string | undefined;
   clusterConfig(): ClusterConfig;
   /** Resolves with the commit id of the last step once all are durable (git mode; undefined without git or steps). */
   apply(serial: string, steps: readonly Step[]): Promise<string | undefined>;

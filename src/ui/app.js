@@ -9,6 +9,8 @@ const ZERO_TIME = '0001-01-01T00:00:00Z';
 
 /** @type {Map<string, any>} serial -> Host as GET /admin/hosts answers it */
 const hosts = new Map();
+/** @type {Map<string, any>} serial -> its install failure that still stands (GET /admin/install-failures) */
+const failures = new Map();
 let sortKey = 'serial';
 let sortDir = 1;
 /** @type {AbortController | undefined} */
@@ -63,9 +65,11 @@ async function start() {
 
 /** @param {AbortSignal} signal */
 async function reloadHosts(signal) {
-  const list = await getJson('/admin/hosts', signal);
+  const [list, failed] = await Promise.all([getJson('/admin/hosts', signal), getJson('/admin/install-failures', signal)]);
   hosts.clear();
   for (const host of list) hosts.set(host.Serial, host);
+  failures.clear();
+  for (const f of failed) failures.set(f.Serial, f);
 }
 
 /** @param {unknown} err */
@@ -107,6 +111,9 @@ let pumping = false;
 function onHostEvent(/** @type {any} */ e, /** @type {AbortSignal} */ signal) {
   if (e.deleted === true) gone.add(e.serial);
   else gone.delete(e.serial);
+  // A report opens a failure; any state change clears it (as mayu does, in that change's commit).
+  if (e.installFailure) failures.set(e.serial, { Serial: e.serial, ...e.installFailure });
+  else if (e.deleted === true || e.from !== e.to) failures.delete(e.serial);
   dirty.add(e.serial);
   if (!pumping) pump(signal);
 }
@@ -266,11 +273,17 @@ function machineTable(list) {
     h('td', { 'data-field': 'serial' }, h('a', { href: `#/host/${encodeURIComponent(x.Serial)}` }, x.Serial)),
     h('td', { 'data-field': 'ip' }, COLUMNS[1].value(x)),
     h('td', { 'data-field': 'profile' }, COLUMNS[2].value(x)),
-    h('td', { 'data-field': 'state' }, h('span', { class: `state state-${x.State}` }, x.State)),
+    h('td', {}, h('span', { class: `state state-${x.State}`, 'data-field': 'state' }, x.State), failureBadge(failures.get(x.Serial))),
     h('td', { 'data-field': 'macs', class: 'mono' }, COLUMNS[4].value(x)),
     h('td', { 'data-field': 'lastboot' }, COLUMNS[5].value(x))));
   if (!rows.length) body.push(h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'muted' }, 'No machines yet: they appear here when they first netboot.')));
   return h('table', { class: 'machines' }, h('thead', {}, head), h('tbody', {}, ...body));
+}
+
+/** A standing install failure next to the state: stage on the badge, reason and time on hover. @param {any} f */
+function failureBadge(f) {
+  if (!f) return '';
+  return h('span', { class: 'badge badge-fail', 'data-install-failure': f.Stage, title: `${formatTime(f.Time)}: ${f.Reason}` }, `install failed: ${f.Stage}`);
 }
 
 // ---- host page ------------------------------------------------------------------------------
@@ -287,10 +300,12 @@ async function renderHostPage(serial) {
   }
   let host;
   let history;
+  let failed;
   try {
-    [host, history] = await Promise.all([
+    [host, history, failed] = await Promise.all([
       getJson(`/admin/host/${encodeURIComponent(serial)}`, signal),
       getJson(`/admin/host/${encodeURIComponent(serial)}/history?with=conf`, signal),
+      getJson(`/admin/host/${encodeURIComponent(serial)}/install-failures`, signal),
     ]);
   } catch (err) {
     if (load === hostPageLoad) failed(err);
@@ -305,6 +320,18 @@ async function renderHostPage(serial) {
     ['Provider id', host.ProviderId ?? ''], ['Cabinet', String(host.Cabinet ?? 0)], ['Metadata', (host.FleetMetadata ?? []).join(', ')],
     ['CoreOS version', host.CoreOSVersion ?? ''], ['Last boot', formatTime(host.LastBoot)],
   ];
+  const current = failed.Current;
+  if (current) failures.set(serial, { Serial: serial, ...current });
+  else failures.delete(serial);
+  if (current) {
+    fields.splice(1, 0, ['Install failure', h('div', { 'data-field': 'install-failure' },
+      failureBadge(current), ' ', h('time', { datetime: current.Time }, formatTime(current.Time)), ` (state ${current.State}): `, current.Reason,
+      current.Details ? h('pre', { class: 'failure-details' }, current.Details) : '')]);
+  } else if (failed.Failures.length) {
+    const last = failed.Failures[0];
+    fields.push(['Last install failure', h('span', { 'data-field': 'install-failure', class: 'muted' },
+      `${formatTime(last.Time)} ${last.Stage}: ${last.Reason} (cleared by: ${failed.ClearedBy ?? 'a state change'})`)]);
+  }
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/' }, '← all machines')),
     h('article', { 'data-host-page': serial },

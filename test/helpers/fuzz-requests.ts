@@ -25,7 +25,8 @@ export interface FuzzWorld {
 
 const JSON_LIMIT = 64 * 1024;
 const ADMIN_PUTS = ['set_metadata', 'set_provider_id', 'set_ipmi_addr', 'set_cabinet', 'set_state', 'set_etcd_cluster_token', 'override', 'mark_fresh'];
-const REPORTS = ['set_installed', 'boot_complete'];
+const REPORTS = ['set_installed', 'boot_complete', 'install_failed'];
+const STAGES = ['driver', 'network', 'disk', 'image', 'config', 'report', 'other'];
 const WRONG_METHODS = ['DELETE', 'PATCH', 'POST', 'GET', 'PUT'];
 
 /** Strings made mostly of characters that end quotes, lines, paths and expansions. */
@@ -172,12 +173,17 @@ export function fuzzRequests(w: FuzzWorld): fc.Arbitrary<FuzzRequest> {
     fc.tuple(anySeeded, badOverrideKey, hostileText).map(([s, k, v]) => [s, 'override', JSON.stringify({ Overrides: { ok_key: 'v', [k]: v } })] as const),
     fc.tuple(anySeeded, fc.constantFrom('{"Overrides":{}}', '{"Overrides":{"install_disk":"sda"}}', '{"Overrides":{"ssh_authorized_keys":[1]}}', '{"Overrides":{"ssh_authorized_keys":{"a":1}}}', '{"Overrides":[]}')).map(([s, b]) => [s, 'override', b] as const),
     fc.tuple(anySeeded, fc.constantFrom('CoreOSVersion', 'DockerVersion', 'K8sVersion'), hostileText.map((t) => `${t}/`)).map(([s, f, v]) => [s, 'boot_complete', JSON.stringify({ [f]: v })] as const),
+    // install_failed: a stage that is none, a reason that is not one line, details with controls, unknown fields.
+    fc.tuple(anySeeded, hostileText.filter((t) => !STAGES.includes(t))).map(([s, t]) => [s, 'install_failed', JSON.stringify({ Stage: t, Reason: 'x' })] as const),
+    fc.tuple(anySeeded, hostileText).map(([s, t]) => [s, 'install_failed', JSON.stringify({ Stage: 'disk', Reason: `${t}\n${t}` })] as const),
+    fc.tuple(anySeeded, hostileText).map(([s, t]) => [s, 'install_failed', JSON.stringify({ Stage: 'disk', Reason: 'x', Details: `${t}\u0000` })] as const),
+    fc.tuple(anySeeded, hostileText.filter((k) => !['Stage', 'Reason', 'Details'].includes(k))).map(([s, k]) => [s, 'install_failed', JSON.stringify({ Stage: 'disk', Reason: 'x', [k]: 1 })] as const),
     // Not for mark_fresh / set_installed: they read no body, so they would change the host.
-    fc.tuple(anySeeded, fc.constantFrom(...ADMIN_PUTS.filter((r) => r !== 'mark_fresh'), 'boot_complete'), badJson.filter((b) => b.trim() !== '' && !isJsonObject(b))).map(([s, r, b]) => [s, r, b] as const),
+    fc.tuple(anySeeded, fc.constantFrom(...ADMIN_PUTS.filter((r) => r !== 'mark_fresh'), 'boot_complete', 'install_failed'), badJson.filter((b) => b.trim() !== '' && !isJsonObject(b))).map(([s, r, b]) => [s, r, b] as const),
     fc.tuple(unknownSerial, fc.constantFrom(...ADMIN_PUTS, ...REPORTS)).map(([s, r]) => [s, r, r === 'set_state' ? '{"State":"unknown"}' : '{}'] as const),
   ).map(([serial, route, body]): FuzzRequest => ({ kind: `admin token, bad ${route}`, method: 'PUT', path: `/admin/host/${serial}/${route}`, headers: { ...admin, ...json }, body, expect: [400] }));
 
-  const adminHuge = fc.tuple(anySeeded, fc.constantFrom(...ADMIN_PUTS, 'boot_complete'), hugeBody).map(([s, r, body]): FuzzRequest => ({ kind: 'admin token, huge body', method: 'PUT', path: `/admin/host/${s}/${r}`, headers: admin, body, expect: [413] }));
+  const adminHuge = fc.tuple(anySeeded, fc.constantFrom(...ADMIN_PUTS, 'boot_complete', 'install_failed'), hugeBody).map(([s, r, body]): FuzzRequest => ({ kind: 'admin token, huge body', method: 'PUT', path: `/admin/host/${s}/${r}`, headers: admin, body, expect: [413] }));
 
   // Machine routes: a valid serial is swapped for a seeded one, whose state refuses reinstalling.
   const machineSerial = (raw: string) => (validSerial(raw) ? null : raw);

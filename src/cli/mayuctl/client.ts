@@ -115,6 +115,11 @@ export class MayuClient {
     await this.request('PUT', `/admin/host/${encodeURIComponent(serial)}/${route}`, body, token);
   }
 
+  /** GET /admin/host/<serial>/install-failures → the raw JSON answer. */
+  installFailures(serial: string): Promise<unknown> {
+    return this.getJson(`/admin/host/${encodeURIComponent(serial)}/install-failures`);
+  }
+
   /** GET /admin/host/<serial>/power-hook → the raw JSON answer. */
   powerHook(serial: string): Promise<unknown> {
     return this.getJson(`/admin/host/${encodeURIComponent(serial)}/power-hook`);

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { decodeHost, HostDecodeError, type Host } from '../../core/host.ts';
 import { BadAnswerError, HttpStatusError, type MayuClient } from './client.ts';
 import { parseEnvFile } from './env-file.ts';
-import { formatHistory, formatList, formatPowerHook, formatStatus, parseFields, type HistoryEntry } from './format.ts';
+import { formatHistory, formatList, formatPowerHook, formatStatus, parseFields, type HistoryEntry, type StatusFailure } from './format.ts';
 import { bootCompleteRequest, overrideRequest, setRequest } from './request-body.ts';
 import { packageVersion } from './version.ts';
 
@@ -128,7 +128,30 @@ export async function statusCommand(ctx: CommandContext, serial: string, json: b
   const index = hosts.findIndex((h) => (h.Serial ?? '').toLowerCase() === wanted);
   const host = hosts[index];
   if (!host) throw new CliError(`host ${serial} not found.`);
-  ctx.out(json ? pretty(raw[index]) : formatStatus(host));
+  // --json stays the Host object 0.11 printed; the failures have their own route.
+  if (json) ctx.out(pretty(raw[index]));
+  else ctx.out(formatStatus(host, await newestFailure(ctx, host.Serial ?? serial)));
+}
+
+/**
+ * The host's newest install failure, for `status`; undefined when it has none or mayu has no
+ * such route (0.11, an older mayu: 404), so status still works against them.
+ */
+async function newestFailure(ctx: CommandContext, serial: string): Promise<StatusFailure | undefined> {
+  let data: unknown;
+  try {
+    data = await ctx.client.installFailures(serial);
+  } catch (err) {
+    if (err instanceof HttpStatusError) return undefined;
+    throw err;
+  }
+  const o = data as { Failures?: unknown; ClearedBy?: unknown } | null;
+  const newest = Array.isArray(o?.Failures) ? (o.Failures[0] as Record<string, unknown> | undefined) : undefined;
+  if (!newest || typeof newest['Time'] !== 'string' || typeof newest['Stage'] !== 'string' || typeof newest['Reason'] !== 'string') return undefined;
+  return {
+    Time: newest['Time'], Stage: newest['Stage'], Reason: newest['Reason'], State: String(newest['State'] ?? ''),
+    ...(typeof o!.ClearedBy === 'string' ? { ClearedBy: o!.ClearedBy } : {}),
+  };
 }
 
 export async function setCommand(ctx: CommandContext, serial: string, key: string, value: string, force = false): Promise<void> {

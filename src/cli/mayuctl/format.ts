@@ -107,11 +107,22 @@ export function formatGoTime(stored: string): string {
   return `${base} ${offset} ${offset}`;
 }
 
+/** The host's newest install failure as GET /admin/host/<serial>/install-failures answers it. */
+export interface StatusFailure {
+  Time: string;
+  Stage: string;
+  Reason: string;
+  State: string;
+  /** The change that cleared it (a state change since); absent while it stands. */
+  ClearedBy?: string;
+}
+
 /**
  * `mayuctl status` lines as 0.11 printed them (labels, order, columnize alignment; an empty
  * value leaves the padding in place). A missing IP prints "<nil>" as Go's nil net.IP did.
+ * A host with an install failure gets one more line (ours), `InstallFailure:`, last.
  */
-export function formatStatus(h: Host): string {
+export function formatStatus(h: Host, failure?: StatusFailure): string {
   const lines: [string, string][] = [
     ['Serial:', h.Serial ?? ''],
     ['IP:', h.InternalAddr || '<nil>'],
@@ -139,6 +150,10 @@ export function formatStatus(h: Host): string {
     ['LastBoot:', formatGoTime(h.LastBoot)],
     ['Enabled:', String(h.Enabled ?? false)],
   ];
+  if (failure) {
+    const cleared = failure.ClearedBy ? ` (cleared: ${failure.ClearedBy})` : '';
+    lines.push(['InstallFailure:', `${formatUtc(failure.Time)} UTC ${failure.Stage}: ${failure.Reason} (state ${failure.State})${cleared}`]);
+  }
   return columnize(lines);
 }
 
