@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config/load.ts';
@@ -11,7 +11,7 @@ import { loadTemplates } from '../src/render/renderer.ts';
 import { git, gitSubjects } from './helpers/git.ts';
 import { FIXTURES, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 import { ensureNetbootImages, IMAGES_DIR } from './helpers/netboot-images.ts';
-import { createBlankDisk, startVm, userNetdev, type Vm, type VmOptions } from './helpers/qemu.ts';
+import { createBlankDisk, OVMF_VARS, startVm, userNetdev, type Vm, type VmOptions } from './helpers/qemu.ts';
 
 // One VM (TCG, QEMU user networking with restrict=on: no packet leaves QEMU except TCP to mayu on
 // 127.0.0.1) netboots the real installer from the real mayu, installs the test OS, and boots it
@@ -20,13 +20,16 @@ import { createBlankDisk, startVm, userNetdev, type Vm, type VmOptions } from '.
 
 const CONFIG = path.join(FIXTURES, 'netboot-config.yaml');
 const VERSION = '1010.5.0'; // default_coreos_version of netboot-config.yaml
-const SERIAL = 'MAYU-VM-0001';
-const MAC = '52:54:00:4d:00:01';
+/** SeaBIOS and OVMF (UEFI): the same chain, and the test OS disk boots under both. */
+const MACHINES = [
+  { firmware: 'bios', serial: 'MAYU-VM-0001', mac: '52:54:00:4d:00:01', uuid: '6d617975-0000-4000-8000-000000000001' },
+  { firmware: 'uefi', serial: 'MAYU-VM-UEFI-0001', mac: '52:54:00:4d:00:02', uuid: '6d617975-0000-4000-8000-000000000002' },
+] as const;
 const RUN_TIMEOUT_MS = 8 * 60_000; // TCG on a shared 2-core machine: generous
 
 const consoleValue = (vm: Vm, pattern: RegExp) => pattern.exec(vm.console())?.[1];
 
-describe('netboot over QEMU user networking: install, then boot from disk', { timeout: 25 * 60_000 }, () => {
+describe('netboot over QEMU user networking: install, then boot from disk', { timeout: 35 * 60_000 }, () => {
   let workDir: string;
   let mayu: MayuProcess | undefined;
   const vms: Vm[] = [];
@@ -42,20 +45,26 @@ describe('netboot over QEMU user networking: install, then boot from disk', { ti
     await rm(workDir, { recursive: true, force: true });
   });
 
-  it('goes installing → installed → running, the OS reads the config mayu rendered', async () => {
-    mayu = await startMayu({ workDir, config: CONFIG, imagesDir: IMAGES_DIR });
+  for (const machine of MACHINES) it(`${machine.firmware}: goes installing → installed → running, the OS reads the config mayu rendered`, async () => {
+    mayu ??= await startMayu({ workDir, config: CONFIG, imagesDir: IMAGES_DIR });
+    const { firmware, serial: SERIAL, mac: MAC } = machine;
     const serial = SERIAL.toLowerCase();
-    const disk = path.join(workDir, 'disk.raw');
+    const disk = path.join(workDir, `disk-${firmware}.raw`);
     await createBlankDisk(disk, 64);
+    const ovmfVars = path.join(workDir, `ovmf-vars-${firmware}.fd`);
+    if (firmware === 'uefi') await copyFile(OVMF_VARS, ovmfVars);
+    const requestsBefore = mayu.logs.length;
     const vmOptions = (run: string): VmOptions => ({
-      name: `VM ${run}`,
-      consoleLog: path.join(workDir, `console-${run}.log`),
+      name: `VM ${firmware} ${run}`,
+      consoleLog: path.join(workDir, `console-${firmware}-${run}.log`),
       netdev: userNetdev({ port: mayu!.port }),
       mac: MAC,
       serial: SERIAL,
-      uuid: '6d617975-0000-4000-8000-000000000001',
+      uuid: machine.uuid,
       disk,
       bootOrder: 'nc',
+      firmware,
+      ovmfVars,
     });
     const state = async () => ((await (await fetch(`${mayu!.url}/admin/host/${serial}`)).json()) as { State: string }).State;
 
@@ -75,12 +84,14 @@ describe('netboot over QEMU user networking: install, then boot from disk', { ti
     assert.equal(bootExit.code, 0, `disk boot run: QEMU exit ${bootExit.code}/${bootExit.signal}; console:\n${boot.console().slice(-3000)}`);
     assert.doesNotMatch(boot.console(), /mayu-test-os: ERROR/);
     assert.match(boot.console(), new RegExp(`mayu: ${serial} is installed, booting from the local disk`));
-    assert.match(boot.console(), /Booting from Hard Disk/);
+    // SeaBIOS says so; under OVMF, syslinux.efi loaded from the disk's EFI/BOOT/BOOTX64.EFI.
+    if (firmware === 'bios') assert.match(boot.console(), /Booting from Hard Disk/);
+    else assert.match(boot.console(), /mayu-test-os: started/);
     assert.match(boot.console(), /mayu-test-os: boot_complete reported \(HTTP 202\); powering off/);
     assert.doesNotMatch(boot.console(), /mayu-installer:/, 'the disk boot must not start the installer');
 
     // mayu's request log: the second boot's chained request was answered with the local-disk script.
-    const bootAnswers = mayu.logs.filter((l) => l.msg === 'request' && typeof l.url === 'string' && l.url.startsWith('/ipxebootscript?')).map((l) => l.boot);
+    const bootAnswers = mayu.logs.slice(requestsBefore).filter((l) => l.msg === 'request' && typeof l.url === 'string' && l.url.startsWith('/ipxebootscript?')).map((l) => l.boot);
     assert.deepEqual(bootAnswers, ['installer', 'local-disk']);
 
     // The exact audit trail, read with the native git.

@@ -19,6 +19,18 @@ export interface VmOptions {
   uuid?: string;
   /** Raw disk image, attached as virtio-blk (/dev/vda). */
   disk?: string;
+  /** QEMU NIC model of the boot NIC (default virtio-net-pci), e.g. e1000, e1000e, rtl8139, vmxnet3. */
+  nicModel?: string;
+  /** Disks on other buses, instead of or beside `disk` (see DiskBus). */
+  disks?: VmDisk[];
+  /**
+   * NICs placed before the boot NIC (so they come first on the PCI bus and in the guest's names),
+   * each on a dead segment: a QEMU hub with nothing else on it (link up, no DHCP answer).
+   */
+  deadNicsBefore?: { model: string; mac: string }[];
+  /** Firmware: SeaBIOS (default) or OVMF (UEFI); OVMF needs `ovmfVars`, a writable copy of OVMF_VARS. */
+  firmware?: 'bios' | 'uefi';
+  ovmfVars?: string;
   memoryMb?: number;
   /** -boot order: 'nc' = network first, then the disk (after iPXE's `exit`). */
   bootOrder?: string;
@@ -29,19 +41,54 @@ export interface VmOptions {
   wrap?: string[];
 }
 
+/** Disk controllers QEMU emulates, as the drivers of real servers see them. */
+export type DiskBus = 'virtio-blk' | 'ahci' | 'nvme' | 'virtio-scsi' | 'megasas';
+
+export interface VmDisk {
+  file: string;
+  bus: DiskBus;
+  /** The disk's serial number (what the installer's serial: selection matches). */
+  serial?: string;
+}
+
+export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+/** -device/-drive arguments of one disk with its own controller. Pure. */
+export function diskArgs(d: VmDisk, index: number): string[] {
+  const drive = `file=${d.file},if=none,id=disk${index},format=raw`;
+  const serial = d.serial ? `,serial=${d.serial}` : '';
+  switch (d.bus) {
+    case 'virtio-blk': return ['-drive', drive, '-device', `virtio-blk-pci,drive=disk${index}${serial}`];
+    case 'nvme': return ['-drive', drive, '-device', `nvme,drive=disk${index},serial=${d.serial ?? `nvme${index}`}`];
+    case 'ahci': return ['-drive', drive, '-device', `ahci,id=ahci${index}`, '-device', `ide-hd,drive=disk${index},bus=ahci${index}.0${serial}`];
+    case 'virtio-scsi': return ['-drive', drive, '-device', `virtio-scsi-pci,id=scsi${index}`, '-device', `scsi-hd,drive=disk${index},bus=scsi${index}.0${serial}`];
+    // LSI MegaRAID SAS 2208 (megaraid_sas), the RAID controller model QEMU has.
+    case 'megasas': return ['-drive', drive, '-device', `megasas-gen2,id=sas${index}`, '-device', `scsi-hd,drive=disk${index},bus=sas${index}.0${serial}`];
+  }
+}
+
 /** The qemu-system-x86_64 arguments for `opts`. Pure. */
 export function qemuArgs(opts: VmOptions): string[] {
   const id = opts.netdevId ?? 'n0';
+  const uefi = opts.firmware === 'uefi';
+  if (uefi && !opts.ovmfVars) throw new Error(`${opts.name}: UEFI needs ovmfVars (a writable copy of ${OVMF_VARS})`);
   return [
     '-accel', 'tcg',
     '-m', String(opts.memoryMb ?? 256),
     '-nographic', '-serial', 'stdio', '-monitor', 'none',
     ...(opts.noReboot === false ? [] : ['-no-reboot']),
+    ...(uefi ? ['-drive', `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,file=${opts.ovmfVars}`] : []),
     ...(opts.serial !== undefined ? ['-smbios', `type=1,serial=${opts.serial.replace(/,/g, ',,')}`] : []),
     ...(opts.uuid ? ['-uuid', opts.uuid] : []),
+    ...(opts.deadNicsBefore ?? []).flatMap((n, i) => ['-netdev', `hubport,id=dead${i},hubid=${90 + i}`, '-device', `${n.model},netdev=dead${i},mac=${n.mac},romfile=`]),
     '-netdev', opts.netdev,
-    '-device', `virtio-net-pci,netdev=${id},mac=${opts.mac}`,
-    ...(opts.disk ? ['-drive', `file=${opts.disk},if=virtio,format=raw`] : []),
+    // OVMF keeps its own boot order (it ignores -boot order=): bootindex puts the NIC first, as
+    // on a rack's servers, then the disk.
+    '-device', `${opts.nicModel ?? 'virtio-net-pci'},netdev=${id},mac=${opts.mac}${uefi ? ',bootindex=1' : ''}`,
+    ...(opts.disk && !uefi ? ['-drive', `file=${opts.disk},if=virtio,format=raw`] : []),
+    ...(opts.disk && uefi ? ['-drive', `file=${opts.disk},if=none,id=disk,format=raw`, '-device', 'virtio-blk-pci,drive=disk,bootindex=2'] : []),
+    ...(opts.disks ?? []).flatMap((d, i) => diskArgs(d, i)),
     '-boot', `order=${opts.bootOrder ?? 'nc'}`,
     ...(opts.extraArgs ?? []),
   ];
