@@ -250,7 +250,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       adminApiPort: tlsPort,
     };
     return createApp({
-      service, outputs, imagesDir: opts.imagesDir, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
+      service, outputs, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
       admin: { powerHook, auditPush },
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },

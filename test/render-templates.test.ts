@@ -262,14 +262,16 @@ describe('Ignition', () => {
 describe('dnsmasq.conf', () => {
   const extra = { ignore_installed_macs: false, tftp_root: '/var/lib/mayu/tftproot', http_port: 4081 };
 
-  it('has the 0.11 options, the speed options and BIOS + UEFI boot files, and ignores no installed MAC', () => {
+  it('has the 0.11 options, the speed options, BIOS + UEFI boot files and UEFI HTTP boot, and ignores no installed MAC', () => {
     const lines = renderer.dnsmasqConf({ ...buildView(undefined, sampleConfig(), VIEW_OPTS), ...extra }).split('\n');
     for (const line of [
       'port=0', 'interface=br0', 'listen-address=10.0.3.251', 'bind-interfaces', 'except-interface=lo', 'dhcp-authoritative', 'no-ping',
       'dhcp-option=option:router,10.0.3.1', 'dhcp-option=option:dns-server,8.8.8.8,1.1.1.1',
       'dhcp-range=10.0.3.10,10.0.3.30,2m', 'enable-tftp', 'tftp-root=/var/lib/mayu/tftproot',
       'dhcp-match=set:ipxe,175', 'dhcp-match=set:efi64,option:client-arch,7', 'dhcp-match=set:efi64,option:client-arch,9',
-      'dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,10.0.3.251', 'dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,10.0.3.251',
+      'dhcp-boot=tag:!ipxe,tag:!efi64,tag:!httpboot,undionly.kpxe,,10.0.3.251', 'dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,10.0.3.251',
+      'dhcp-vendorclass=set:httpboot,HTTPClient', 'dhcp-option-force=tag:httpboot,60,HTTPClient',
+      'dhcp-boot=tag:!ipxe,tag:httpboot,http://10.0.3.251:4081/uefi/snponly.efi',
       'dhcp-boot=tag:ipxe,http://10.0.3.251:4081/ipxebootscript',
       'enable-ra', 'dhcp-range=::,constructor:br0,ra-only', 'dhcp-option=tag:ipxe,encap:175,176,1b',
     ]) {

@@ -15,6 +15,8 @@ export interface MachineRouteDeps {
   service: MayuService;
   outputs: Outputs;
   imagesDir: string;
+  /** iPXE's UEFI binary (snponly.efi) is served from here over HTTP too, for UEFI HTTP boot. */
+  tftpRoot?: string;
   version: string;
   /** OS image version of a host without its own (config default_coreos_version). */
   defaultImageVersion: string;
@@ -52,6 +54,14 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
     const route = name === 'hostinfo-helper' ? '/hostinfo-helper' : `/images/${name}`;
     router.get(route, (ctx) => sendFile(ctx, path.join(imagesDir, name), `images/${name}`));
     router.head(route, (ctx) => sendFile(ctx, path.join(imagesDir, name), `images/${name}`));
+  }
+
+  // UEFI HTTP boot: the firmware fetches iPXE itself over HTTP (dnsmasq answers vendor class
+  // HTTPClient with this URL), so no TFTP is needed; iPXE then asks for /ipxebootscript.
+  if (deps.tftpRoot) {
+    const efi = path.join(deps.tftpRoot, 'snponly.efi');
+    router.get('/uefi/snponly.efi', (ctx) => sendFile(ctx, efi, 'tftproot/snponly.efi'));
+    router.head('/uefi/snponly.efi', (ctx) => sendFile(ctx, efi, 'tftproot/snponly.efi'));
   }
 
   const installImage: RouterMiddleware = async (ctx) => {

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { FIXTURES, ROOT, startMayu, tempDir, type MayuProcess } from './mayu-process.ts';
 import { IMAGES_DIR } from './netboot-images.ts';
 import { createNetnsLab, type NetnsLab } from './netns.ts';
-import { createBlankDisk, startVm, tapNetdev, type Vm, type VmExit } from './qemu.ts';
+import { createBlankDisk, startVm, tapNetdev, type Vm, type VmExit, type VmOptions } from './qemu.ts';
 
 const run = promisify(execFile);
 
@@ -53,8 +53,8 @@ export interface NetbootNetns {
   machines: Machine[];
   /** Every VM started so far (killed by cleanup). */
   vms: Vm[];
-  /** One QEMU run of `m` (network first, then disk; -no-reboot); rejects unless QEMU exits 0. */
-  runVm(m: Machine, label: string, timeoutMs: number): Promise<VmRun>;
+  /** One QEMU run of `m` (network first, then disk; -no-reboot); rejects unless QEMU exits 0. `vm`: extra VmOptions (firmware, ...). */
+  runVm(m: Machine, label: string, timeoutMs: number, vm?: Partial<VmOptions>): Promise<VmRun>;
   /** bin/mayuctl against mayu, run inside the namespace. */
   mayuctl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** dnsmasq's lease file in mayu's run dir. */
@@ -142,7 +142,7 @@ export async function startNetbootNetns(opts: { machines: number; serialPrefix?:
       workDir: wd,
       machines,
       vms,
-      async runVm(m, label, timeoutMs) {
+      async runVm(m, label, timeoutMs, extra = {}) {
         const startedAt = Date.now();
         const vm = startVm({
           name: `${m.smbiosSerial} ${label}`,
@@ -154,6 +154,7 @@ export async function startNetbootNetns(opts: { machines: number; serialPrefix?:
           disk: m.disk,
           bootOrder: 'nc',
           wrap: lab.wrap(),
+          ...extra,
         });
         vms.push(vm);
         const exit = await vm.waitForExit(timeoutMs);
