@@ -86,7 +86,7 @@ describe('bad input over HTTP: 4xx with a message, nothing written', () => {
   after(() => mayu.stop());
 
   const cases: { name: string; method: string; path: string; body?: string; status: number; text: RegExp }[] = [
-    { name: 'override that breaks the install disk', method: 'PUT', path: '/admin/host/v-1/override', body: '{"Overrides":{"install_disk":"sda"}}', status: 400, text: /^refused: the host's templates would not render with it: env\.install_disk must be a device path/ },
+    { name: 'override that breaks the install disk', method: 'PUT', path: '/admin/host/v-1/override', body: '{"Overrides":{"install_disk":"sda"}}', status: 400, text: /^refused: the host's templates would not render with it: env\.install_disk must be auto, a device path/ },
     { name: 'override that breaks the ssh keys', method: 'PUT', path: '/admin/host/v-1/override', body: '{"Overrides":{"ssh_authorized_keys":[1]}}', status: 400, text: /env\.ssh_authorized_keys must be a list of strings/ },
     { name: 'override key __proto__', method: 'PUT', path: '/admin/host/v-1/override', body: '{"Overrides":{"__proto__":{"x":1}}}', status: 400, text: /invalid override key "__proto__"/ },
     { name: 'override key with a dot', method: 'PUT', path: '/admin/host/v-1/override', body: '{"Overrides":{"a.b":"c"}}', status: 400, text: /invalid override key "a\.b"/ },
