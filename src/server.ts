@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
-import type { Host } from './core/host.ts';
+import { ZERO_TIME, type Host } from './core/host.ts';
 import { reportToken } from './core/tokens.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
@@ -19,7 +19,7 @@ import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dn
 import { POWER_HOOK_KEYS, PowerHook } from './power/power-hook.ts';
 import { createOutputs } from './render/outputs.ts';
 import { compileShellCommand, ShellCommandError } from './render/shell-command.ts';
-import { loadTemplates, RenderError } from './render/renderer.ts';
+import { loadTemplates, RenderError, type TemplateKey } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
 import { MayuService } from './service/mayu-service.ts';
@@ -34,6 +34,8 @@ export interface ServerOptions {
   clusterDir: string;
   templatesDir: string;
   snippetsDir: string;
+  /** Template files read instead of templatesDir/<0.11 name> (0.11's --first-stage-script and co.). */
+  templateFiles?: Partial<Record<TemplateKey, string>>;
   imagesDir: string;
   tftpRoot: string;
   /**
@@ -55,6 +57,22 @@ export interface ServerOptions {
   now?: () => Date;
   /** Heartbeat comment interval of /admin/events streams (default 15 s). */
   eventHeartbeatMs?: number;
+  /**
+   * 0.11's etcd discovery flags (--use-internal-etcd-discovery, --etcd-endpoint,
+   * --etcd-quorum-size, --etcd-discovery), parsed. The discovery service reads them.
+   */
+  etcdDiscovery?: EtcdDiscoveryOptions;
+}
+
+export interface EtcdDiscoveryOptions {
+  /** Serve /etcd/... here (0.11's default); false: the templates name discoveryUrl instead. */
+  internal: boolean;
+  /** host:port of an etcd to proxy to (0.11's form, no scheme). */
+  endpoint?: string;
+  /** Size of a new discovery token's cluster (PUT /etcd/new without ?size=); 0.11: 3. */
+  quorumSize?: number;
+  /** External discovery base URL (e.g. https://discovery.etcd.io), used when internal is false. */
+  discoveryUrl?: string;
 }
 
 export interface RunningServer {
@@ -93,7 +111,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   for (const w of security.warnings) logger.warn(w);
   for (const n of security.notes) logger.info(n);
-  const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir });
+  const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir, files: opts.templateFiles });
   const powerHook = config.power_hook && new PowerHook({
     command: compilePowerHook(`${opts.configFile}: power_hook.command`, config.power_hook.command),
     timeoutMs: config.power_hook.timeout_ms,
@@ -284,6 +302,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await store.close();
     },
   };
+}
+
+/**
+ * `mayu --show-templates`, as 0.11 did it: the final config (cloud-config, or Ignition with
+ * use_ignition) rendered for an empty host, checked, under 0.11's heading. Reads config.yaml and
+ * the templates only: no cluster directory, port or dnsmasq. Throws ConfigError / RenderError.
+ */
+export async function showTemplates(opts: Pick<ServerOptions,
+  'configFile' | 'profilesDir' | 'templatesDir' | 'snippetsDir' | 'templateFiles' | 'httpPort' | 'useIgnition' | 'version'>): Promise<string> {
+  const { config } = await loadConfig(opts.configFile, opts.profilesDir);
+  const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir, files: opts.templateFiles });
+  const useIgnition = opts.useIgnition ?? config.use_ignition;
+  const outputs = createOutputs({
+    renderer, config, mayuUrl: `http://${config.network.bind_addr}:${opts.httpPort}`, version: opts.version, useIgnition, reportTokenOf: () => '',
+  });
+  const empty: Host = { ConnectedNIC: '', LastBoot: ZERO_TIME, State: 'unknown' };
+  const text = useIgnition ? outputs.ignition(empty) : outputs.cloudConfig(empty);
+  const heading = useIgnition ? 'ignition config:' : 'last stage cloud config:';
+  return `${heading}\n${text.endsWith('\n') ? text : `${text}\n`}`;
 }
 
 /** A path, not a URL (scheme://, scp-like user@host:path) nor an absolute path. */
