@@ -95,6 +95,26 @@ interface Unflushed {
   memoryPack: string;
 }
 
+/** Who mayu's commits are by: 0.11's identity, so history reads the same across the switch. */
+export const MAYU_COMMITTER = { name: 'mayu commiter', email: 'support+noise@giantswarm.io' } as const;
+
+/**
+ * .git/config of a cluster repo mayu creates: byte for byte 0.11's (native `git init` on Linux,
+ * then user.name, user.email, push.default). isomorphic-git's own has filemode = false and
+ * ignorecase = true, wrong for a Linux checkout.
+ */
+const NEW_REPO_CONFIG = `[core]
+\trepositoryformatversion = 0
+\tfilemode = true
+\tbare = false
+\tlogallrefupdates = true
+[user]
+\tname = ${MAYU_COMMITTER.name}
+\temail = ${MAYU_COMMITTER.email}
+[push]
+\tdefault = matching
+`;
+
 export function encodeClusterJson(config: ClusterConfig): string {
   return JSON.stringify({ GitStore: true, Config: config }, null, 2);
 }
@@ -134,7 +154,7 @@ export class GitStore implements HostStore {
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
     const store = new GitStore({
-      author: options.author ?? { name: 'mayu commiter', email: 'mayu@localhost' },
+      author: options.author ?? MAYU_COMMITTER,
       now: options.now ?? (() => new Date()),
       dir: options.dir,
       randomBytes: options.randomBytes,
@@ -316,6 +336,9 @@ export class GitStore implements HostStore {
     const fresh = !(await exists(gitdir));
     if (fresh) {
       await git.init({ fs: nodeFs, dir, defaultBranch: BRANCH });
+      // 0.11's config of a new cluster repo: operators' own commits there, and scripts filtering
+      // history by author, rely on it. An existing repository's config is never touched.
+      await writeFileAtomic(path.join(gitdir, 'config'), NEW_REPO_CONFIG);
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
       this.journal = await this.opts.openJournal(gitdir);
       await this.commitCluster('initial commit');
