@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
+import { goLocalTimestamp } from './core/go-time.ts';
 import { ZERO_TIME, type Host } from './core/host.ts';
+import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
@@ -55,6 +57,13 @@ export interface ServerOptions {
   /** Randomness (machine ids, etcd token) and clock; tests pass fixed ones. */
   randomBytes?: (n: number) => Uint8Array;
   now?: () => Date;
+  /**
+   * Nanoseconds since the epoch, for LastBoot (0.11 wrote nanoseconds). Default: `now` when
+   * given (its milliseconds), else the wall clock with process.hrtime's resolution.
+   */
+  nowNs?: () => bigint;
+  /** The server's local time zone (LastBoot's offset, commits' offsets); default UTC. */
+  zone?: TimeZone;
   /** Heartbeat comment interval of /admin/events streams (default 15 s). */
   eventHeartbeatMs?: number;
   /**
@@ -120,6 +129,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
 
   const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
+  const zone = opts.zone ?? UTC_ZONE;
+  const nowNs = opts.nowNs ?? (opts.now ? () => BigInt(opts.now!().getTime()) * 1_000_000n : wallClockNs());
   // Filled in below once the parts it reads exist; the store reports batches into it from the start.
   const registry = new Registry();
   const events = new HostEventHub();
@@ -142,6 +153,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         dir: opts.clusterDir,
         randomBytes: rng,
         now: opts.now,
+        zone: opts.zone,
         compactInWorker: true,
         onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
         onMirrorError: (err) => logger.error({ err }, 'working-tree copy of a change not written (git has the change)'),
@@ -198,7 +210,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     profiles: loaded.profiles,
     ipRange: config.network.ip_range,
     randomBytes: rng,
-    now: opts.now ?? (() => new Date()),
+    bootTime: () => goLocalTimestamp(nowNs(), zone),
     // An override that would break this host's script or config is refused before it is stored.
     checkHost: (h) => {
       try {
@@ -321,6 +333,24 @@ export async function showTemplates(opts: Pick<ServerOptions,
   const text = useIgnition ? outputs.ignition(empty) : outputs.cloudConfig(empty);
   const heading = useIgnition ? 'ignition config:' : 'last stage cloud config:';
   return `${heading}\n${text.endsWith('\n') ? text : `${text}\n`}`;
+}
+
+/**
+ * The wall clock in nanoseconds: Date.now() gives milliseconds only, so the monotonic
+ * process.hrtime is anchored to it, and re-anchored when the wall clock is set (NTP, by hand).
+ */
+export function wallClockNs(): () => bigint {
+  const anchor = () => ({ wall: BigInt(Date.now()) * 1_000_000n, mono: process.hrtime.bigint() });
+  let base = anchor();
+  return () => {
+    const ns = base.wall + (process.hrtime.bigint() - base.mono);
+    const drift = ns - BigInt(Date.now()) * 1_000_000n;
+    if (drift > 2_000_000n || drift < -2_000_000n) {
+      base = anchor();
+      return base.wall;
+    }
+    return ns;
+  };
 }
 
 /** A path, not a URL (scheme://, scp-like user@host:path) nor an absolute path. */

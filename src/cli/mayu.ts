@@ -12,6 +12,7 @@ import { PROJECT_ROOT, showTemplates, startServer } from '../server.ts';
 import { compactRepo } from '../store/git-compaction.ts';
 import { GitObjectReader } from '../store/git-object-reader.ts';
 import { resolveHead } from '../store/git-refs.ts';
+import { localZone } from './local-zone.ts';
 import { givenIgnoredFlags, IGNORED_0_11_FLAGS, logLevelFor, snippetsDirFor } from './mayu-0.11-flags.ts';
 
 // libuv's pool (4 threads by default) runs every fsync, file write and rename of the store and
@@ -159,6 +160,8 @@ await yargs(hideBin(process.argv))
           eventHeartbeatMs: argv['events-heartbeat-ms'],
           etcdDiscovery,
           version,
+          // TZ as Go reads it: LastBoot and commits in the server's local time, as 0.11 wrote them.
+          zone: localZone(process.env['TZ']),
           logger,
           security: {
             adminToken: process.env['MAYU_ADMIN_TOKEN'],

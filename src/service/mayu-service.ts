@@ -38,7 +38,8 @@ export interface ServiceDeps {
   profiles: readonly Profile[];
   ipRange: IpRange;
   randomBytes: (n: number) => Uint8Array;
-  now: () => Date;
+  /** LastBoot for a boot reported now: Go's RFC3339Nano in the server's zone, as 0.11 wrote it. */
+  bootTime: () => string;
   /** Throws (a 400-class error) when a host must not be stored like this; only override asks. */
   checkHost?: (host: Host) => void;
   /** Called after a change is durable (dnsmasq host lists, events). Must not throw. */
@@ -172,7 +173,7 @@ export class MayuService {
   }
 
   bootComplete(serial: string, reported: Partial<Host>) {
-    return this.change(serial, (h) => bootCompleteSteps(h, reported, this.deps.now()));
+    return this.change(serial, (h) => bootCompleteSteps(h, reported, this.deps.bootTime()));
   }
 
   setState(serial: string, state: HostState) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
+import { UTC_ZONE, type TimeZone } from '../core/tzif.ts';
 import { BatchWriter, type BatchWritten } from './batch-writer.ts';
 import { fsyncPath, rewriteFileSync, writeFileAtomic } from './durable-fs.ts';
 import { CompactionRunner } from './compaction-runner.ts';
@@ -57,6 +58,8 @@ export interface GitStoreOptions {
   /** 16 random bytes; used for the default etcd token of a new cluster. */
   randomBytes: (n: number) => Uint8Array;
   now?: () => Date;
+  /** Local time zone: commits carry its offset, as 0.11's (native git) did. Default UTC. */
+  zone?: TimeZone;
   /** Merge packs once there are this many (one per batch); 0 turns it off. */
   compactAfterPacks?: number;
   /** Merge packs in a worker thread (the server does); tests of the store run them in-process. */
@@ -156,6 +159,7 @@ export class GitStore implements HostStore {
     const store = new GitStore({
       author: options.author ?? MAYU_COMMITTER,
       now: options.now ?? (() => new Date()),
+      zone: options.zone ?? UTC_ZONE,
       dir: options.dir,
       randomBytes: options.randomBytes,
       compactAfterPacks: options.compactAfterPacks ?? 16,
@@ -478,7 +482,7 @@ export class GitStore implements HostStore {
         this.head = add('commit', encodeCommit({
           tree,
           parents: this.head ? [this.head] : [],
-          author: { ...this.opts.author, timestamp },
+          author: { ...this.opts.author, timestamp, offsetSeconds: this.opts.zone.lookup(timestamp).offsetSeconds },
           message: `${item.message}\n`,
         }));
         this.history_.record(this.head, item.message, timestamp);

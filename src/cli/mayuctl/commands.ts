@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { decodeHost, HostDecodeError, type Host } from '../../core/host.ts';
 import { BadAnswerError, HttpStatusError, type MayuClient } from './client.ts';
 import { parseEnvFile } from './env-file.ts';
+import type { TimeZone } from '../../core/tzif.ts';
 import { formatHistory, formatList, formatPowerHook, formatStatus, parseFields, type HistoryEntry } from './format.ts';
 import { bootCompleteRequest, overrideRequest, setRequest } from './request-body.ts';
 import { packageVersion } from './version.ts';
@@ -22,6 +23,8 @@ export interface Output {
 
 export interface CommandContext extends Output {
   client: MayuClient;
+  /** time.Local as 0.11's mayuctl (Go) had it: LastBoot is printed with its zone names. */
+  zone: TimeZone;
 }
 
 /** A failure whose message is the whole story (no status line to add). */
@@ -128,7 +131,7 @@ export async function statusCommand(ctx: CommandContext, serial: string, json: b
   const index = hosts.findIndex((h) => (h.Serial ?? '').toLowerCase() === wanted);
   const host = hosts[index];
   if (!host) throw new CliError(`host ${serial} not found.`);
-  ctx.out(json ? pretty(raw[index]) : formatStatus(host));
+  ctx.out(json ? pretty(raw[index]) : formatStatus(host, ctx.zone));
 }
 
 export async function setCommand(ctx: CommandContext, serial: string, key: string, value: string, force = false): Promise<void> {
