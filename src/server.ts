@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
-import type { Host } from './core/host.ts';
+import { goLocalTimestamp } from './core/go-time.ts';
+import { ZERO_TIME, type Host } from './core/host.ts';
+import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
@@ -20,7 +22,7 @@ import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dn
 import { POWER_HOOK_KEYS, PowerHook } from './power/power-hook.ts';
 import { createOutputs } from './render/outputs.ts';
 import { compileShellCommand, ShellCommandError } from './render/shell-command.ts';
-import { loadTemplates, RenderError } from './render/renderer.ts';
+import { loadTemplates, RenderError, type TemplateKey } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
 import { MayuService } from './service/mayu-service.ts';
@@ -35,6 +37,8 @@ export interface ServerOptions {
   clusterDir: string;
   templatesDir: string;
   snippetsDir: string;
+  /** Template files read instead of templatesDir/<0.11 name> (0.11's --first-stage-script and co.). */
+  templateFiles?: Partial<Record<TemplateKey, string>>;
   imagesDir: string;
   tftpRoot: string;
   /**
@@ -54,6 +58,13 @@ export interface ServerOptions {
   /** Randomness (machine ids, etcd token) and clock; tests pass fixed ones. */
   randomBytes?: (n: number) => Uint8Array;
   now?: () => Date;
+  /**
+   * Nanoseconds since the epoch, for LastBoot (0.11 wrote nanoseconds). Default: `now` when
+   * given (its milliseconds), else the wall clock with process.hrtime's resolution.
+   */
+  nowNs?: () => bigint;
+  /** The server's local time zone (LastBoot's offset, commits' offsets); default UTC. */
+  zone?: TimeZone;
   /** Heartbeat comment interval of /admin/events streams (default 15 s). */
   eventHeartbeatMs?: number;
   /** The etcd discovery service (README "etcd discovery"); default: served by mayu, size 3. */
@@ -96,7 +107,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   for (const w of security.warnings) logger.warn(w);
   for (const n of security.notes) logger.info(n);
-  const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir });
+  const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir, files: opts.templateFiles });
   const powerHook = config.power_hook && new PowerHook({
     command: compilePowerHook(`${opts.configFile}: power_hook.command`, config.power_hook.command),
     timeoutMs: config.power_hook.timeout_ms,
@@ -105,6 +116,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
 
   const rng = opts.randomBytes ?? ((n: number) => randomBytes(n));
+  const zone = opts.zone ?? UTC_ZONE;
+  const nowNs = opts.nowNs ?? (opts.now ? () => BigInt(opts.now!().getTime()) * 1_000_000n : wallClockNs());
   // Filled in below once the parts it reads exist; the store reports batches into it from the start.
   const registry = new Registry();
   const events = new HostEventHub();
@@ -127,6 +140,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         dir: opts.clusterDir,
         randomBytes: rng,
         now: opts.now,
+        zone: opts.zone,
         compactInWorker: true,
         onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
         onMirrorError: (err) => logger.error({ err }, 'working-tree copy of a change not written (git has the change)'),
@@ -193,6 +207,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     profiles: loaded.profiles,
     ipRange: config.network.ip_range,
     randomBytes: rng,
+    bootTime: () => goLocalTimestamp(nowNs(), zone),
     now: opts.now ?? (() => new Date()),
     // An override that would break this host's script or config is refused before it is stored.
     checkHost: (h) => {
@@ -300,6 +315,43 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await auditPush?.close();
       await store.close();
     },
+  };
+}
+
+/**
+ * `mayu --show-templates`, as 0.11 did it: the final config (cloud-config, or Ignition with
+ * use_ignition) rendered for an empty host, checked, under 0.11's heading. Reads config.yaml and
+ * the templates only: no cluster directory, port or dnsmasq. Throws ConfigError / RenderError.
+ */
+export async function showTemplates(opts: Pick<ServerOptions,
+  'configFile' | 'profilesDir' | 'templatesDir' | 'snippetsDir' | 'templateFiles' | 'httpPort' | 'useIgnition' | 'version'>): Promise<string> {
+  const { config } = await loadConfig(opts.configFile, opts.profilesDir);
+  const renderer = await loadTemplates({ templatesDir: opts.templatesDir, snippetsDir: opts.snippetsDir, files: opts.templateFiles });
+  const useIgnition = opts.useIgnition ?? config.use_ignition;
+  const outputs = createOutputs({
+    renderer, config, mayuUrl: `http://${config.network.bind_addr}:${opts.httpPort}`, version: opts.version, useIgnition, reportTokenOf: () => '',
+  });
+  const empty: Host = { ConnectedNIC: '', LastBoot: ZERO_TIME, State: 'unknown' };
+  const text = useIgnition ? outputs.ignition(empty) : outputs.cloudConfig(empty);
+  const heading = useIgnition ? 'ignition config:' : 'last stage cloud config:';
+  return `${heading}\n${text.endsWith('\n') ? text : `${text}\n`}`;
+}
+
+/**
+ * The wall clock in nanoseconds: Date.now() gives milliseconds only, so the monotonic
+ * process.hrtime is anchored to it, and re-anchored when the wall clock is set (NTP, by hand).
+ */
+export function wallClockNs(): () => bigint {
+  const anchor = () => ({ wall: BigInt(Date.now()) * 1_000_000n, mono: process.hrtime.bigint() });
+  let base = anchor();
+  return () => {
+    const ns = base.wall + (process.hrtime.bigint() - base.mono);
+    const drift = ns - BigInt(Date.now()) * 1_000_000n;
+    if (drift > 2_000_000n || drift < -2_000_000n) {
+      base = anchor();
+      return base.wall;
+    }
+    return ns;
   };
 }
 

@@ -65,7 +65,7 @@ describe('final config, install and boot', () => {
 
   it('boot_complete keeps stored versions the report leaves empty (0.11 blanked them)', () => {
     const installed: Host = { ...created, State: 'installed', DockerVersion: '1.9' };
-    const [step] = bootCompleteSteps(installed, { ConnectedNIC: '', LastBoot: '', State: 'unknown', MayuVersion: '0.12.0' }, new Date('2026-01-01T00:00:00Z'));
+    const [step] = bootCompleteSteps(installed, { ConnectedNIC: '', LastBoot: '', State: 'unknown', MayuVersion: '0.12.0' }, '2026-01-01T00:00:00Z');
     assert.equal(step!.host.State, 'running');
     assert.equal(step!.host.DockerVersion, '1.9');
     assert.equal(step!.host.MayuVersion, '0.12.0');
@@ -83,8 +83,11 @@ describe('set_state', () => {
     ['running', 'configured', 'configured', true],
     ['running', 'running', 'configured', false], // 0.11: "running" is stored as configured
     ['installed', 'configured', 'configured', true],
-    ['installing', 'configured', 'error', undefined],
-    ['configured', 'installed', 'error', undefined],
+    // An operator may set any state from any state, as in 0.11.
+    ['installing', 'configured', 'configured', true],
+    ['configured', 'installed', 'installed', undefined],
+    ['running', 'installed', 'installed', undefined],
+    ['running', 'installing', 'installing', undefined],
     ['installing', 'unknown', 'unknown', undefined],
   ];
   for (const [from, requested, want, keep] of table) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { decodeHost, encodeHost, formatTime, HostDecodeError, newHost } from '../src/core/host.ts';
+import { decodeHost, encodeHost, HostDecodeError, newHost } from '../src/core/host.ts';
 
 const fixture = readFileSync(new URL('./fixtures/protocol-example-conf.json', import.meta.url), 'utf8');
 
@@ -37,8 +37,11 @@ describe('Host JSON codec (conf.json as Go wrote it)', () => {
     assert.equal(decodeHost({ Serial: 's', Whatever: 1 }).Serial, 's');
   });
 
-  it('formats times as Go RFC3339Nano in UTC', () => {
-    assert.equal(formatTime(new Date('2026-01-02T03:04:05.120Z')), '2026-01-02T03:04:05.12Z');
-    assert.equal(formatTime(new Date('2026-01-02T03:04:05.000Z')), '2026-01-02T03:04:05Z');
+  it('keeps a stored LastBoot byte for byte (0.11\'s nanoseconds and offsets, our older UTC milliseconds)', () => {
+    for (const t of ['2015-10-08T19:14:36.227056826+02:00', '2026-12-01T20:37:10.1+01:00', '2026-01-02T03:04:05.12Z', '2026-01-02T03:04:05Z', '2026-12-01T14:37:10.000000001-05:00']) {
+      const text = encodeHost({ ...newHost('abc'), LastBoot: t });
+      assert.equal(encodeHost(decodeHost(JSON.parse(text))), text);
+      assert.ok(text.includes(`"LastBoot": "${t}"`));
+    }
   });
 });

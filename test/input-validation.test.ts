@@ -63,9 +63,9 @@ describe('core checks', () => {
     assert.throws(() => setProviderIdSteps(h, 'rack\n7'), /invalid provider id/);
     assert.equal(setProviderIdSteps(h, 'rack-7 (row 2)').length, 1);
     const running = sampleHost({ State: 'installed' });
-    assert.throws(() => bootCompleteSteps(running, { CoreOSVersion: '../../etc' }, new Date()), /invalid CoreOSVersion/);
-    assert.throws(() => bootCompleteSteps(running, { DockerVersion: '1.12\nX=1' }, new Date()), /invalid DockerVersion/);
-    assert.equal(bootCompleteSteps(running, { CoreOSVersion: '1010.5.0', K8sVersion: 'v1.5.2+coreos.0' }, new Date()).length, 1);
+    assert.throws(() => bootCompleteSteps(running, { CoreOSVersion: '../../etc' }, '2026-01-01T01:00:00.5+01:00'), /invalid CoreOSVersion/);
+    assert.throws(() => bootCompleteSteps(running, { DockerVersion: '1.12\nX=1' }, '2026-01-01T01:00:00.5+01:00'), /invalid DockerVersion/);
+    assert.equal(bootCompleteSteps(running, { CoreOSVersion: '1010.5.0', K8sVersion: 'v1.5.2+coreos.0' }, '2026-01-01T01:00:00.5+01:00').length, 1);
     for (const key of ['__proto__', 'constructor', 'prototype', 'a-b', '1x', 'x'.repeat(65)]) {
       assert.throws(() => overrideSteps(h, { [key]: 'v' }), HostChangeError, key);
     }

@@ -78,7 +78,7 @@ interface Run {
 
 function mayuctl(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/mayuctl.ts', ...args], { cwd: repo, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', 'src/cli/mayuctl.ts', ...args], { cwd: repo, timeout: 30_000, env: { ...process.env, TZ: 'UTC' } }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });

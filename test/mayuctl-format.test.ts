@@ -3,12 +3,14 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { goTimeString } from '../src/core/go-time.ts';
 import { ZERO_TIME, type Host } from '../src/core/host.ts';
+import { UTC_ZONE } from '../src/core/tzif.ts';
 import { columnize } from '../src/cli/mayuctl/columnize.ts';
 import { parseEnvFile } from '../src/cli/mayuctl/env-file.ts';
 import { bootCompleteRequest, hostBody, InvalidSetError, overrideRequest, setRequest } from '../src/cli/mayuctl/request-body.ts';
 import {
-  formatGoTime, formatHistory, formatLastBoot, formatList, formatStatus, formatUtc, InvalidFieldError, parseFields,
+  formatHistory, formatLastBoot, formatList, formatStatus, formatUtc, InvalidFieldError, parseFields,
 } from '../src/cli/mayuctl/format.ts';
 
 const base = (over: Partial<Host>): Host => ({ ConnectedNIC: '', LastBoot: ZERO_TIME, State: 'unknown', ...over });
@@ -137,7 +139,7 @@ describe('times', () => {
   for (const c of cases) {
     it(c.stored, () => {
       assert.equal(formatLastBoot(c.stored), c.lastboot);
-      assert.equal(formatGoTime(c.stored), c.go);
+      assert.equal(goTimeString(c.stored, UTC_ZONE), c.go);
       assert.equal(formatUtc(c.stored), c.utc);
     });
   }

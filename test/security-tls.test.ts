@@ -44,7 +44,7 @@ describe('TLS port', () => {
   it('serves the admin API over TLS to a client trusting the CA, and refuses other clients the handshake', async () => {
     assert.ok(mayu.tlsUrl);
     const ok = await https(`${mayu.tlsUrl}/admin/hosts`, { ca, token: ADMIN });
-    assert.deepEqual(ok, { status: 200, text: '[]' });
+    assert.deepEqual(ok, { status: 200, text: '[]\n' });
     assert.equal((await https(`${mayu.tlsUrl}/admin/hosts`, { ca })).status, 401, 'TLS does not replace the token');
     await assert.rejects(https(`${mayu.tlsUrl}/admin/hosts`, { token: ADMIN }), /unable to verify the first certificate/);
   });

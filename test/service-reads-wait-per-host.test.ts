@@ -34,7 +34,7 @@ const answersBeforeRelease = (read: Promise<unknown>) =>
 
 function setup() {
   const store = new HeldStore();
-  const service = new MayuService({ store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.99' }, randomBytes: (n) => randomBytes(n), now: () => new Date() });
+  const service = new MayuService({ store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.99' }, randomBytes: (n) => randomBytes(n), bootTime: () => '2026-01-01T00:00:00Z' });
   return { store, service };
 }
 

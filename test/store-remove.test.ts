@@ -132,7 +132,7 @@ describe('remove() follows apply()\'s contract', () => {
     const events: HostChangeEvent[] = [];
     const commits: number[] = [];
     const service = new MayuService({
-      store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.9' }, randomBytes: (n) => randomBytes(n), now: () => new Date(),
+      store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.9' }, randomBytes: (n) => randomBytes(n), bootTime: () => '2026-01-01T00:00:00Z',
       onChange: (e) => events.push(e), observeCommit: (s) => commits.push(s),
     });
     await service.registerAndRender('h1', () => '');

@@ -27,7 +27,7 @@ function create(store: HostStore, serial: string) {
   }));
 }
 
-const service = (store: HostStore) => new MayuService({ store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.9' }, randomBytes: rng, now: () => new Date() });
+const service = (store: HostStore) => new MayuService({ store, profiles: [], ipRange: { start: '10.1.0.1', end: '10.1.0.9' }, randomBytes: rng, bootTime: () => '2026-12-01T20:37:10.123456789Z', now: () => new Date() });
 
 describe('host side files in the git store', () => {
   it('a side-file step is one commit touching only that file; later commits keep it; reopen loads it', async () => {

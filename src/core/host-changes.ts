@@ -1,7 +1,7 @@
 // Every request that changes a host is turned here into a list of steps, each one commit with
 // 0.11's message. Pure: callers pass in the current hosts, randomness and the clock.
 import { allocateAddress, isIpv4, type IpRange } from './addresses.ts';
-import { cloneHost, formatTime, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
+import { cloneHost, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
 import type { HostData } from './host-data.ts';
 import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from './profiles.ts';
 import { assertTransition } from './states.ts';
@@ -120,8 +120,11 @@ const VERSION = /^[A-Za-z0-9._+~:-]{1,64}$/;
 const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
 const TEXT_LIMIT = 256;
 
-/** boot_complete on every boot: always a commit (LastBoot moves); empty versions keep the stored ones. */
-export function bootCompleteSteps(host: Host, reported: Partial<Host>, now: Date): Step[] {
+/**
+ * boot_complete on every boot: always a commit (LastBoot moves); empty versions keep the stored
+ * ones. `lastBoot` is the time as stored (0.11's form: see core/go-time.ts).
+ */
+export function bootCompleteSteps(host: Host, reported: Partial<Host>, lastBoot: string): Step[] {
   for (const f of VERSION_FIELDS) {
     const v = reported[f];
     if (v && !VERSION.test(v)) throw new HostChangeError(`invalid ${f} ${JSON.stringify(v.slice(0, 70))}: expected up to 64 letters, digits, ".", "_", "+", "~", ":" or "-"`);
@@ -130,7 +133,7 @@ export function bootCompleteSteps(host: Host, reported: Partial<Host>, now: Date
   const list = new StepList(host);
   list.apply('updated state to running', (h) => {
     h.State = 'running';
-    h.LastBoot = formatTime(now);
+    h.LastBoot = lastBoot;
     for (const f of VERSION_FIELDS) {
       const v = reported[f];
       if (v) h[f] = v;
@@ -141,11 +144,12 @@ export function bootCompleteSteps(host: Host, reported: Partial<Host>, now: Date
 
 /**
  * set_state keeps 0.11's meaning: `running` is stored as `configured` with KeepDiskData=false,
- * `configured` sets KeepDiskData=true (reinstall keeping data disks).
+ * `configured` sets KeepDiskData=true (reinstall keeping data disks). An operator may set any
+ * state from any state, as in 0.11 (say, `installed` for a machine installed by hand): only the
+ * machines' own reports are held to the lifecycle.
  */
 export function setStateSteps(host: Host, requested: HostState): Step[] {
   const target: HostState = requested === 'running' ? 'configured' : requested;
-  assertTransition(host.State, target);
   const list = new StepList(host);
   list.apply('updated host state', (h) => {
     h.State = target;

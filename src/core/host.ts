@@ -94,7 +94,12 @@ function isEmpty(kind: FieldKind, v: unknown): boolean {
 
 /** JSON string literal the way Go's encoding/json writes it (HTML-safe escapes included). */
 export function goJsonString(s: string): string {
-  return JSON.stringify(s).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return goHtmlSafe(JSON.stringify(s));
+}
+
+/** Go's encoding/json escapes of JSON text: <, >, &, U+2028, U+2029 (they occur only inside strings). */
+export function goHtmlSafe(json: string): string {
+  return json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function encodeValue(v: unknown, indent: string, step: string): string {
@@ -183,11 +188,6 @@ export function isHostState(v: unknown): v is HostState {
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 export function isRfc3339(s: string): boolean {
   return RFC3339.test(s);
-}
-
-/** Go's time.RFC3339Nano for a JS date: UTC, fraction without trailing zeros. */
-export function formatTime(d: Date): string {
-  return d.toISOString().replace(/\.?0+Z$/, 'Z');
 }
 
 export function cloneHost(h: Host): Host {

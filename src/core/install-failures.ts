@@ -4,7 +4,7 @@
 // the same commit as the state change), so views show only a failure that still stands while the
 // file keeps the newest few for the record. Pure: the caller passes the clock and the host.
 import { z } from 'zod';
-import { formatTime, type Host, type HostState } from './host.ts';
+import type { Host, HostState } from './host.ts';
 import type { Step } from './host-changes.ts';
 
 export const INSTALL_FAILURES_FILE = 'install-failures.json';
@@ -109,7 +109,7 @@ export function encodeFailureLog(log: InstallFailureLog): string {
 
 /** RFC 3339 in UTC to the second, as git's commit times. */
 function wholeSeconds(now: Date): string {
-  return formatTime(new Date(Math.floor(now.getTime() / 1000) * 1000));
+  return new Date(Math.floor(now.getTime() / 1000) * 1000).toISOString().replace(/\.000Z$/, 'Z');
 }
 
 /** Commit message (without the serial) of a report. */

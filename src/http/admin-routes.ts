@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { decodeHost, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
+import { decodeHost, goHtmlSafe, hostToJsonObject, isHostState, type Host } from '../core/host.ts';
 import { bootsFromLocalDisk } from '../core/boot-identity.ts';
 import { parseFailureReport, REPORT_BODY_LIMIT } from '../core/install-failures.ts';
 import { normalizeSerial } from '../core/serial.ts';
@@ -48,16 +48,17 @@ export const RENDER_KINDS = {
 } as const;
 
 /**
- * The same bytes as JSON.stringify of the whole list, made a hundred hosts at a time as the
- * socket takes them: 10 000 hosts as one array of objects and one string cost ~15 MB at once.
+ * The list as 0.11's json.Encoder wrote it (compact, Go's escapes, a newline at the end), made
+ * a hundred hosts at a time as the socket takes them: 10 000 hosts as one array of objects and
+ * one string cost ~15 MB at once.
  */
 function* jsonArrayChunks(hosts: readonly Readonly<Host>[]): Generator<string> {
   const per = 100;
   for (let i = 0; i < hosts.length; i += per) {
-    const part = hosts.slice(i, i + per).map((h) => JSON.stringify(hostToJsonObject(h))).join(',');
+    const part = hosts.slice(i, i + per).map((h) => goHtmlSafe(JSON.stringify(hostToJsonObject(h)))).join(',');
     yield `${i === 0 ? '[' : ','}${part}`;
   }
-  yield hosts.length === 0 ? '[]' : ']';
+  yield hosts.length === 0 ? '[]\n' : ']\n';
 }
 
 export function adminRoutes(service: MayuService, outputs: Outputs, policy: AccessPolicy, extras: AdminExtras = {}): Router {

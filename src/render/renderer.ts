@@ -21,7 +21,7 @@ export const TEMPLATE_FILES = {
   dnsmasqConf: 'dnsmasq_template.conf',
 } as const;
 
-type TemplateKey = keyof typeof TEMPLATE_FILES;
+export type TemplateKey = keyof typeof TEMPLATE_FILES;
 
 // Partials ({{> name}}), per output format:
 //   cloud-config: every <snippetsDir>/cloudconfig/<name>.yaml
@@ -58,6 +58,11 @@ export interface Renderer {
 export interface TemplateDirs {
   templatesDir: string;
   snippetsDir: string;
+  /**
+   * A file to read instead of templatesDir/<its 0.11 name>, per template (0.11's
+   * --first-stage-script, --last-stage-cloudconfig, --ignition-config, --dnsmasq-template).
+   */
+  files?: Partial<Record<TemplateKey, string>>;
 }
 
 async function readTemplate(file: string, name: string): Promise<string> {
@@ -103,7 +108,8 @@ export async function loadTemplates(opts: TemplateDirs): Promise<Renderer> {
   const entries = await Promise.all(
     (Object.keys(TEMPLATE_FILES) as TemplateKey[]).map(async (key) => {
       const file = TEMPLATE_FILES[key];
-      return [key, await readTemplate(path.join(opts.templatesDir, file), file)] as const;
+      const given = opts.files?.[key];
+      return [key, await readTemplate(given ?? path.join(opts.templatesDir, file), given ? path.basename(given) : file)] as const;
     }),
   );
   const source = Object.fromEntries(entries) as Record<TemplateKey, string>;

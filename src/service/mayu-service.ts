@@ -51,7 +51,10 @@ export interface ServiceDeps {
   profiles: readonly Profile[];
   ipRange: IpRange;
   randomBytes: (n: number) => Uint8Array;
-  now: () => Date;
+  /** LastBoot for a boot reported now: Go's RFC3339Nano in the server's zone, as 0.11 wrote it. */
+  bootTime: () => string;
+  /** The clock of install-failure times (UTC, whole seconds); default the system clock. */
+  now?: () => Date;
   /** Throws (a 400-class error) when a host must not be stored like this; only override asks. */
   checkHost?: (host: Host) => void;
   /** Called after a change is durable (dnsmasq host lists, events). Must not throw. */
@@ -187,7 +190,7 @@ export class MayuService {
   }
 
   bootComplete(serial: string, reported: Partial<Host>) {
-    return this.change(serial, (h) => bootCompleteSteps(h, reported, this.deps.now()));
+    return this.change(serial, (h) => bootCompleteSteps(h, reported, this.deps.bootTime()));
   }
 
   setState(serial: string, state: HostState) {
@@ -245,7 +248,7 @@ export class MayuService {
     const serial = normalizeSerial(rawSerial);
     const host = this.deps.store.get(serial);
     if (!host) throw new UnknownHostError();
-    const { steps, failure } = installFailureSteps(host, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), report, this.deps.now());
+    const { steps, failure } = installFailureSteps(host, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), report, (this.deps.now ?? (() => new Date()))());
     await this.commit(serial, host, steps, undefined, { installFailure: failure });
     this.deps.observeInstallFailure?.(failure);
     return failure;
@@ -305,7 +308,7 @@ export class MayuService {
     const after = computed.at(-1)?.host ?? before!;
     const body = render ? render(after) : '';
     // A state change supersedes a standing install failure, in the same commit.
-    const steps = clearFailureOnStateChange(computed, before, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), this.deps.now());
+    const steps = clearFailureOnStateChange(computed, before, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), (this.deps.now ?? (() => new Date()))());
     const started = process.hrtime.bigint();
     const commit = await this.deps.store.apply(serial, steps);
     if (steps.length > 0) {

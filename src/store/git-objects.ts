@@ -57,8 +57,16 @@ export function parseTree(content: Buffer): TreeEntry[] {
 export interface Signature {
   name: string;
   email: string;
-  /** Seconds since the epoch, UTC (mayu always writes +0000). */
+  /** Seconds since the epoch. */
   timestamp: number;
+  /** The committer's zone offset then, seconds east of UTC (0.11 committed with git in local time); default 0. */
+  offsetSeconds?: number;
+}
+
+/** git's "+0100" / "-0530" of an offset in seconds. */
+function gitOffset(seconds: number): string {
+  const minutes = Math.trunc(Math.abs(seconds) / 60);
+  return `${seconds < 0 ? '-' : '+'}${String(Math.trunc(minutes / 60)).padStart(2, '0')}${String(minutes % 60).padStart(2, '0')}`;
 }
 
 export interface CommitFields {
@@ -69,7 +77,7 @@ export interface CommitFields {
 }
 
 export function encodeCommit(c: CommitFields): Buffer {
-  const sig = `${c.author.name} <${c.author.email}> ${c.author.timestamp} +0000`;
+  const sig = `${c.author.name} <${c.author.email}> ${c.author.timestamp} ${gitOffset(c.author.offsetSeconds ?? 0)}`;
   const lines = [`tree ${c.tree}`, ...c.parents.map((p) => `parent ${p}`), `author ${sig}`, `committer ${sig}`];
   return Buffer.from(`${lines.join('\n')}\n\n${c.message}`, 'utf8');
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import git from 'isomorphic-git';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
+import { UTC_ZONE, type TimeZone } from '../core/tzif.ts';
 import { BatchWriter, type BatchWritten } from './batch-writer.ts';
 import { fsyncPath, rewriteFileSync, writeFileAtomic } from './durable-fs.ts';
 import { CompactionRunner } from './compaction-runner.ts';
@@ -57,6 +58,8 @@ export interface GitStoreOptions {
   /** 16 random bytes; used for the default etcd token of a new cluster. */
   randomBytes: (n: number) => Uint8Array;
   now?: () => Date;
+  /** Local time zone: commits carry its offset, as 0.11's (native git) did. Default UTC. */
+  zone?: TimeZone;
   /** Merge packs once there are this many (one per batch); 0 turns it off. */
   compactAfterPacks?: number;
   /** Merge packs in a worker thread (the server does); tests of the store run them in-process. */
@@ -99,6 +102,26 @@ interface Unflushed {
   memoryPack: string;
 }
 
+/** Who mayu's commits are by: 0.11's identity, so history reads the same across the switch. */
+export const MAYU_COMMITTER = { name: 'mayu commiter', email: 'support+noise@giantswarm.io' } as const;
+
+/**
+ * .git/config of a cluster repo mayu creates: byte for byte 0.11's (native `git init` on Linux,
+ * then user.name, user.email, push.default). isomorphic-git's own has filemode = false and
+ * ignorecase = true, wrong for a Linux checkout.
+ */
+const NEW_REPO_CONFIG = `[core]
+\trepositoryformatversion = 0
+\tfilemode = true
+\tbare = false
+\tlogallrefupdates = true
+[user]
+\tname = ${MAYU_COMMITTER.name}
+\temail = ${MAYU_COMMITTER.email}
+[push]
+\tdefault = matching
+`;
+
 export function encodeClusterJson(config: ClusterConfig): string {
   return JSON.stringify({ GitStore: true, Config: config }, null, 2);
 }
@@ -138,8 +161,9 @@ export class GitStore implements HostStore {
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
     const store = new GitStore({
-      author: options.author ?? { name: 'mayu commiter', email: 'mayu@localhost' },
+      author: options.author ?? MAYU_COMMITTER,
       now: options.now ?? (() => new Date()),
+      zone: options.zone ?? UTC_ZONE,
       dir: options.dir,
       randomBytes: options.randomBytes,
       compactAfterPacks: options.compactAfterPacks ?? 16,
@@ -327,6 +351,9 @@ export class GitStore implements HostStore {
     const fresh = !(await exists(gitdir));
     if (fresh) {
       await git.init({ fs: nodeFs, dir, defaultBranch: BRANCH });
+      // 0.11's config of a new cluster repo: operators' own commits there, and scripts filtering
+      // history by author, rely on it. An existing repository's config is never touched.
+      await writeFileAtomic(path.join(gitdir, 'config'), NEW_REPO_CONFIG);
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
       this.journal = await this.opts.openJournal(gitdir);
       await this.commitCluster('initial commit');
@@ -489,7 +516,7 @@ export class GitStore implements HostStore {
         this.head = add('commit', encodeCommit({
           tree,
           parents: this.head ? [this.head] : [],
-          author: { ...this.opts.author, timestamp },
+          author: { ...this.opts.author, timestamp, offsetSeconds: this.opts.zone.lookup(timestamp).offsetSeconds },
           message: `${item.message}\n`,
         }));
         this.history_.record(this.head, item.message, timestamp);

@@ -11,6 +11,7 @@ import {
 } from './commands.ts';
 import { DEFAULT_LIST_FIELDS, InvalidFieldError, LIST_FIELD_NAMES } from './format.ts';
 import { InvalidSetError, SET_KEYS } from './request-body.ts';
+import { localZone } from '../local-zone.ts';
 
 const EPILOGUE = `Exit codes: 0 success; 1 mayu said no or could not be reached (unknown host, HTTP status
 above 399, connection failure, a bad answer); 2 usage (unknown command or option, missing argument,
@@ -64,7 +65,7 @@ export async function runMayuctl(
           ca: args.caFile === undefined ? undefined : readCa(args.caFile),
           debug: args.debug ? (line) => output.err(line) : undefined,
         });
-        await command({ ...output, client }, args);
+        await command({ ...output, client, zone: localZone(env['TZ']) }, args);
       } catch (err) {
         output.err(paint(errorText(err, args.debug)));
         exitCode = err instanceof InvalidSetError || err instanceof InvalidFieldError ? USAGE_EXIT_CODE : 1;

@@ -2,6 +2,7 @@
 // MayuClient, writes through the given Output and throws on failure (errorText() renders it).
 
 import { readFile } from 'node:fs/promises';
+import type { TimeZone } from '../../core/tzif.ts';
 import { decodeHost, HostDecodeError, type Host } from '../../core/host.ts';
 import { BadAnswerError, HttpStatusError, type MayuClient } from './client.ts';
 import { parseEnvFile } from './env-file.ts';
@@ -22,6 +23,8 @@ export interface Output {
 
 export interface CommandContext extends Output {
   client: MayuClient;
+  /** time.Local as 0.11's mayuctl (Go) had it: LastBoot is printed with its zone names. */
+  zone: TimeZone;
 }
 
 /** A failure whose message is the whole story (no status line to add). */
@@ -130,7 +133,7 @@ export async function statusCommand(ctx: CommandContext, serial: string, json: b
   if (!host) throw new CliError(`host ${serial} not found.`);
   // --json stays the Host object 0.11 printed; the failures have their own route.
   if (json) ctx.out(pretty(raw[index]));
-  else ctx.out(formatStatus(host, await newestFailure(ctx, host.Serial ?? serial)));
+  else ctx.out(formatStatus(host, ctx.zone, await newestFailure(ctx, host.Serial ?? serial)));
 }
 
 /**

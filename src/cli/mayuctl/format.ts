@@ -1,7 +1,9 @@
 // Pure text output of mayuctl list / status / history, matching 0.11's mayuctl where it had
 // one (list, status) so scripts parsing that output keep working.
 
+import { goTimeString } from '../../core/go-time.ts';
 import { ZERO_TIME, type Host } from '../../core/host.ts';
+import { UTC_ZONE, type TimeZone } from '../../core/tzif.ts';
 import { columnize } from './columnize.ts';
 
 export const DEFAULT_LIST_FIELDS = [
@@ -91,22 +93,6 @@ export function formatLastBoot(stored: string): string {
   return `${m[1]} ${m[2]}`;
 }
 
-/**
- * Go's time.Time.String() of a time parsed from RFC 3339, which 0.11 printed for LastBoot in
- * `status`: "2016-01-15 13:42:33.344687863 +0000 UTC"; a numeric offset has no zone name, so
- * Go repeats the offset: "2015-10-08 19:14:36.227056826 +0200 +0200".
- */
-export function formatGoTime(stored: string): string {
-  const m = RFC3339.exec(stored === '' ? ZERO_TIME : stored);
-  if (!m) return stored;
-  const fraction = (m[3] ?? '').slice(0, 9).replace(/0+$/, '');
-  const base = `${m[1]} ${m[2]}${fraction ? `.${fraction}` : ''}`;
-  const zone = m[4] ?? 'Z';
-  if (zone === 'Z') return `${base} +0000 UTC`;
-  const offset = zone.replace(':', '');
-  return `${base} ${offset} ${offset}`;
-}
-
 /** The host's newest install failure as GET /admin/host/<serial>/install-failures answers it. */
 export interface StatusFailure {
   Time: string;
@@ -122,7 +108,7 @@ export interface StatusFailure {
  * value leaves the padding in place). A missing IP prints "<nil>" as Go's nil net.IP did.
  * A host with an install failure gets one more line (ours), `InstallFailure:`, last.
  */
-export function formatStatus(h: Host, failure?: StatusFailure): string {
+export function formatStatus(h: Host, zone: TimeZone = UTC_ZONE, failure?: StatusFailure): string {
   const lines: [string, string][] = [
     ['Serial:', h.Serial ?? ''],
     ['IP:', h.InternalAddr || '<nil>'],
@@ -147,7 +133,9 @@ export function formatStatus(h: Host, failure?: StatusFailure): string {
     ['Fleet:', h.FleetVersion ?? ''],
     ['Rkt:', h.RktVersion ?? ''],
     ['K8s:', h.K8sVersion ?? ''],
-    ['LastBoot:', formatGoTime(h.LastBoot)],
+    // Go's Time.String() of the parsed value: "2026-12-01 20:37:10.123456789 +0100 CET" when
+    // mayuctl's local zone has that offset then, else the offset twice ("+0200 +0200").
+    ['LastBoot:', goTimeString(h.LastBoot || ZERO_TIME, zone)],
     ['Enabled:', String(h.Enabled ?? false)],
   ];
   if (failure) {
