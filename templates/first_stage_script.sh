@@ -192,12 +192,12 @@ list_disks() {
 install_disk_setting=$INSTALL_DISK
 n=0
 while :; do
-  candidates=$(list_disks 2>/dev/null | sort -n -k1,1 -k3,3)
+  candidates=$(list_disks 2>"$WORKDIR/not-candidates" | sort -n -k1,1 -k3,3)
   { [ -n "$candidates" ] || [ "$n" -ge 10 ]; } && break
   sleep 1
   n=$((n + 1))
 done
-list_disks >/dev/null
+cat "$WORKDIR/not-candidates" >&2
 echo "$candidates" | while read -r size name path; do [ -n "$name" ] && say "disk /dev/$name: $size bytes, $path"; done
 no_driver() {
   for d in /sys/bus/pci/devices/*; do
