@@ -74,6 +74,11 @@ export type RenderFor = (host: Host) => string;
 export class MayuService {
   constructor(private readonly deps: ServiceDeps) {}
 
+  /** Now, for install-failure records. */
+  private failureTime(): Date {
+    return this.deps.now ? this.deps.now() : new Date();
+  }
+
   /**
    * Every host, by serial. Read-only: the stored objects themselves, not copies (10 000 deep
    * copies per listing cost more memory than the hosts themselves); callers encode them.
@@ -248,7 +253,7 @@ export class MayuService {
     const serial = normalizeSerial(rawSerial);
     const host = this.deps.store.get(serial);
     if (!host) throw new UnknownHostError();
-    const { steps, failure } = installFailureSteps(host, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), report, (this.deps.now ?? (() => new Date()))());
+    const { steps, failure } = installFailureSteps(host, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), report, this.failureTime());
     await this.commit(serial, host, steps, undefined, { installFailure: failure });
     this.deps.observeInstallFailure?.(failure);
     return failure;
@@ -308,7 +313,7 @@ export class MayuService {
     const after = computed.at(-1)?.host ?? before!;
     const body = render ? render(after) : '';
     // A state change supersedes a standing install failure, in the same commit.
-    const steps = clearFailureOnStateChange(computed, before, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), (this.deps.now ?? (() => new Date()))());
+    const steps = clearFailureOnStateChange(computed, before, this.deps.store.sideFile(serial, INSTALL_FAILURES_FILE), this.failureTime());
     const started = process.hrtime.bigint();
     const commit = await this.deps.store.apply(serial, steps);
     if (steps.length > 0) {
