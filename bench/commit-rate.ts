@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { creationSteps, setProviderIdSteps } from '../src/core/host-changes.ts';
 import { encodeHost } from '../src/core/host.ts';
-import { encodeClusterJson, GitStore } from '../src/store/git-store.ts';
+import { encodeClusterJson } from '../src/store/cluster-json.ts';
+import { GitStore } from '../src/store/git-store.ts';
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const CHANGES = 1000;

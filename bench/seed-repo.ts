@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { creationSteps } from '../src/core/host-changes.ts';
 import { encodeHost } from '../src/core/host.ts';
-import { encodeClusterJson } from '../src/store/git-store.ts';
+import { encodeClusterJson } from '../src/store/cluster-json.ts';
 
 export const BENCH_ETCD_TOKEN = 'e94768ef0f948b0c2e53536d9c5eeb8f';
 

@@ -16,9 +16,9 @@ import { parseArgs } from 'node:util';
 import { GitStore } from '../src/store/git-store.ts';
 import { FIXTURES, startMayu, tempDir } from '../test/helpers/mayu-process.ts';
 import { Cleanup, runBench, median, round, rssMb, table, waitForQuiet } from './bench-util.ts';
-import { compactRepo } from '../src/store/git-compaction.ts';
-import { GitObjectReader } from '../src/store/git-object-reader.ts';
-import { resolveHead } from '../src/store/git-refs.ts';
+import { compactRepo } from '../src/git/compaction.ts';
+import { GitObjectReader } from '../src/git/object-reader.ts';
+import { resolveHead } from '../src/git/refs.ts';
 import { commitCount, seedRepo } from './seed-repo.ts';
 
 const { values: flags } = parseArgs({

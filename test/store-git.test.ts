@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { creationSteps, setStateSteps } from '../src/core/host-changes.ts';
 import { encodeHost } from '../src/core/host.ts';
-import { GitJournal, type JournalEntry } from '../src/store/git-journal.ts';
+import { GitJournal, type JournalEntry } from '../src/git/journal.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { git, gitCommitCount, gitFsck, gitSubjects } from './helpers/git.ts';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { creationSteps } from '../src/core/host-changes.ts';
 import { FileStore } from '../src/store/file-store.ts';
-import { encodeTree, FILE_MODE, RootTree, TREE_MODE } from '../src/store/git-objects.ts';
+import { encodeTree, FILE_MODE, RootTree, TREE_MODE } from '../src/git/objects.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { MayuService, type HostChangeEvent } from '../src/service/mayu-service.ts';

@@ -9,9 +9,9 @@ import { defaultGateway, DetectError, detectedConfigYaml, detectNetwork, nameser
 import { ConfigError } from '../config/load.ts';
 import { RenderError } from '../render/renderer.ts';
 import { PROJECT_ROOT, showTemplates, startServer } from '../server.ts';
-import { compactRepo } from '../store/git-compaction.ts';
-import { GitObjectReader } from '../store/git-object-reader.ts';
-import { resolveHead } from '../store/git-refs.ts';
+import { compactRepo } from '../git/compaction.ts';
+import { GitObjectReader } from '../git/object-reader.ts';
+import { resolveHead } from '../git/refs.ts';
 import { localZone } from './local-zone.ts';
 import { givenIgnoredFlags, IGNORED_0_11_FLAGS, logLevelFor, snippetsDirFor } from './mayu-0.11-flags.ts';
 

@@ -1,6 +1,6 @@
 import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../store/durable-fs.ts';
+import { writeFileAtomic } from '../fs/durable-fs.ts';
 import { decodeToken, encodeToken, TOKEN, type TokenState } from './registry.ts';
 
 // Discovery state on disk: one JSON file per token in `<cluster-dir>/.etcd-discovery/`, replaced

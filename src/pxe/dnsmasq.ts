@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { MayuConfig } from '../config/schema.ts';
 import type { Host } from '../core/host.ts';
 import type { Renderer } from '../render/renderer.ts';
-import { writeFileAtomic } from '../store/durable-fs.ts';
+import { writeFileAtomic } from '../fs/durable-fs.ts';
 import { renderDnsmasqConf } from './dnsmasq-conf.ts';
 import { dnsmasqArgs, dnsmasqFiles, isHostsfileRead, isHostsfileUnreadable, type DnsmasqFiles } from './dnsmasq-files.ts';
 import { HostsfileWriter } from './hostsfile-writer.ts';

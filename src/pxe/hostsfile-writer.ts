@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Host } from '../core/host.ts';
-import { writeFileAtomic } from '../store/durable-fs.ts';
+import { writeFileAtomic } from '../fs/durable-fs.ts';
 import { renderDhcpHostsfile } from './dhcp-hostsfile.ts';
 
 // Keeps dnsmasq's hostsfile in step with the hosts. Writes are serialized and coalesced: a burst

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { resolveHead } from './git-refs.ts';
+import { resolveHead } from '../git/refs.ts';
 
 // Pushes the cluster repo to a remote after commits (config audit_push), so the audit trail
 // lives somewhere else too (mayu issue #53). Native git does the push: isomorphic-git speaks

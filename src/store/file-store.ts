@@ -4,8 +4,8 @@ import { decodeHost, encodeHost } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
-import { fsyncPath, writeFileAtomic } from './durable-fs.ts';
-import { encodeClusterJson } from './git-store.ts';
+import { fsyncPath, writeFileAtomic } from '../fs/durable-fs.ts';
+import { encodeClusterJson } from './cluster-json.ts';
 import { HostTable, type HostSnapshot } from './host-table.ts';
 import { HOST_SIDE_FILES, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 

@@ -1,4 +1,4 @@
-import type { ParsedCommit } from './git-objects.ts';
+import type { ParsedCommit } from '../git/objects.ts';
 import type { CommitInfo } from './store.ts';
 
 // Per-host audit trail. Commits written by this process are indexed as they are made; the

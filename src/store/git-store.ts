@@ -6,18 +6,19 @@ import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { UTC_ZONE, type TimeZone } from '../core/tzif.ts';
 import { BatchWriter, type BatchWritten } from './batch-writer.ts';
-import { fsyncPath, rewriteFileSync, writeFileAtomic } from './durable-fs.ts';
-import { CompactionRunner } from './compaction-runner.ts';
-import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from './git-compaction.ts';
+import { fsyncPath, rewriteFileSync, writeFileAtomic } from '../fs/durable-fs.ts';
+import { CompactionRunner } from '../git/compaction-runner.ts';
+import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from '../git/compaction.ts';
 import { GitHistory } from './git-history.ts';
-import { GitObjectReader } from './git-object-reader.ts';
+import { GitObjectReader } from '../git/object-reader.ts';
 import {
   encodeCommit, encodeTree, FILE_MODE, objectId, parseCommit, parseTree, RootTree, TREE_MODE, type ObjectType,
-} from './git-objects.ts';
-import { writeCheckpoint } from './git-checkpoint.ts';
-import { GitJournal, type Journal, type JournalObject, type JournalTicket } from './git-journal.ts';
-import { PackBuilder } from './git-pack.ts';
-import { resolveHead } from './git-refs.ts';
+} from '../git/objects.ts';
+import { writeCheckpoint } from '../git/checkpoint.ts';
+import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
+import { PackBuilder } from '../git/pack.ts';
+import { resolveHead } from '../git/refs.ts';
+import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import { HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
@@ -121,10 +122,6 @@ const NEW_REPO_CONFIG = `[core]
 [push]
 \tdefault = matching
 `;
-
-export function encodeClusterJson(config: ClusterConfig): string {
-  return JSON.stringify({ GitStore: true, Config: config }, null, 2);
-}
 
 export class GitStore implements HostStore {
   readonly kind = 'git' as const;
@@ -608,12 +605,6 @@ export class GitStore implements HostStore {
       if (item.serial !== undefined && item.undo) this.table.restore(item.serial, item.undo.prev);
     }
   }
-}
-
-function parseClusterJson(text: string): ClusterConfig {
-  const raw = JSON.parse(text) as { Config?: { DefaultEtcdClusterToken?: unknown } };
-  const token = raw.Config?.DefaultEtcdClusterToken;
-  return { DefaultEtcdClusterToken: typeof token === 'string' ? token : '' };
 }
 
 async function exists(p: string): Promise<boolean> {

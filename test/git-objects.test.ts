@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { deflateSync, inflateSync } from 'node:zlib';
-import { applyDelta, computeDelta } from '../src/store/git-delta.ts';
-import { isStoredZlib, zlibStored } from '../src/store/git-pack.ts';
-import { encodeTree, FILE_MODE, parseTree, RootTree, TREE_MODE, type TreeEntry } from '../src/store/git-objects.ts';
+import { applyDelta, computeDelta } from '../src/git/delta.ts';
+import { isStoredZlib, zlibStored } from '../src/git/pack.ts';
+import { encodeTree, FILE_MODE, parseTree, RootTree, TREE_MODE, type TreeEntry } from '../src/git/objects.ts';
 
 const oid = () => randomBytes(20).toString('hex');
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { GitJournal, type JournalEntry } from '../src/store/git-journal.ts';
+import { GitJournal, type JournalEntry } from '../src/git/journal.ts';
 
 const oid = () => randomBytes(20).toString('hex');
 

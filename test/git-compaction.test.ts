@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { creationSteps, setProviderIdSteps } from '../src/core/host-changes.ts';
-import { listLooseObjects, packsToMerge, retireMerged, writeMergedPack } from '../src/store/git-compaction.ts';
-import { GitObjectReader } from '../src/store/git-object-reader.ts';
+import { listLooseObjects, packsToMerge, retireMerged, writeMergedPack } from '../src/git/compaction.ts';
+import { GitObjectReader } from '../src/git/object-reader.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import { git, gitCommitCount, gitFsck } from './helpers/git.ts';
 

@@ -1,8 +1,8 @@
-import type { GitObjectReader } from './git-object-reader.ts';
-import { parseRecordHeader } from './git-object-reader.ts';
-import type { JournalEntry, JournalObject } from './git-journal.ts';
-import { PackFileWriter } from './git-pack-file.ts';
-import { prepareRef } from './git-refs.ts';
+import type { GitObjectReader } from './object-reader.ts';
+import { parseRecordHeader } from './object-reader.ts';
+import type { JournalEntry, JournalObject } from './journal.ts';
+import { PackFileWriter } from './pack-file.ts';
+import { prepareRef } from './refs.ts';
 
 /**
  * Writes journaled batches (oldest first) to git as one pack, then moves `ref` to the last

@@ -1,8 +1,8 @@
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncPath } from './durable-fs.ts';
-import type { ObjectType } from './git-objects.ts';
-import { PackBuilder } from './git-pack.ts';
+import { fsyncPath } from '../fs/durable-fs.ts';
+import type { ObjectType } from './objects.ts';
+import { PackBuilder } from './pack.ts';
 
 // A packfile written durably into objects/pack: records go to a temp file, then pack and index
 // are fsync'd, the pack is renamed into place, the index last (it is what makes the pack visible

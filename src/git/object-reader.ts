@@ -1,8 +1,8 @@
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { applyDelta } from './git-delta.ts';
-import type { GitObject, ObjectType } from './git-objects.ts';
+import { applyDelta } from './delta.ts';
+import type { GitObject, ObjectType } from './objects.ts';
 
 // Reads objects from the cluster repo: packs (version-2 index, ofs- and ref-deltas, as written
 // by mayu or by native git) and loose files. Start-up and history read thousands of objects;

@@ -4,8 +4,8 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { writeMergedPack } from './git-compaction.ts';
-import { GitObjectReader } from './git-object-reader.ts';
+import { writeMergedPack } from './compaction.ts';
+import { GitObjectReader } from './object-reader.ts';
 
 export interface CompactionJob {
   gitdir: string;

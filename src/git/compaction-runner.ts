@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { CompactionJob } from './compaction-worker.ts';
-import type { MergedPack } from './git-compaction.ts';
+import type { MergedPack } from './compaction.ts';
 
 interface Reply {
   merged?: MergedPack;

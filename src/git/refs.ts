@@ -1,6 +1,6 @@
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncPath } from './durable-fs.ts';
+import { fsyncPath } from '../fs/durable-fs.ts';
 
 // The branch ref, read the way git reads it and replaced durably.
 

@@ -1,10 +1,10 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { parseRecordHeader, type GitObjectReader, type PackIndex, type RecordHeader } from './git-object-reader.ts';
-import { parseCommit } from './git-objects.ts';
-import { PackFileWriter } from './git-pack-file.ts';
-import { isStoredZlib } from './git-pack.ts';
+import { parseRecordHeader, type GitObjectReader, type PackIndex, type RecordHeader } from './object-reader.ts';
+import { parseCommit } from './objects.ts';
+import { PackFileWriter } from './pack-file.ts';
+import { isStoredZlib } from './pack.ts';
 
 // Merges packs (and any loose objects) into one pack. Every batch of commits lands as its own
 // small pack; merging keeps the number of packs low (reads stay cheap) and re-chains the root

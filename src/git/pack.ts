@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { crc32, deflateSync } from 'node:zlib';
-import { computeDelta } from './git-delta.ts';
-import type { ObjectType } from './git-objects.ts';
+import { computeDelta } from './delta.ts';
+import type { ObjectType } from './objects.ts';
 
 // Writes a git packfile (version 2) and its index (version 2) in memory. isomorphic-git's
 // packObjects never writes deltas, and a cluster repo is mostly root trees that differ from the

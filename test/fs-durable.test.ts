@@ -3,7 +3,7 @@ import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { rewriteFileSync } from '../src/store/durable-fs.ts';
+import { rewriteFileSync } from '../src/fs/durable-fs.ts';
 
 describe('rewriteFileSync (working-tree copies)', () => {
   it('creates a missing file, then rewrites it shorter and longer in place, on the same inode', async () => {
