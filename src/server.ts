@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
 import { HostChangeError } from './core/host-changes.ts';
+import { editProblems, type HostEdit, type HostsAfter } from './core/host-edits.ts';
 import { goLocalTimestamp } from './core/go-time.ts';
 import { ZERO_TIME, type Host } from './core/host.ts';
 import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
@@ -25,11 +26,11 @@ import { compileShellCommand, ShellCommandError } from './render/shell-command.t
 import { loadTemplates, RenderError, type TemplateKey } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
-import { MayuService } from './service/mayu-service.ts';
+import { MayuService, type HostChangeEvent } from './service/mayu-service.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { FileStore } from './store/file-store.ts';
 import { GitStore } from './store/git-store.ts';
-import type { HostStore } from './store/store.ts';
+import type { AdoptedChange, HostStore, OutsideProblem } from './store/store.ts';
 
 export interface ServerOptions {
   configFile: string;
@@ -49,6 +50,8 @@ export interface ServerOptions {
   httpPort: number;
   httpBindAddress: string;
   useGit: boolean;
+  /** How often the cluster repo is checked for operators' commits and hand edits (ms; default 1000, 0: only before a host's changes and at checkpoints). */
+  outsideCheckMs?: number;
   /** Overrides config use_ignition when set. */
   useIgnition?: boolean;
   version: string;
@@ -126,6 +129,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let store: HostStore | undefined;
   // Made once the store is open; only in git mode (--no-git ignores audit_push).
   let auditPush: AuditPusher | undefined;
+  let outsideProblems: OutsideProblem[] = [];
   const metrics = createMetrics(registry, {
     hosts: () => store?.scan() ?? [],
     profileNames: loaded.profiles.map((p) => p.name),
@@ -133,8 +137,31 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     eventSubscribers: () => events.subscribers,
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
     auditPush: config.audit_push && opts.useGit ? () => auditPush?.status() : undefined,
+    refusedOutsideChanges: opts.useGit ? () => outsideProblems.length : undefined,
   });
   const observer = { batchWritten: metrics.batchWritten };
+  // Changes operators make in the repo (commits, hand edits): judged against the config, taken
+  // into memory and announced like mayu's own, or refused with one log line per episode.
+  let onHostChange: ((e: HostChangeEvent) => void) | undefined;
+  const outside = {
+    checkEdits: (edits: HostEdit[], after: HostsAfter) => editProblems(edits, after, loaded.profiles),
+    onAdopted: (changes: AdoptedChange[]) => {
+      for (const c of changes) {
+        metrics.outsideChangeAdopted();
+        const host = c.after ?? c.before;
+        if (!host) continue;
+        onHostChange?.({ serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, deleted: c.after ? undefined : true, commit: c.commit });
+      }
+    },
+    onOutsideProblems: (problems: OutsideProblem[]) => {
+      const before = new Set(outsideProblems.map((p) => p.source));
+      for (const p of problems) if (!before.has(p.source)) logger.error({ source: p.source, problems: p.problems }, 'change made outside mayu refused: fix or revert it in the cluster repo');
+      const now = new Set(problems.map((p) => p.source));
+      for (const p of outsideProblems) if (!now.has(p.source)) logger.info({ source: p.source }, 'refused outside change is gone (fixed or reverted)');
+      outsideProblems = problems;
+    },
+    onOutsideError: (err: Error) => logger.error({ err }, 'could not read or take a change made outside mayu'),
+  };
   store = opts.useGit
     ? await GitStore.open({
         dir: opts.clusterDir,
@@ -148,6 +175,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         // Pushed once git has them: under load git trails the answers by ~0.1 s.
         onCheckpoint: () => auditPush?.notify(),
         observer,
+        ...outside,
+        outsideCheckMs: opts.outsideCheckMs,
       })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
@@ -220,7 +249,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         throw err;
       }
     },
-    onChange: (e) => {
+    onChange: (e) => onHostChange!(e),
+    observeCommit: metrics.commit,
+    observeInstallFailure: (f) => metrics.installFailure(f.Stage),
+  });
+  onHostChange = (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, commit: e.commit, deleted: e.deleted }, 'host changed');
       if (e.installFailure) logger.warn({ serial: e.serial, stage: e.installFailure.Stage, reason: e.installFailure.Reason, state: e.installFailure.State, commit: e.commit }, 'install failed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
@@ -228,15 +261,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       events.publish(e);
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
-    },
-    observeCommit: metrics.commit,
-    observeInstallFailure: (f) => metrics.installFailure(f.Stage),
-  });
+  };
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const notReadyReasons = () => {
-    if (!runsDnsmasq) return [];
-    if (!dnsmasq) return ['dnsmasq is starting'];
-    return dnsmasq.supervisor.serving ? [] : [`dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
+    // A refused outside change: git waits for the operator (mayu still answers from its journal).
+    const refused = outsideProblems.map((p) => `${p.source} refused: ${p.problems.join('; ')}`);
+    if (!runsDnsmasq) return refused;
+    if (!dnsmasq) return [...refused, 'dnsmasq is starting'];
+    return dnsmasq.supervisor.serving ? refused : [...refused, `dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
   };
   // A failing audit push is shown in /readyz but never fails it (issue #53: "never blocking
   // provisioning"). /readyz is open: no URL (it may hold credentials) and no git error text.

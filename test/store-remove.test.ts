@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -53,9 +53,11 @@ describe('store remove()', () => {
     assert.equal(gitSubjects(dir).at(-1), 'h1: host deleted');
     assert.equal((await store.history('h1'))[0]!.message, 'h1: host deleted');
     await store.close();
-    // A kill between the commit and the mirror's removal leaves the folder behind.
+    // A kill between the commit and the mirror's removal leaves the folder behind (a kill leaves
+    // no clean-stop mark; after a clean stop the folder would be a host added by hand).
     await mkdir(path.join(dir, 'h1'));
     await writeFile(path.join(dir, 'h1', 'conf.json'), '{}');
+    await rm(path.join(dir, '.git', 'mayu-clean-stop'));
     const again = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
     assert.deepEqual(again.all().map((h) => h.Serial), ['h2']);
     assert.deepEqual((await readdir(dir)).filter((n) => !n.startsWith('.')).sort(), ['cluster.json', 'h2']);

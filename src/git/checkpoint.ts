@@ -8,9 +8,11 @@ import { prepareRef } from './refs.ts';
  * Writes journaled batches (oldest first) to git as one pack, then moves `ref` to the last
  * batch's head: pack, index and the ref's lock file are fsync'd together, the pack becomes
  * visible, then the ref is renamed over. Records are copied as the batches built them; a delta
- * only gets a new distance to its base. An object two batches share is written once.
+ * only gets a new distance to its base. An object two batches share is written once. The ref
+ * moves only from the first batch's parent (compare-and-swap): RefMovedError when it names
+ * another commit, and nothing of the pack is used.
  */
-export async function writeCheckpoint(reader: GitObjectReader, ref: string, entries: readonly Pick<JournalEntry, 'head' | 'objects'>[]): Promise<void> {
+export async function writeCheckpoint(reader: GitObjectReader, ref: string, entries: readonly Pick<JournalEntry, 'parent' | 'head' | 'objects'>[]): Promise<void> {
   const unique = new Map<string, JournalObject>();
   for (const e of entries) for (const o of e.objects) if (!unique.has(o.oid)) unique.set(o.oid, o);
   const pack = await PackFileWriter.create(reader.packDir, unique.size);
@@ -27,7 +29,7 @@ export async function writeCheckpoint(reader: GitObjectReader, ref: string, entr
     await pack.abort();
     throw err;
   }
-  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head)]);
+  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head, entries[0]!.parent)]);
   if (packed.status === 'rejected' || moved.status === 'rejected') {
     if (moved.status === 'fulfilled') await moved.value.abort();
     throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;

@@ -6,6 +6,7 @@ import { RangeExhaustedError } from '../core/addresses.ts';
 import { InvalidSerialError } from '../core/serial.ts';
 import { IllegalTransitionError } from '../core/states.ts';
 import { UnknownHostError, UnknownProfileError } from '../service/mayu-service.ts';
+import { HostEditRefusedError } from '../store/store.ts';
 
 /** An error whose message is meant for the client as the plain-text body. */
 export class HttpError extends Error {
@@ -21,6 +22,8 @@ export function statusFor(err: unknown): number | undefined {
   if (err instanceof HttpError) return err.status;
   // The request is fine, the cluster's state refuses it (the operator may force it).
   if (err instanceof ProfileQuantityError) return 409;
+  // The host's conf.json was edited by hand into something mayu refuses: the operator fixes it.
+  if (err instanceof HostEditRefusedError) return 409;
   if (CLIENT_ERRORS.some((c) => err instanceof c)) return 400;
   // Not the client's fault, and not ours either: the operator must widen ip_range.
   if (err instanceof RangeExhaustedError) return 503;

@@ -15,6 +15,8 @@ export interface MetricSources {
   eventSubscribers: () => number;
   /** Present only when mayu runs dnsmasq: its restarts so far and whether it serves now. */
   dnsmasq?: () => { restarts: number; up: boolean };
+  /** Changes made outside mayu that it refuses now (git mode): one per commit or file. */
+  refusedOutsideChanges?: () => number;
   /** Present only when an audit push is configured (git mode): its status now. */
   auditPush?: () => Pick<AuditPushStatus, 'state' | 'consecutiveFailures' | 'lastSuccessAt'> | undefined;
 }
@@ -26,6 +28,8 @@ export interface MetricsRecorder {
   batchWritten(size: number): void;
   /** An install failure of this stage was recorded. */
   installFailure(stage: string): void;
+  /** A host changed outside mayu (an operator's commit, a hand edit) was taken. */
+  outsideChangeAdopted(): void;
 }
 
 export function createMetrics(registry: Registry, sources: MetricSources): MetricsRecorder {
@@ -119,6 +123,23 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
     });
   }
 
+  const adopted = new Counter({
+    name: 'mayu_outside_changes_adopted_total',
+    help: "Hosts changed outside mayu (operators' commits, hand-edited conf.json) that mayu took.",
+    registers,
+  });
+  const refused = sources.refusedOutsideChanges;
+  if (refused) {
+    new Gauge({
+      name: 'mayu_outside_changes_refused',
+      help: 'Changes made outside mayu that it refuses now (a commit at the branch, hand-edited files): 0 when none.',
+      registers,
+      collect() {
+        this.set(refused());
+      },
+    });
+  }
+
   const auditPush = sources.auditPush;
   if (auditPush) {
     new Gauge({
@@ -153,5 +174,6 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
     commit: (seconds) => commitSeconds.observe(seconds),
     batchWritten: (size) => batchSize.observe(size),
     installFailure: (stage) => installFailures.inc({ stage }),
+    outsideChangeAdopted: () => adopted.inc(),
   };
 }

@@ -2,7 +2,8 @@ import * as nodeFs from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import git from 'isomorphic-git';
-import { decodeHost, encodeHost, type Host } from '../core/host.ts';
+import { decodeHost, encodeHost, hostsEqual, type Host } from '../core/host.ts';
+import { changedFields, type HostEdit, type HostsAfter } from '../core/host-edits.ts';
 import type { Step } from '../core/host-changes.ts';
 import { UTC_ZONE, type TimeZone } from '../core/tzif.ts';
 import { BatchWriter, type BatchWritten } from './batch-writer.ts';
@@ -12,16 +13,22 @@ import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMerge
 import { GitHistory } from './git-history.ts';
 import { GitObjectReader } from '../git/object-reader.ts';
 import {
-  encodeCommit, encodeTree, FILE_MODE, objectId, parseCommit, parseTree, RootTree, TREE_MODE, type ObjectType,
+  encodeCommit, encodeTree, FILE_MODE, objectId, parseCommit, parseTree, RootTree, TREE_MODE, type ObjectType, type TreeEntry,
 } from '../git/objects.ts';
 import { writeCheckpoint } from '../git/checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
 import { PackBuilder } from '../git/pack.ts';
-import { resolveHead } from '../git/refs.ts';
+import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/refs.ts';
+import { replayCommits } from '../git/replay.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './host-table.ts';
+import { readOutsideCommits, isSerialName, type OutsideCommits } from './outside-commits.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
-import { HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import {
+  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HostEditRefusedError, hostCommitMessage, StoreError,
+  type AdoptedChange, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
+} from './store.ts';
+import { WorkingTree, type FileCheck } from './working-tree.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes the pack records of every commit of the batch,
@@ -31,13 +38,16 @@ import { HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, typ
 // acknowledged. A checkpoint writes the journaled batches to git as one pack and moves the branch
 // ref: at once when the store is idle (the change is acknowledged after it, so git shows it),
 // else at most every CHECKPOINT_INTERVAL_MS, many batches at a time. Packs are merged in the
-// background (git-compaction.ts). The files in the working tree (<serial>/conf.json,
-// cluster.json) mirror the newest commit for operators; git's index is not kept.
+// background (git/compaction.ts). The files in the working tree (<serial>/conf.json,
+// cluster.json) mirror the newest commit for operators.
+//
+// Operators work in the repo too. The ref moves only by compare-and-swap from mayu's last
+// commit: commits made outside mayu are read, checked and taken (mayu's own commits not yet in
+// git are made again on top of them), or refused loudly and never built on. A conf.json edited
+// by hand is taken as its own commit before anything else changes that host, or refused.
 
 const BRANCH = 'master';
 const REF = `refs/heads/${BRANCH}`;
-const CLUSTER_FILE = 'cluster.json';
-const HOST_FILE = 'conf.json';
 /** Where earlier versions kept the mirror's temp files; removed at open if still there. */
 const OLD_MIRROR_TMP = 'mayu-tmp';
 /** Left in .git by a clean close: without it, the next open checks the working tree against HEAD. */
@@ -52,6 +62,8 @@ const CHECKPOINT_INTERVAL_MS = 100;
 const STORED = 0;
 /** After a failed checkpoint (the changes are safe in the journal), the next try waits this long. */
 const CHECKPOINT_RETRY_MS = 1000;
+/** The ref's lock is held by an operator's git: try again this soon (git holds it for milliseconds). */
+const REF_LOCKED_RETRY_MS = 50;
 
 export interface GitStoreOptions {
   dir: string;
@@ -76,6 +88,19 @@ export interface GitStoreOptions {
   /** The write-ahead journal (tests wrap the real one to make appends fail). */
   openJournal?: (gitdir: string) => Promise<Journal>;
   observer?: StoreObserver;
+  /**
+   * Judges hosts changed outside mayu (operators' commits, hand edits) beyond decoding: what is
+   * wrong, one line each (profiles, addresses, quantities: the composition root knows the config).
+   */
+  checkEdits?: (edits: HostEdit[], after: HostsAfter) => string[];
+  /** Told about hosts changed outside mayu once they are taken (events, dnsmasq). */
+  onAdopted?: (changes: AdoptedChange[]) => void;
+  /** Told whenever the list of refused outside changes changes (readiness, one log line per episode). */
+  onOutsideProblems?: (problems: OutsideProblem[]) => void;
+  /** Told when an outside change could not be taken for another reason than its content (I/O). */
+  onOutsideError?: (err: Error) => void;
+  /** How often the branch and the working tree are checked for outside changes; 0: only at checkpoints and before a host's changes. */
+  outsideCheckMs?: number;
 }
 
 interface WriteItem {
@@ -97,10 +122,19 @@ interface WriteItem {
 
 /** A batch acknowledged from the journal, not yet in git. */
 interface Unflushed {
+  /** The commit the batch built on: the ref moves only from there. */
+  parent: string | undefined;
   head: string;
   objects: JournalObject[];
-  ticket: JournalTicket;
+  /** Its journal entries (more than one once replayed on top of outside commits). */
+  tickets: JournalTicket[];
   memoryPack: string;
+  /** Its commits, oldest first. */
+  commits: string[];
+  /** Hosts it changes: their memory is mayu's, not an outside commit's. */
+  serials: ReadonlySet<string>;
+  /** Order of acknowledgement (kept by a replay), for flushHistory. */
+  seq: number;
 }
 
 /** Who mayu's commits are by: 0.11's identity, so history reads the same across the switch. */
@@ -146,14 +180,23 @@ export class GitStore implements HostStore {
   private closed = false;
   /** The working-tree mirror's writes, one batch after the other. */
   private mirrored: Promise<void> = Promise.resolve();
-  /** Host folders known to exist in the working tree (saves a mkdir per write). */
-  private readonly mirrorDirs = new Set<string>();
+  private readonly tree: WorkingTree;
+  /** Batch writes and outside-change adoption, one at a time (both build on root and head). */
+  private exclusive: Promise<unknown> = Promise.resolve();
+  private adoption: Promise<void> | undefined;
+  /** Outside commits at the ref that are refused: no checkpoint builds on them. */
+  private refusedHead: (OutsideProblem & { head: string | undefined }) | undefined;
+  /** Hand edits refused, by serial: that host's changes wait (409). */
+  private readonly refusedEdits = new Map<string, OutsideProblem>();
+  private outsideTimer: NodeJS.Timeout | undefined;
+  private batchSeq = 0;
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
     this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten);
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
+    this.tree = new WorkingTree(opts.dir);
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
@@ -171,8 +214,17 @@ export class GitStore implements HostStore {
       onCheckpointError: options.onCheckpointError ?? (() => {}),
       openJournal: options.openJournal ?? ((gitdir) => GitJournal.open(gitdir)),
       observer: options.observer ?? {},
+      checkEdits: options.checkEdits ?? (() => []),
+      onAdopted: options.onAdopted ?? (() => {}),
+      onOutsideProblems: options.onOutsideProblems ?? (() => {}),
+      onOutsideError: options.onOutsideError ?? (() => {}),
+      outsideCheckMs: options.outsideCheckMs ?? 1000,
     });
     await store.load();
+    if (store.opts.outsideCheckMs > 0) {
+      store.outsideTimer = setInterval(() => void store.scanOutside(), store.opts.outsideCheckMs);
+      store.outsideTimer.unref();
+    }
     return store;
   }
 
@@ -180,7 +232,10 @@ export class GitStore implements HostStore {
     return this.opts.dir;
   }
 
-  get(serial: string) { return this.table.get(serial); }
+  get(serial: string) {
+    this.takeHandEdit(serial);
+    return this.table.get(serial);
+  }
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
@@ -190,8 +245,14 @@ export class GitStore implements HostStore {
   settledFor(serial: string) { return this.pending.settled(serial); }
   writeQueueDepth() { return this.writer.depth; }
 
+  /** Outside changes refused now (an operator's commits at the ref, hand-edited files). */
+  outsideProblems(): OutsideProblem[] {
+    return [...(this.refusedHead ? [{ source: this.refusedHead.source, problems: this.refusedHead.problems }] : []), ...this.refusedEdits.values()];
+  }
+
   async apply(serial: string, steps: readonly Step[]): Promise<string | undefined> {
     if (this.closed) throw new StoreError('store is closed');
+    this.assertNotRefused(serial);
     if (steps.length === 0) return this.settled().then(() => undefined);
     let files: SideFiles | undefined = this.table.sideFiles(serial);
     const prev = this.table.apply(serial, steps);
@@ -213,6 +274,7 @@ export class GitStore implements HostStore {
   /** As apply(): memory changes at once, resolves with the removal's commit id once durable. */
   async remove(serial: string, message: string): Promise<string | undefined> {
     if (this.closed) throw new StoreError('store is closed');
+    this.assertNotRefused(serial);
     const prev = this.table.remove(serial);
     const item: WriteItem = { serial, message: hostCommitMessage(serial, message), content: '', remove: true, undo: { prev } };
     await this.pending.track(serial, this.writer.submit(item));
@@ -235,6 +297,8 @@ export class GitStore implements HostStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.outsideTimer);
+    await this.adoption;
     await this.settled();
     const inGit = await this.flushHistory().then(() => true, (err: Error) => {
       // The journal keeps them: the next open writes them to git.
@@ -274,14 +338,26 @@ export class GitStore implements HostStore {
    * the journal holds now instead of at the next checkpoint.
    */
   async flushHistory(): Promise<void> {
-    const last = this.unflushed.at(-1);
+    const last = this.unflushed.at(-1)?.seq;
     // A failed checkpoint fails the wait (the changes stay in the journal, retried later):
-    // waiters do not each start one of their own against a disk that just refused one.
-    while (last && this.unflushed.includes(last)) await (this.checkpointRun ?? this.runCheckpoint());
+    // waiters do not each start one of their own against a disk that just refused one. While
+    // outside commits are refused, git waits for the operator: the journal has the change.
+    while (last !== undefined && !this.refusedHead && this.unflushed.some((u) => u.seq <= last)) {
+      try {
+        await (this.checkpointRun ?? this.runCheckpoint());
+      } catch (err) {
+        if (err instanceof RefLockedError) await new Promise((r) => setTimeout(r, REF_LOCKED_RETRY_MS));
+        else if (err instanceof RefMovedError) await this.outsideCheck();
+        else throw err;
+      }
+    }
   }
 
   /** Writes every journaled batch to git as one pack and moves the ref; one at a time. */
   private runCheckpoint(): Promise<void> {
+    // Refused outside commits: nothing is built on them. An adoption under way: after it.
+    if (this.refusedHead) return Promise.resolve();
+    if (this.adoption) return this.adoption.then(() => this.runCheckpoint());
     clearTimeout(this.checkpointTimer);
     this.checkpointTimer = undefined;
     this.nextCheckpointAt = performance.now() + CHECKPOINT_INTERVAL_MS;
@@ -291,12 +367,21 @@ export class GitStore implements HostStore {
       this.journal.rotate();
       await writeCheckpoint(this.reader, REF, batches);
       this.unflushed.splice(0, batches.length);
-      this.journal.checkpointed(batches.map((b) => b.ticket));
+      this.journal.checkpointed(batches.flatMap((b) => b.tickets));
       this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
       this.gitHead = batches.at(-1)!.head;
       this.opts.onCheckpoint();
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
+      if (err instanceof RefLockedError) {
+        this.nextCheckpointAt = performance.now() + REF_LOCKED_RETRY_MS;
+        throw err;
+      }
+      if (err instanceof RefMovedError) {
+        // Commits were made outside mayu: read and take them (or refuse them) first.
+        queueMicrotask(() => void this.outsideCheck());
+        throw err;
+      }
       this.nextCheckpointAt = performance.now() + CHECKPOINT_RETRY_MS;
       throw new StoreError(`git write failed (the changes are in the journal): ${err.message}`);
     }).finally(() => {
@@ -312,7 +397,10 @@ export class GitStore implements HostStore {
     const wait = Math.max(0, this.nextCheckpointAt - performance.now());
     this.checkpointTimer = setTimeout(() => {
       this.checkpointTimer = undefined;
-      this.runCheckpoint().catch((err: Error) => this.opts.onCheckpointError(err));
+      this.runCheckpoint().catch((err: Error) => {
+        // Not failures: retried at once / after the outside commits are read.
+        if (!(err instanceof RefLockedError || err instanceof RefMovedError)) this.opts.onCheckpointError(err);
+      });
     }, wait);
   }
 
@@ -363,9 +451,7 @@ export class GitStore implements HostStore {
       await this.reader.refresh();
       this.journal = await this.opts.openJournal(gitdir);
       await this.completeFromJournal(gitdir);
-      await this.loadHead();
-      await this.removeStaleMirrors();
-      await this.repairMirrorAfterCrash();
+      await this.reconcileWorkingTree(await this.loadHead());
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
@@ -383,78 +469,93 @@ export class GitStore implements HostStore {
     await this.journal.clear();
   }
 
-  /** Mirror folders of hosts deleted in git whose removal a kill interrupted. */
-  private async removeStaleMirrors(): Promise<void> {
-    for (const entry of await readdir(this.opts.dir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || entry.name.startsWith('.') || this.table.get(entry.name)) continue;
-      if (await exists(path.join(this.opts.dir, entry.name, HOST_FILE))) await rm(path.join(this.opts.dir, entry.name), { recursive: true, force: true });
-    }
-  }
-
   /**
-   * After a kill, a batch durable in git may not have reached the working tree yet. The check
-   * runs in the background, ahead of every mirror write of this process, so a start is not held up.
+   * The working tree against HEAD, before anything is served. After a clean stop a difference
+   * is the operator's (a conf.json edited, added or deleted while mayu was stopped): judged like
+   * any hand edit. After a kill it is mayu's own copy that the kill left behind (a batch durable
+   * in git whose copy was not written yet, a torn in-place rewrite, a folder whose removal was
+   * interrupted): rewritten from git.
    */
-  private async repairMirrorAfterCrash(): Promise<void> {
+  private async reconcileWorkingTree(headFiles: ReadonlyMap<string, TreeEntry[]>): Promise<void> {
     const marker = path.join(this.opts.dir, '.git', CLEAN_STOP);
-    if (await exists(marker)) {
+    const clean = await exists(marker);
+    if (clean) {
       // Gone for good before any write, so a kill from now on is noticed next time.
       await rm(marker);
       await fsyncPath(path.dirname(marker));
-      return;
     }
-    // Compared by object id with the tree at HEAD: the blobs git has are what the files must hold.
-    const entries = parseTree(this.root.bytes);
-    this.mirrored = forEachLimit(entries, 16, async (e) => {
-      const isHost = e.mode === TREE_MODE;
-      if (!isHost && e.name !== CLUSTER_FILE) return;
-      if (!isHost) {
-        const onDisk = await readFile(path.join(this.opts.dir, CLUSTER_FILE)).catch(() => undefined);
-        if (onDisk && objectId('blob', onDisk) === e.oid) return;
-        await this.mirror([{ content: (await this.reader.read(e.oid)).content.toString('utf8'), message: '' }]);
+    const handEdits: (() => void)[] = [];
+    const clusterEntry = parseTree(this.root.bytes).find((e) => e.name === CLUSTER_FILE);
+    if (clusterEntry) {
+      const onDisk = await readFile(path.join(this.opts.dir, CLUSTER_FILE)).catch(() => undefined);
+      if (!onDisk || objectId('blob', onDisk) !== clusterEntry.oid) this.tree.writeCluster((await this.reader.read(clusterEntry.oid)).content.toString('utf8'));
+    }
+    await forEachLimit([...headFiles], 16, async ([serial, entries]) => {
+      const conf = entries.find((f) => f.name === HOST_FILE)!;
+      const onDisk = await readFile(this.tree.hostFile(serial)).catch(() => undefined);
+      const confSame = onDisk !== undefined && objectId('blob', onDisk) === conf.oid;
+      if (clean && !confSame && onDisk !== undefined) {
+        handEdits.push(() => this.judgeEdit(serial, this.table.peek(serial), onDisk.toString('utf8'), 'edited'));
         return;
       }
-      // The host's tree as the files on disk would make it (conf.json and the side files there).
-      const onDisk: { mode: string; name: string; oid: string }[] = [];
-      for (const name of [HOST_FILE, ...HOST_SIDE_FILES]) {
-        const bytes = await readFile(path.join(this.opts.dir, e.name, name)).catch(() => undefined);
-        if (bytes) onDisk.push({ mode: FILE_MODE, name, oid: objectId('blob', bytes) });
+      if (clean && !confSame && !nodeFs.existsSync(path.join(this.opts.dir, serial))) {
+        handEdits.push(() => this.takeEdit(serial, this.table.peek(serial), undefined, 'deleted by hand'));
+        return;
       }
-      if (onDisk.length > 0 && objectId('tree', encodeTree(onDisk)) === e.oid) return;
-      const files: Record<string, string> = {};
-      let content: string | undefined;
-      for (const f of parseTree((await this.reader.read(e.oid)).content)) {
-        const text = () => this.reader.read(f.oid).then((o) => o.content.toString('utf8'));
-        if (f.name === HOST_FILE) content = await text();
-        else if (HOST_SIDE_FILES.includes(f.name)) files[f.name] = await text();
+      if (clean && confSame) {
+        this.tree.remember(serial);
+        return;
       }
-      if (content === undefined) return;
+      // Compared by object id with the host's tree at HEAD: the blobs git has are what the files must hold.
+      const sides: { mode: string; name: string; oid: string }[] = [];
+      for (const name of HOST_SIDE_FILES) {
+        const bytes = await readFile(path.join(this.opts.dir, serial, name)).catch(() => undefined);
+        if (bytes) sides.push({ mode: FILE_MODE, name, oid: objectId('blob', bytes) });
+      }
+      const gitSides = entries.filter((f) => HOST_SIDE_FILES.includes(f.name));
+      if (confSame && JSON.stringify(sides) === JSON.stringify(gitSides.map(({ mode, name, oid }) => ({ mode, name, oid })))) {
+        this.tree.remember(serial);
+        return;
+      }
+      const text = async (oid: string) => (await this.reader.read(oid)).content.toString('utf8');
+      const files = new Map<string, string>();
+      for (const f of gitSides) files.set(f.name, await text(f.oid));
       // A side file on disk that git does not have (a kill before its commit landed) goes.
-      for (const name of HOST_SIDE_FILES) if (!(name in files)) await rm(path.join(this.opts.dir, e.name, name), { force: true });
-      await this.mirror([{ serial: e.name, content, files, changed: Object.keys(files), message: '' }]);
-    }).catch((err: Error) => this.opts.onMirrorError(err));
+      for (const name of HOST_SIDE_FILES) if (!files.has(name)) await rm(path.join(this.opts.dir, serial, name), { force: true });
+      this.tree.writeHost(serial, await text(conf.oid), files);
+    });
+    for (const serial of this.tree.unknownHostFolders((s) => headFiles.has(s))) {
+      // Clean stop: a host the operator added by hand. After a kill: a removal a kill interrupted.
+      if (clean) handEdits.push(() => this.takeAddedHost(serial));
+      else this.tree.removeHost(serial);
+    }
+    for (const take of handEdits) take();
   }
 
   private async commitCluster(message: string): Promise<void> {
     await this.writer.submit({ message, content: encodeClusterJson(this.cluster) });
   }
 
-  private async loadHead(): Promise<void> {
+  /** Loads the hosts at HEAD; returns each host folder's entries there (for reconcileWorkingTree). */
+  private async loadHead(): Promise<Map<string, TreeEntry[]>> {
     const head = await resolveHead(path.join(this.opts.dir, '.git')).catch(() => undefined);
     if (!head) throw new StoreError(`${this.opts.dir}: not a mayu cluster repo (no HEAD commit)`);
     // Every host's tree and conf.json are read: whole packs in memory beat 2 reads per host.
     for (const pack of this.reader.packList) await pack.loadWhole();
+    let headFiles: Map<string, TreeEntry[]>;
     try {
-      await this.loadHostsAt(head);
+      headFiles = await this.loadHostsAt(head);
     } finally {
       for (const pack of this.reader.packList) pack.unloadWhole();
     }
     this.head = head;
     this.gitHead = head;
     this.history_.setBase(head);
+    return headFiles;
   }
 
-  private async loadHostsAt(head: string): Promise<void> {
+  private async loadHostsAt(head: string): Promise<Map<string, TreeEntry[]>> {
+    const headFiles = new Map<string, TreeEntry[]>();
     const commit = parseCommit((await this.reader.read(head)).content);
     const tree = parseTree((await this.reader.read(commit.tree)).content);
     this.root = new RootTree(tree);
@@ -473,17 +574,30 @@ export class GitStore implements HostStore {
           if (f.mode === FILE_MODE && HOST_SIDE_FILES.includes(f.name)) files[f.name] = (await this.reader.read(f.oid)).content.toString('utf8');
         }
         this.table.load(e.name, decodeHost(JSON.parse(text)), files);
+        headFiles.set(e.name, entries);
       } catch (err) {
         throw new StoreError(`${e.name}/${HOST_FILE} at ${head}: ${(err as Error).message}`);
       }
     });
+    return headFiles;
   }
 
   /**
    * Resolves once the batch is durable in the journal, with what its acknowledgement waits for
    * too: the working-tree mirror and, when the store was idle, the checkpoint that puts it in git.
    */
-  private async writeBatch(items: WriteItem[]): Promise<BatchWritten> {
+  private writeBatch(items: WriteItem[]): Promise<BatchWritten> {
+    return this.locked(() => this.writeBatchNow(items));
+  }
+
+  /** Runs `fn` once everything started by earlier calls is done (batch writes, adoptions). */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusive.then(fn);
+    this.exclusive = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeBatchNow(items: WriteItem[]): Promise<BatchWritten> {
     const startRoot = this.root.clone();
     const startHead = this.head;
     const roots: { oid: string; content: Buffer }[] = [];
@@ -543,7 +657,10 @@ export class GitStore implements HostStore {
       // Readable (history, confAt) from memory until a checkpoint writes it to git.
       const memoryPack = `journal-${checksum.toString('hex')}`;
       this.reader.addMemoryPack(memoryPack, index, Buffer.concat([...chunks, checksum]));
-      unflushed = { head: this.head!, objects, ticket, memoryPack };
+      unflushed = {
+        parent: startHead, head: this.head!, objects, tickets: [ticket], memoryPack,
+        commits: items.map((i) => i.commit!), serials: new Set(items.flatMap((i) => (i.serial === undefined ? [] : [i.serial]))), seq: this.batchSeq++,
+      };
     } catch (err) {
       this.root = startRoot;
       this.head = startHead;
@@ -569,7 +686,7 @@ export class GitStore implements HostStore {
    * each (a new inode and a freed one, on a filesystem mounted with discard) and made the kernel
    * the storm's biggest CPU user. The price: a reader racing the write may see a mix of old and
    * new for those microseconds, and a kill between write and truncate leaves a torn copy, which
-   * the next open repairs (repairMirrorAfterCrash).
+   * the next open repairs (reconcileWorkingTree).
    */
   private async mirror(items: WriteItem[]): Promise<void> {
     // Per serial: the newest conf.json, and each side file the batch wrote, at its newest.
@@ -585,19 +702,252 @@ export class GitStore implements HostStore {
       latest.set(key, { content: item.content, sides });
     }
     for (const [serial, entry] of latest) {
-      if (entry === undefined) {
-        this.mirrorDirs.delete(serial);
-        await rm(path.join(this.opts.dir, serial), { recursive: true, force: true });
-        continue;
-      }
-      const file = serial ? path.join(this.opts.dir, serial, HOST_FILE) : path.join(this.opts.dir, CLUSTER_FILE);
-      if (serial && !this.mirrorDirs.has(serial)) {
-        nodeFs.mkdirSync(path.dirname(file), { recursive: true });
-        this.mirrorDirs.add(serial);
-      }
-      for (const [name, text] of entry.sides) rewriteFileSync(path.join(this.opts.dir, serial, name), text);
-      rewriteFileSync(file, entry.content);
+      if (entry === undefined) this.tree.removeHost(serial);
+      else if (serial) this.tree.writeHost(serial, entry.content, entry.sides);
+      else this.tree.writeCluster(entry.content);
     }
+  }
+
+  // ---- Changes made outside mayu: operators' commits and hand edits ----
+
+  private assertNotRefused(serial: string): void {
+    const refused = this.refusedEdits.get(serial);
+    if (refused) throw new HostEditRefusedError(`${refused.source} is refused: ${refused.problems.join('; ')}. Fix or revert the file; until then this host's changes wait`);
+  }
+
+  /** Whether the ref on disk names a commit mayu did not write (read without waiting: ~5 µs). */
+  private refMovedOutside(): boolean {
+    const gitdir = path.join(this.opts.dir, '.git');
+    let found: string | undefined;
+    try {
+      found = nodeFs.readFileSync(path.join(gitdir, REF), 'utf8').trim();
+    } catch {
+      const packed = nodeFs.readFileSync(path.join(gitdir, 'packed-refs'), { encoding: 'utf8', flag: 'r' });
+      found = packed.split('\n').find((l) => l.endsWith(` ${REF}`))?.split(' ')[0];
+    }
+    return found !== this.gitHead && !(this.checkpointRun && this.unflushed.some((u) => u.head === found));
+  }
+
+  /** Every outsideCheckMs: the branch first, then each host's file and folders added by hand. */
+  private async scanOutside(): Promise<void> {
+    if (this.closed) return;
+    await this.outsideCheck();
+    if (this.closed || this.refusedHead) return;
+    try {
+      for (const serial of [...this.table.serials()]) this.takeHandEdit(serial);
+      for (const serial of [...this.refusedEdits.keys()]) if (!this.table.has(serial)) this.takeAddedHost(serial);
+      for (const serial of this.tree.unknownHostFolders((s) => this.table.has(s) || this.refusedEdits.has(s))) this.takeAddedHost(serial);
+    } catch (err) {
+      this.opts.onOutsideError(err as Error);
+    }
+  }
+
+  /** Before anything reads or changes a host: an edit of its conf.json by hand goes first. */
+  private takeHandEdit(serial: string): void {
+    if (this.closed) return;
+    const before = this.table.peek(serial);
+    if (!before) return;
+    const check: FileCheck = this.tree.check(serial);
+    if (check.kind === 'same') return;
+    // The branch moved too (an operator edits, then commits): the commit is read first, and
+    // the file is judged against it afterwards.
+    if (this.refMovedOutside()) {
+      void this.outsideCheck();
+      return;
+    }
+    if (check.kind === 'changed') {
+      this.judgeEdit(serial, before, check.text, 'edited');
+      return;
+    }
+    // Only a removed folder is a deletion: an editor may replace the file by a rename.
+    if (nodeFs.existsSync(path.join(this.opts.dir, serial))) return;
+    this.clearRefusedEdit(serial);
+    this.takeEdit(serial, before, undefined, 'deleted by hand');
+  }
+
+  private takeAddedHost(serial: string): void {
+    const text = this.tree.readHostFile(serial);
+    if (text === undefined) this.clearRefusedEdit(serial);
+    else this.judgeEdit(serial, undefined, text, 'added');
+  }
+
+  /** A conf.json written by hand: taken as its own commit, or refused (left as written, loud). */
+  private judgeEdit(serial: string, before: Host | undefined, text: string, how: 'edited' | 'added'): void {
+    const source = `${serial}/${HOST_FILE} (${how} by hand)`;
+    let host: Host;
+    try {
+      if (!isSerialName(serial)) throw new Error('the folder name is not a valid serial');
+      host = decodeHost(JSON.parse(text));
+    } catch (err) {
+      this.refuseEdit(serial, { source, problems: [(err as Error).message] });
+      return;
+    }
+    if (before && hostsEqual(host, before)) {
+      // The same host written differently (or put back as it was): nothing to commit.
+      this.tree.remember(serial);
+      this.clearRefusedEdit(serial);
+      return;
+    }
+    const problems = this.opts.checkEdits([{ serial, host, before }], this.viewWith(new Map([[serial, host]])));
+    if (problems.length > 0) {
+      this.refuseEdit(serial, { source, problems });
+      return;
+    }
+    this.clearRefusedEdit(serial);
+    // Taken as written; mayu's copy of the commit (0.11's format) replaces the file.
+    this.tree.remember(serial);
+    this.takeEdit(serial, before, host, how === 'added' ? 'added by hand' : `updated by hand (${changedFields(before, host).join(', ')})`);
+  }
+
+  private takeEdit(serial: string, before: Host | undefined, host: Host | undefined, message: string): void {
+    const written = host ? this.apply(serial, [{ host, message }]) : this.remove(serial, message);
+    written.then(
+      (commit) => this.opts.onAdopted([{ serial, before, after: host, commit, messages: [hostCommitMessage(serial, message)] }]),
+      (err: Error) => this.opts.onOutsideError(err),
+    );
+  }
+
+  private refuseEdit(serial: string, problem: OutsideProblem): void {
+    if (JSON.stringify(this.refusedEdits.get(serial)) === JSON.stringify(problem)) return;
+    this.refusedEdits.set(serial, problem);
+    this.opts.onOutsideProblems(this.outsideProblems());
+  }
+
+  private clearRefusedEdit(serial: string): void {
+    if (this.refusedEdits.delete(serial)) this.opts.onOutsideProblems(this.outsideProblems());
+  }
+
+  private setRefusedHead(refused: GitStore['refusedHead']): void {
+    if (JSON.stringify(refused) === JSON.stringify(this.refusedHead)) return;
+    this.refusedHead = refused;
+    this.opts.onOutsideProblems(this.outsideProblems());
+  }
+
+  /** Every host as it would be with `overlay` taken (undefined: removed). */
+  private viewWith(overlay: ReadonlyMap<string, Host | undefined>): HostsAfter {
+    const table = this.table;
+    return {
+      get: (serial) => (overlay.has(serial) ? overlay.get(serial) : table.peek(serial)),
+      *all() {
+        for (const [serial, host] of table.entries()) if (!overlay.has(serial)) yield host;
+        for (const host of overlay.values()) if (host) yield host;
+      },
+    };
+  }
+
+  /** Reads commits that reached the ref without mayu and takes or refuses them; one check at a time. */
+  private outsideCheck(): Promise<void> {
+    this.adoption ??= this.locked(() => this.checkOutsideNow())
+      .catch((err: Error) => this.opts.onOutsideError(err))
+      .finally(() => {
+        this.adoption = undefined;
+        if (this.unflushed.length > 0) this.scheduleCheckpoint();
+      });
+    return this.adoption;
+  }
+
+  private async checkOutsideNow(): Promise<void> {
+    if (this.closed && !this.checkpointRun) return;
+    await this.checkpointRun?.catch(() => undefined);
+    const found = await resolveRef(path.join(this.opts.dir, '.git'), REF);
+    if (found === this.gitHead) {
+      // Nothing outside, or the operator put the branch back.
+      this.setRefusedHead(undefined);
+      return;
+    }
+    if (this.refusedHead && this.refusedHead.head === found) return;
+    await this.reader.refresh();
+    const outside = await readOutsideCommits(this.reader, this.gitHead, found);
+    // Hosts with changes of mayu's not in git yet keep mayu's (acknowledged) values: those
+    // changes are made again on top of the outside commits.
+    const mine = new Set<string>(this.pending.serials());
+    for (const u of this.unflushed) for (const serial of u.serials) mine.add(serial);
+    const taken = outside.hosts.filter((h) => !mine.has(h.serial));
+    const problems = [...outside.problems];
+    if (problems.length === 0) {
+      const edits = taken.map((h) => ({ serial: h.serial, host: h.host, before: this.table.peek(h.serial) }));
+      problems.push(...this.opts.checkEdits(edits, this.viewWith(new Map(taken.map((h) => [h.serial, h.host])))));
+    }
+    if (problems.length > 0) {
+      const subjects = outside.commits.map((c) => c.commit.message.split('\n')[0]).slice(-3);
+      this.setRefusedHead({ head: found, source: `commit ${found?.slice(0, 12) ?? '(none)'}${subjects.length ? ` (${subjects.join(' | ')})` : ''}`, problems });
+      return;
+    }
+    await this.adopt(outside, taken);
+    this.setRefusedHead(undefined);
+  }
+
+  /** Takes valid outside commits: memory, the branch, mayu's unflushed commits replayed on top, history, working tree, events. */
+  private async adopt(outside: OutsideCommits, taken: OutsideCommits['hosts']): Promise<void> {
+    const base = this.gitHead;
+    const old = this.unflushed.slice();
+    const rebased = old.length > 0 ? await this.replayUnflushed(old, outside) : undefined;
+    // From here on nothing fails: the replayed batches are in the journal.
+    this.unflushed.splice(0, old.length);
+    this.reader.dropMemoryPacks(new Set(old.map((u) => u.memoryPack)));
+    if (rebased) this.unflushed.push(rebased.batch);
+    const before = new Map(taken.map((h) => [h.serial, this.table.peek(h.serial)]));
+    for (const h of taken) {
+      this.table.remove(h.serial);
+      if (h.host) this.table.load(h.serial, h.host, h.files);
+    }
+    if (outside.cluster) this.cluster = outside.cluster;
+    this.root = rebased?.root ?? new RootTree(outside.root);
+    this.gitHead = outside.head;
+    this.head = rebased?.batch.head ?? outside.head;
+    this.history_.forgetAfter(base);
+    for (const c of outside.commits) this.history_.record(c.oid, c.commit.message.replace(/\n$/, ''), c.commit.timestamp);
+    for (const c of rebased?.commits ?? []) this.history_.record(c.oid, c.message.replace(/\n$/, ''), c.timestamp);
+    for (const h of taken) this.mirrorAdopted(h);
+    if (taken.length > 0) {
+      const messages = outside.commits.map((c) => c.commit.message.split('\n')[0]!);
+      this.opts.onAdopted(taken.map((h) => ({ serial: h.serial, before: before.get(h.serial), after: h.host, commit: outside.head, messages })));
+    }
+  }
+
+  /** mayu's batches not yet in git, made again on top of the outside head, as one journal entry. */
+  private async replayUnflushed(old: Unflushed[], outside: OutsideCommits) {
+    const replayed = await replayCommits(this.reader, old.flatMap((u) => u.commits), { head: outside.head, root: new RootTree(outside.root) });
+    const oldCommits = new Set(old.flatMap((u) => u.commits));
+    // The old batches' blobs and host trees are still needed; their root trees and commits are not.
+    const kept = new Map<string, JournalObject>();
+    for (const u of old) {
+      for (const o of u.objects) if (o.baseOid === undefined && !oldCommits.has(o.oid) && !replayed.oldRoots.has(o.oid)) kept.set(o.oid, o);
+    }
+    const fresh = replayed.objects.filter((o, i, all) => !kept.has(o.oid) && all.findIndex((x) => x.oid === o.oid) === i);
+    const pack = new PackBuilder(kept.size + fresh.length);
+    const chunks = [pack.header()];
+    const objects: JournalObject[] = [];
+    for (const o of kept.values()) {
+      chunks.push(pack.addRaw(o.oid, o.record, o.crc));
+      objects.push(o);
+    }
+    for (const o of fresh) {
+      const record = pack.add(o.oid, o.type, o.content, undefined, STORED);
+      chunks.push(record);
+      objects.push({ oid: o.oid, record, crc: pack.lastCrc });
+    }
+    const { checksum, index } = pack.finish();
+    const ticket = await this.journal.append({ parent: outside.head, head: replayed.head, objects });
+    const memoryPack = `journal-${checksum.toString('hex')}`;
+    this.reader.addMemoryPack(memoryPack, index, Buffer.concat([...chunks, checksum]));
+    const batch: Unflushed = {
+      parent: outside.head, head: replayed.head, objects, tickets: [...old.flatMap((u) => u.tickets), ticket], memoryPack,
+      commits: replayed.commits.map((c) => c.oid), serials: new Set(old.flatMap((u) => [...u.serials])), seq: old.at(-1)!.seq,
+    };
+    return { batch, root: replayed.root, commits: replayed.commits };
+  }
+
+  /** The working-tree copy of a host an outside commit changed, unless an operator's edit sits there. */
+  private mirrorAdopted(h: OutsideCommits['hosts'][number]): void {
+    const untouched = this.tree.check(h.serial).kind === 'same';
+    if (!h.host) {
+      if (untouched) this.tree.removeHost(h.serial);
+      return;
+    }
+    const onDisk = this.tree.readHostFile(h.serial);
+    if (onDisk === h.text) this.tree.remember(h.serial);
+    else if (untouched || onDisk === undefined) this.tree.writeHost(h.serial, h.text, new Map(Object.entries(h.files)));
   }
 
   private rollback(itemsNewestFirst: WriteItem[]): void {

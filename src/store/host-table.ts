@@ -21,6 +21,24 @@ export class HostTable {
     return h && cloneHost(h);
   }
 
+  /** The live record, not a copy: read-only. */
+  peek(serial: string): Host | undefined {
+    return this.hosts.get(serial);
+  }
+
+  has(serial: string): boolean {
+    return this.hosts.has(serial);
+  }
+
+  serials(): IterableIterator<string> {
+    return this.hosts.keys();
+  }
+
+  /** Live records by serial, for read-only scans. */
+  entries(): IterableIterator<[string, Host]> {
+    return this.hosts.entries();
+  }
+
   all(): Host[] {
     return [...this.hosts.values()].map(cloneHost);
   }

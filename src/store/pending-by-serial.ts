@@ -18,6 +18,11 @@ export class PendingBySerial {
     return write;
   }
 
+  /** Hosts with writes not yet durable. */
+  serials(): IterableIterator<string> {
+    return this.latest.keys();
+  }
+
   /** Resolves once every write of `serial` tracked so far is durable (or failed and rolled back). */
   settled(serial: string): Promise<void> {
     return this.latest.get(serial) ?? Promise.resolve();

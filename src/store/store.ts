@@ -9,6 +9,10 @@ import { INSTALL_FAILURES_FILE } from '../core/install-failures.ts';
  */
 export const HOST_SIDE_FILES: readonly string[] = [INSTALL_FAILURES_FILE];
 
+/** The host record in its folder, `<serial>/conf.json`, and the cluster's own file at the top. */
+export const HOST_FILE = 'conf.json';
+export const CLUSTER_FILE = 'cluster.json';
+
 export interface CommitInfo {
   commit: string;
   /** RFC 3339, UTC. */
@@ -73,6 +77,30 @@ export interface StoreObserver {
 }
 
 export class StoreError extends Error {}
+
+/** The host's conf.json was edited by hand into something mayu cannot take: its changes wait for the operator (409). */
+export class HostEditRefusedError extends StoreError {}
+
+/**
+ * A change mayu did not make and refuses to take (an operator's commit, a hand-edited
+ * conf.json): named by `source` (a commit or a file), with what is wrong, one line each.
+ */
+export interface OutsideProblem {
+  source: string;
+  problems: string[];
+}
+
+/** A host changed by an operator's commit or a hand edit, once mayu took it. */
+export interface AdoptedChange {
+  serial: string;
+  before: Host | undefined;
+  /** undefined: the host was removed. */
+  after: Host | undefined;
+  /** The commit that now has it. */
+  commit: string | undefined;
+  /** Subjects of the commits that made it. */
+  messages: string[];
+}
 
 /** Commit message of a host change, as 0.11 wrote it. */
 export function hostCommitMessage(serial: string, message: string): string {

@@ -1,0 +1,66 @@
+import type { GitObjectReader } from './object-reader.ts';
+import { objectId, parseCommit, parseTree, RootTree, type ObjectType } from './objects.ts';
+import { diffTrees } from './tree-diff.ts';
+
+// Commits that were built on a head which is no longer the branch's (commits were made beside
+// them) are made again on top of the new head: each commit's own top-level changes (the entries
+// it changed against its parent) are applied to the new root tree, and the commit is written
+// again with the same author, committer and message. Used for a handful of commits at a time,
+// so root trees are written whole, not as deltas.
+
+export interface ReplayedObject {
+  oid: string;
+  type: ObjectType;
+  content: Buffer;
+}
+
+export interface Replayed {
+  /** The last replayed commit (the new head). */
+  head: string;
+  root: RootTree;
+  /** New root trees and commits, in the order made. */
+  objects: ReplayedObject[];
+  /** Old commit id → new one. */
+  renamed: Map<string, string>;
+  /** The old commits' root trees: no longer needed by the new ones. */
+  oldRoots: Set<string>;
+  /** The new commits, oldest first, with their messages and author times. */
+  commits: { oid: string; message: string; timestamp: number }[];
+}
+
+export async function replayCommits(reader: GitObjectReader, commits: readonly string[], onto: { head: string; root: RootTree }): Promise<Replayed> {
+  const root = onto.root.clone();
+  const objects: ReplayedObject[] = [];
+  const renamed = new Map<string, string>();
+  const oldRoots = new Set<string>();
+  const made: Replayed['commits'] = [];
+  let head = onto.head;
+  for (const oid of commits) {
+    const raw = (await reader.read(oid)).content;
+    const commit = parseCommit(raw);
+    oldRoots.add(commit.tree);
+    const parentTree = commit.parents[0] ? parseCommit((await reader.read(commit.parents[0])).content).tree : undefined;
+    const before = parentTree ? parseTree((await reader.read(parentTree)).content) : [];
+    const after = parseTree((await reader.read(commit.tree)).content);
+    for (const change of diffTrees(before, after)) {
+      if (change.after) root.set(change.after);
+      else root.remove(change.name, change.before!.mode);
+    }
+    const tree = objectId('tree', root.bytes);
+    objects.push({ oid: tree, type: 'tree', content: root.bytes });
+    const content = withTreeAndParent(raw, tree, head);
+    head = objectId('commit', content);
+    objects.push({ oid: head, type: 'commit', content });
+    renamed.set(oid, head);
+    made.push({ oid: head, message: commit.message, timestamp: commit.timestamp });
+  }
+  return { head, root, objects, renamed, oldRoots, commits: made };
+}
+
+/** The commit's bytes with its tree and (single) parent replaced; author, committer and message kept. */
+function withTreeAndParent(raw: Buffer, tree: string, parent: string): Buffer {
+  const text = raw.toString('utf8');
+  const lines = text.split('\n');
+  const rest = lines.findIndex((l) => !l.startsWith('tree ') && !l.startsWith('parent '));
+  return Buffer.from([`tree ${tree}`, `parent ${parent}`, ...lines.slice(rest)].join('\n'), 'utf8');
+}
