@@ -7,6 +7,7 @@ import type { Step } from '../core/host-changes.ts';
 import { UTC_ZONE, type TimeZone } from '../core/tzif.ts';
 import { BatchWriter, type BatchWritten } from './batch-writer.ts';
 import { fsyncPath, rewriteFileSync, writeFileAtomic } from '../fs/durable-fs.ts';
+import { describeWriteError, NotStoredError } from '../fs/write-errors.ts';
 import { CompactionRunner } from '../git/compaction-runner.ts';
 import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from '../git/compaction.ts';
 import { GitHistory } from './git-history.ts';
@@ -21,7 +22,7 @@ import { resolveHead } from '../git/refs.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
-import { HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import { HistoryPendingError, HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes the pack records of every commit of the batch,
@@ -150,7 +151,7 @@ export class GitStore implements HostStore {
   private readonly mirrorDirs = new Set<string>();
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
-    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten);
+    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten, opts.observer.batchFailed);
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
@@ -298,7 +299,8 @@ export class GitStore implements HostStore {
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
       this.nextCheckpointAt = performance.now() + CHECKPOINT_RETRY_MS;
-      throw new StoreError(`git write failed (the changes are in the journal): ${err.message}`);
+      // disk-full: the changes stand (journal); the answer that waited for git says so (507).
+      throw new HistoryPendingError(`git write failed (the changes are in the journal): ${describeWriteError(err)}; they stand and reach git once the disk takes writes again`, { cause: err });
     }).finally(() => {
       this.checkpointRun = undefined;
       if (this.unflushed.length > 0) this.scheduleCheckpoint();
@@ -548,7 +550,8 @@ export class GitStore implements HostStore {
       this.root = startRoot;
       this.head = startHead;
       this.history_.forgetAfter(startHead);
-      throw new StoreError(`git write failed: ${(err as Error).message}`);
+      // disk-full: nothing of the batch stands; the answer is a 507 (src/fs/write-errors.ts).
+      throw new NotStoredError(err);
     }
     this.unflushed.push(unflushed);
     // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and
