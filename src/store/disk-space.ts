@@ -5,8 +5,8 @@ import { describeWriteError } from '../fs/write-errors.ts';
 import { JournalUnusableError } from '../git/journal.ts';
 
 // The cluster directory's disk, watched (README "Full or failing disk"):
-// - writes that fail: from the first refused change (or failed probe write) until a change or a
-//   probe write succeeds again, /readyz is not ready and says why; one log line when it starts,
+// - writes that fail: from the first refused change (or failed probe write) until a probe write
+//   succeeds again (tried every interval, and at once after a change was stored meanwhile), /readyz is not ready and says why; one log line when it starts,
 //   one when it ends, however many requests were refused in between (each answered 507);
 // - free space (statfs): below the threshold new hosts are refused (507) while the changes of
 //   known hosts go on, so the room left is theirs; again one log line per episode;
@@ -55,6 +55,7 @@ export class StorageWatch {
   private readonly statfs: (dir: string) => DiskSample;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  private probing: Promise<void> | undefined;
   private last: DiskSample | undefined;
   /** Free space below the threshold: new hosts refused. */
   private low: Episode | undefined;
@@ -82,6 +83,7 @@ export class StorageWatch {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.ticking;
+    await this.probing;
   }
 
   /** Bytes below which new hosts are refused, for a file system of this size. */
@@ -116,9 +118,13 @@ export class StorageWatch {
     );
   }
 
-  /** A batch of changes became durable: the disk takes writes. */
+  /**
+   * A batch of changes became durable. That alone does not end a failing episode: on a full disk
+   * the journal still takes a few changes into room its files already have, then refuses again.
+   * A probe write (new room) decides, now instead of at the next tick.
+   */
   writeSucceeded(): void {
-    if (this.failing && !this.failing.stuck) this.endFailing('a change was stored');
+    if (this.failing && !this.failing.stuck) void this.probeNow();
   }
 
   /** A batch of `changes` could not be made durable (each answered 507). */
@@ -192,7 +198,13 @@ export class StorageWatch {
     const s = this.sample();
     // A probe only when it can tell something: writes are failing (has the disk come back?) or
     // space is low (is it gone?). A disk with room is left alone.
-    if ((this.failing && !this.failing.stuck) || this.low || (s && s.freeBytes < PROBE_BYTES)) await this.probe();
+    if ((this.failing && !this.failing.stuck) || this.low || (s && s.freeBytes < PROBE_BYTES)) await this.probeNow();
+  }
+
+  /** One probe at a time; callers in the meantime share it. */
+  private probeNow(): Promise<void> {
+    this.probing ??= this.probe().finally(() => (this.probing = undefined));
+    return this.probing;
   }
 
   /** Writes and syncs a small file beside the journal, then removes it. */
