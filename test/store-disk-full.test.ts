@@ -197,3 +197,83 @@ describe('full or failing disk (git store on a 3 MiB tmpfs)', { skip: isRoot ? f
     assert.match(metrics, /^mayu_store_writes_refused_total\{reason="not_stored"\} [1-9]\d*$/m);
   });
 });
+
+describe('full disk with --no-git (plain files) and the etcd discovery files', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, () => {
+  let disk: Awaited<ReturnType<typeof smallDisk>>;
+  let mayu: MayuProcess | undefined;
+  after(async () => {
+    await mayu?.stop();
+    await disk?.cleanup();
+  });
+
+  it('refuses what it cannot write (507, memory and files unchanged), is not ready until space is back, starts again afterwards', async () => {
+    disk = await smallDisk();
+    // Guard off: the writes themselves must fail cleanly.
+    const config = await configWith(disk.workDir, 'storage:\n  min_free_bytes: 0\n  min_free_percent: 0\n');
+    const start = () => startMayu({ workDir: disk.workDir, config, args: ['--no-git', '--insecure-reports'] });
+    mayu = await start();
+    const m = mayu;
+    assert.equal((await fetch(`${m.url}/first-stage-script/known-1`)).status, 200);
+    assert.equal((await fetch(`${m.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData('known-1', macFor(1))) })).status, 200);
+    const conf = path.join(disk.clusterDir, 'known-1', 'conf.json');
+    const stored = await readFile(conf, 'utf8');
+    const token = (JSON.parse(await readFile(path.join(disk.clusterDir, 'cluster.json'), 'utf8')) as { Config: { DefaultEtcdClusterToken: string } }).Config.DefaultEtcdClusterToken;
+
+    fill(disk.clusterDir, 0);
+    const installed = await fetch(`${m.url}/admin/host/known-1/set_installed`, { method: 'PUT' });
+    assert.equal(installed.status, 507);
+    assert.equal(await installed.text(), 'the change could not be stored: disk full (ENOSPC); nothing was changed');
+    assert.equal(((await (await fetch(`${m.url}/admin/host/known-1`)).json()) as { State: string }).State, 'installing', 'memory rolled back');
+    assert.equal(await readFile(conf, 'utf8'), stored, 'conf.json untouched');
+    const created = await fetch(`${m.url}/first-stage-script/new-1`);
+    assert.equal(created.status, 507, await created.text());
+    assert.equal((await fetch(`${m.url}/admin/host/new-1`)).status, 404);
+    const member = await fetch(`${m.url}/etcd/${token}/member-1`, { method: 'PUT', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'value=infra1%3Dhttp%3A%2F%2F10.0.3.31%3A2380' });
+    assert.equal(member.status, 507, 'a discovery registration the disk refuses');
+    assert.match(await member.text(), /^the change could not be stored: disk full \(ENOSPC\)/);
+    const listed = (await (await fetch(`${m.url}/etcd/${token}`)).json()) as { node: { nodes?: unknown[] } };
+    assert.equal(listed.node.nodes?.length ?? 0, 0, 'the refused member is not in the token');
+    const r = await until('/readyz not ready', async () => {
+      const res = await fetch(`${m.url}/readyz`);
+      return res.status === 503 ? ((await res.json()) as { reasons: string[] }) : undefined;
+    });
+    assert.match(r.reasons.join('\n'), /changes cannot be stored since .*: disk full \(ENOSPC\)/);
+    assert.equal(m.logs.filter((l) => l.msg === 'request failed').length, 0, 'no 500s');
+    assert.equal(logLines(m, /^storage: changes cannot be stored/).length, 1);
+
+    await rm(path.join(disk.clusterDir, '.filler'));
+    await until('/readyz ready', async () => ((await fetch(`${m.url}/readyz`)).status === 200 ? true : undefined));
+    assert.equal((await fetch(`${m.url}/admin/host/known-1/set_installed`, { method: 'PUT' })).status, 202);
+    await m.stop();
+    // Nothing half-written is left to stop the next start (a new host's empty folder, temp files).
+    mayu = await start();
+    assert.equal(((await (await fetch(`${mayu.url}/admin/host/known-1`)).json()) as { State: string }).State, 'installed');
+    assert.equal((await fetch(`${mayu.url}/admin/host/new-1`)).status, 404);
+  });
+});
+
+describe('free-space guard defaults', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, () => {
+  it('refuses new hosts on a disk with less than 64 MiB free, unless config lowers the threshold', async () => {
+    const disk = await smallDisk();
+    try {
+      let m = await startMayu({ workDir: disk.workDir });
+      try {
+        const res = await fetch(`${m.url}/first-stage-script/node-1`);
+        assert.equal(res.status, 507);
+        assert.match(await res.text(), /below the 64 MiB kept for the changes of known hosts/);
+        assert.match(await (await fetch(`${m.url}/metrics`)).text(), /^mayu_store_min_free_bytes 67108864$/m);
+      } finally {
+        await m.stop();
+      }
+      m = await startMayu({ workDir: disk.workDir, config: await configWith(disk.workDir, 'storage:\n  min_free_bytes: 512KiB\n  min_free_percent: 0\n') });
+      try {
+        assert.equal((await fetch(`${m.url}/first-stage-script/node-1`)).status, 200);
+        assert.match(await (await fetch(`${m.url}/metrics`)).text(), /^mayu_store_min_free_bytes 524288$/m);
+      } finally {
+        await m.stop();
+      }
+    } finally {
+      await disk.cleanup();
+    }
+  });
+});

@@ -63,15 +63,17 @@ export const securitySchema = z
 const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12 };
 
 /** A byte count: a whole number, or a number with a unit ("64MiB", "1.5 GiB", "500MB"). */
-const byteSize = z.union([
-  z.number().int().nonnegative(),
-  z.string()
-    .regex(/^\s*\d+(\.\d+)?\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)\s*$/, { message: 'expected a size like 67108864, "64MiB" or "1GiB"' })
-    .transform((v) => {
-      const [, n, unit] = /^\s*([\d.]+)\s*(\w+)\s*$/.exec(v)!;
-      return Math.floor(Number(n) * SIZE_UNITS[unit!]!);
-    }),
-]);
+const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)\s*$/;
+const SIZE_MESSAGE = 'expected a size like 67108864, "64MiB" or "1GiB"';
+
+/** A byte count: a whole number, or a number with a unit ("64MiB", "1.5 GiB", "500MB"). */
+const byteSize = z
+  .union([z.number({ error: SIZE_MESSAGE }).int({ error: SIZE_MESSAGE }).nonnegative({ error: SIZE_MESSAGE }), z.string().regex(SIZE, { error: SIZE_MESSAGE })], { error: SIZE_MESSAGE })
+  .transform((v) => {
+    if (typeof v === 'number') return v;
+    const [, n, unit] = SIZE.exec(v)!;
+    return Math.floor(Number(n) * SIZE_UNITS[unit!]!);
+  });
 
 /**
  * Free-space guard of the cluster directory's disk (README "Full or failing disk"). Defaults:

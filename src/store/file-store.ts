@@ -140,11 +140,18 @@ export class FileStore implements HostStore {
         await rm(hidden, { recursive: true, force: true });
         return;
       }
-      folderChanged = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined || folderChanged;
-      // conf.json first: a crash before the side file leaves a state change without its
-      // clearing of a failure, which readers ignore anyway (core currentFailure checks the state).
-      await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
-      for (const [name, text] of Object.entries(sides.get(serial) ?? {})) await writeFileAtomic(path.join(this.dir, serial, name), text);
+      const created = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined;
+      folderChanged ||= created;
+      try {
+        // conf.json first: a crash before the side file leaves a state change without its
+        // clearing of a failure, which readers ignore anyway (core currentFailure checks the state).
+        await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
+        for (const [name, text] of Object.entries(sides.get(serial) ?? {})) await writeFileAtomic(path.join(this.dir, serial, name), text);
+      } catch (err) {
+        // A new host's folder without conf.json (disk full) would stop the next start.
+        if (created) await rm(path.join(this.dir, serial), { recursive: true, force: true }).catch(() => undefined);
+        throw err;
+      }
     }));
     // A new host folder is only durable once the cluster folder's entry for it is.
     if (folderChanged) await fsyncPath(this.dir);
