@@ -141,6 +141,15 @@ describe('full or failing disk (git store on a 3 MiB tmpfs)', { skip: isRoot ? f
     });
     assert.ok(r.body.reasons.some((why) => /^changes cannot be stored since .*: disk full \(ENOSPC\); changes are answered 507 until a write succeeds$/.test(why)), JSON.stringify(r.body));
 
+    // An operator's change waits for git too: refused outright, or taken by the journal's room
+    // but not by git (then it stands and must reach git later). Either way 507, saying which.
+    const meta = await put('known-1', 'set_metadata', '{"FleetMetadata":["rack=r7"]}');
+    const metaText = await meta.text();
+    assert.equal(meta.status, 507, metaText);
+    assert.match(metaText, /^(the change could not be stored: disk full \(ENOSPC\); nothing was changed|git write failed \(the changes are in the journal\): disk full \(ENOSPC\); they stand and reach git once the disk takes writes again)$/);
+    (disk as typeof disk & { metadataStands?: boolean }).metadataStands = metaText.startsWith('git write failed');
+    t.diagnostic(`operator change on the full disk: ${metaText}`);
+
     // Reports of a known host: the journal may still take a few into room it already has (they
     // are acknowledged and must reach git later); then the disk refuses.
     const acknowledged: string[] = [];
@@ -182,6 +191,8 @@ describe('full or failing disk (git store on a 3 MiB tmpfs)', { skip: isRoot ? f
       .map((c) => JSON.parse(git(disk.clusterDir, 'show', `${c}:known-2/conf.json`)).CoreOSVersion as string | undefined);
     for (const v of (disk as typeof disk & { acknowledged?: string[] }).acknowledged ?? []) assert.ok(versions.includes(v), `acknowledged ${v} is in git`);
     assert.ok(!versions.some((v) => v?.startsWith('8.8.')), 'no refused change is in git');
+    const metadata = JSON.parse(git(disk.clusterDir, 'show', 'HEAD:known-1/conf.json')).FleetMetadata as string[];
+    assert.equal(metadata.includes('rack=r7'), (disk as typeof disk & { metadataStands?: boolean }).metadataStands, 'the operator change is in git exactly when its answer said it stands');
     gitFsck(disk.clusterDir);
     for (const serial of ['known-1', 'known-2', 'new-6']) {
       assert.equal(await readFile(path.join(disk.clusterDir, serial, 'conf.json'), 'utf8'), git(disk.clusterDir, 'show', `HEAD:${serial}/conf.json`), `${serial}'s working-tree copy`);
