@@ -28,6 +28,7 @@ import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
 import { MayuService, type HostChangeEvent } from './service/mayu-service.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
+import { StorageWatch } from './store/disk-space.ts';
 import { FileStore } from './store/file-store.ts';
 import { GitStore } from './store/git-store.ts';
 import type { AdoptedChange, HostStore, OutsideProblem } from './store/store.ts';
@@ -130,6 +131,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Made once the store is open; only in git mode (--no-git ignores audit_push).
   let auditPush: AuditPusher | undefined;
   let outsideProblems: OutsideProblem[] = [];
+  // The cluster directory's disk: failed writes, free space, the new-host guard (README "Full or failing disk").
+  const storage = new StorageWatch({
+    dir: opts.clusterDir,
+    probeDir: opts.useGit ? path.join(opts.clusterDir, '.git') : opts.clusterDir,
+    policy: { minFreeBytes: config.storage.min_free_bytes, minFreePercent: config.storage.min_free_percent },
+    logger: logger.child({ component: 'storage' }),
+  });
   const metrics = createMetrics(registry, {
     hosts: () => store?.scan() ?? [],
     profileNames: loaded.profiles.map((p) => p.name),
@@ -138,8 +146,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
     auditPush: config.audit_push && opts.useGit ? () => auditPush?.status() : undefined,
     refusedOutsideChanges: opts.useGit ? () => outsideProblems.length : undefined,
+    storage: () => {
+      storage.sample();
+      return storage.status();
+    },
   });
-  const observer = { batchWritten: metrics.batchWritten };
+  const observer = {
+    batchWritten: (size: number) => {
+      metrics.batchWritten(size);
+      storage.writeSucceeded();
+    },
+    batchFailed: (err: Error, changes: number) => storage.writeFailed(err, changes),
+  };
   // Changes operators make in the repo (commits, hand edits): judged against the config, taken
   // into memory and announced like mayu's own, or refused with one log line per episode.
   let onHostChange: ((e: HostChangeEvent) => void) | undefined;
@@ -170,16 +188,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         zone: opts.zone,
         compactInWorker: true,
         onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
-        onMirrorError: (err) => logger.error({ err }, 'working-tree copy of a change not written (git has the change)'),
-        onCheckpointError: (err) => logger.error({ err }, 'acknowledged changes not written to git yet (the journal keeps them; retried)'),
+        // Logged once per episode (start and end) by the storage watch, not once per batch.
+        onMirrorError: (err) => storage.mirrorFailed(err),
+        onCheckpointError: (err) => storage.checkpointFailed(err),
         // Pushed once git has them: under load git trails the answers by ~0.1 s.
-        onCheckpoint: () => auditPush?.notify(),
+        onCheckpoint: () => {
+          storage.checkpointSucceeded();
+          auditPush?.notify();
+        },
         observer,
         ...outside,
         outsideCheckMs: opts.outsideCheckMs,
       })
     : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
+  storage.start();
   if (config.audit_push && store.kind !== 'git') logger.warn('audit_push is ignored: --no-git keeps no history to push');
   auditPush = config.audit_push && store.kind === 'git' ? new AuditPusher({
     dir: opts.clusterDir,
@@ -252,6 +275,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     onChange: (e) => onHostChange!(e),
     observeCommit: metrics.commit,
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
+    admitNewHost: () => storage.admitNewHost(),
   });
   onHostChange = (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, commit: e.commit, deleted: e.deleted }, 'host changed');
@@ -263,16 +287,23 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
   };
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
-  const notReadyReasons = () => {
-    // A refused outside change: git waits for the operator (mayu still answers from its journal).
-    const refused = outsideProblems.map((p) => `${p.source} refused: ${p.problems.join('; ')}`);
-    if (!runsDnsmasq) return refused;
-    if (!dnsmasq) return [...refused, 'dnsmasq is starting'];
-    return dnsmasq.supervisor.serving ? refused : [...refused, `dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
+  const dnsmasqNotReady = () => {
+    if (!runsDnsmasq) return [];
+    if (!dnsmasq) return ['dnsmasq is starting'];
+    return dnsmasq.supervisor.serving ? [] : [`dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
   };
+  // A disk that refuses the journal's writes: every change would be answered 507. A refused
+  // outside change: git waits for the operator (mayu still answers from its journal).
+  const outsideNotReady = () => outsideProblems.map((p) => `${p.source} refused: ${p.problems.join('; ')}`);
+  const notReadyReasons = () => [...outsideNotReady(), ...dnsmasqNotReady(), ...storage.notReadyReasons()];
   // A failing audit push is shown in /readyz but never fails it (issue #53: "never blocking
   // provisioning"). /readyz is open: no URL (it may hold credentials) and no git error text.
   const readiness = () => {
+    const push = pushReadiness();
+    const { refused: _refused, ...disk } = storage.status();
+    return { warnings: [...storage.warnings(), ...push.warnings], details: { ...push.details, storage: disk } };
+  };
+  const pushReadiness = () => {
     const s = auditPush?.status();
     if (!s) return { warnings: [], details: {} };
     const failures = `${s.consecutiveFailures} consecutive failure${s.consecutiveFailures === 1 ? '' : 's'}`;
@@ -346,6 +377,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await powerHook?.close();
       await auditPush?.close();
       await store.close();
+      await storage.close();
     },
   };
 }

@@ -25,10 +25,21 @@ describe('config loading', () => {
     ['duplicate profile', { ...base, profiles: [{ name: 'a' }, { name: 'a' }] }, /profiles\.1\.name: duplicate profile name "a"/],
     ['bad tag', { ...base, profiles: [{ name: 'a', tags: ['nokey'] }] }, /profiles\.0\.tags\.0: expected a "key=value" tag/],
     ['not a mapping', 'just text', /f\.yaml: \(top level\): expected a mapping/],
+    ['a size without unit', { ...base, storage: { min_free_bytes: '64' } }, /f\.yaml: storage\.min_free_bytes: .*expected a size like 67108864, "64MiB" or "1GiB"/],
+    ['a share over 50 %', { ...base, storage: { min_free_percent: 90 } }, /f\.yaml: storage\.min_free_percent: /],
+    ['an unknown storage key', { ...base, storage: { min_free: 1 } }, /f\.yaml: storage: /],
   ];
   for (const [name, raw, message] of bad) {
     it(`refuses ${name}, naming file and key`, () => assert.throws(() => parseConfig('f.yaml', raw), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message)));
   }
+
+  it('reads the free-space guard as bytes or with a unit; defaults 64 MiB and 1 %', () => {
+    assert.deepEqual(parseConfig('f.yaml', base).config.storage, { min_free_bytes: 64 * 1024 * 1024, min_free_percent: 1 });
+    const sizes: [unknown, number][] = [[1048576, 1048576], ['1MiB', 1048576], ['1.5 GiB', 1.5 * 1024 ** 3], ['500MB', 500e6], [0, 0]];
+    for (const [raw, bytes] of sizes) {
+      assert.equal(parseConfig('f.yaml', { ...base, storage: { min_free_bytes: raw, min_free_percent: 0 } }).config.storage.min_free_bytes, bytes, String(raw));
+    }
+  });
 
   it('warns about keys it does not know instead of refusing a later 0.x config', () => {
     const { warnings } = parseConfig('f.yaml', { ...base, yochu: {}, network: { ...base.network, ntp: ['x'] } });

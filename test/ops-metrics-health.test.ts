@@ -82,7 +82,11 @@ describe('metrics after a protocol walk (open admin API)', () => {
     assert.equal(await health.text(), 'ok');
     const ready = await fetch(`${mayu.url}/readyz`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { ready: true, reasons: [], warnings: [] });
+    const { storage, ...rest } = (await ready.json()) as { storage: { freeBytes: number; minFreeBytes: number; writesFailing: boolean } };
+    assert.deepEqual(rest, { ready: true, reasons: [], warnings: [] });
+    // The cluster directory's disk (README "Full or failing disk"): figures, nothing failing.
+    assert.equal(storage.writesFailing, false);
+    assert.ok(storage.freeBytes > 0 && storage.minFreeBytes >= 64 * 1024 * 1024, JSON.stringify(storage));
     assert.ok(!(await (await fetch(`${mayu.url}/metrics`)).text()).includes('mayu_audit_push'), 'no audit push series without audit_push');
   });
 });

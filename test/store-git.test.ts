@@ -153,7 +153,7 @@ describe('git store', () => {
     failing = true;
     const attempts = ['bad1', 'bad2', 'bad3'].map((s) => create(store, s));
     const outcomes = await Promise.allSettled(attempts);
-    assert.ok(outcomes.every((o) => o.status === 'rejected' && /git write failed: disk on fire/.test(String(o.reason))), JSON.stringify(outcomes));
+    assert.ok(outcomes.every((o) => o.status === 'rejected' && /the change could not be stored: write failed \(disk on fire\); nothing was changed/.test(String(o.reason))), JSON.stringify(outcomes));
     assert.deepEqual(store.all().map((h) => h.Serial), ['ok1'], 'memory rolled back');
     failing = false;
     await create(store, 'ok2');

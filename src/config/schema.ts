@@ -60,6 +60,36 @@ export const securitySchema = z
   })
   .prefault({});
 
+const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12 };
+
+/** A byte count: a whole number, or a number with a unit ("64MiB", "1.5 GiB", "500MB"). */
+const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)\s*$/;
+const SIZE_MESSAGE = 'expected a size like 67108864, "64MiB" or "1GiB"';
+
+/** A byte count: a whole number, or a number with a unit ("64MiB", "1.5 GiB", "500MB"). */
+const byteSize = z
+  .union([z.number({ error: SIZE_MESSAGE }).int({ error: SIZE_MESSAGE }).nonnegative({ error: SIZE_MESSAGE }), z.string().regex(SIZE, { error: SIZE_MESSAGE })], { error: SIZE_MESSAGE })
+  .transform((v) => {
+    if (typeof v === 'number') return v;
+    const [, n, unit] = SIZE.exec(v)!;
+    return Math.floor(Number(n) * SIZE_UNITS[unit!]!);
+  });
+
+/**
+ * Free-space guard of the cluster directory's disk (README "Full or failing disk"). Defaults:
+ * 64 MiB holds tens of thousands of changes of known hosts (a few KB each in the journal and
+ * packs) plus a pack merge, which writes the merged pack before it removes the old ones; 1 %
+ * because file systems slow down and fragment when nearly full, and logs on the same disk grow.
+ */
+export const storageSchema = z
+  .strictObject({
+    /** New hosts are refused while the disk has less free; 0 turns the byte limit off. */
+    min_free_bytes: byteSize.default(64 * 1024 * 1024),
+    /** ... or less than this share of the file system; 0 turns it off. */
+    min_free_percent: z.number().min(0).max(50).default(1),
+  })
+  .prefault({});
+
 export const configSchema = z
   .looseObject({
     default_coreos_version: z.coerce.string().min(1),
@@ -69,6 +99,7 @@ export const configSchema = z
     /** Serve Ignition (POST /final-ignition-config.json) instead of cloud-config to installers. */
     use_ignition: z.boolean().default(false),
     security: securitySchema,
+    storage: storageSchema,
     /** Command run when a reinstall is requested (README "Host lifecycle"). */
     power_hook: z
       .strictObject({
@@ -108,9 +139,10 @@ export type ProfileConfig = z.infer<typeof profileSchema>;
 export type NetworkConfig = z.infer<typeof networkSchema>;
 export type MayuConfig = z.infer<typeof configSchema>;
 export type SecurityConfig = z.infer<typeof securitySchema>;
+export type StorageConfig = z.infer<typeof storageSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage'],
   network: Object.keys(networkSchema.shape),
 };

@@ -1,6 +1,7 @@
 import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../fs/durable-fs.ts';
+import { NotStoredError } from '../fs/write-errors.ts';
 import { decodeToken, encodeToken, TOKEN, type TokenState } from './registry.ts';
 
 // Discovery state on disk: one JSON file per token in `<cluster-dir>/.etcd-discovery/`, replaced
@@ -37,9 +38,13 @@ export class TokenFiles {
     return { files: new TokenFiles(dir), tokens };
   }
 
-  /** Durable once this resolves. One writer per token (the service chains them). */
-  write(state: TokenState): Promise<void> {
-    return writeFileAtomic(path.join(this.dir, `${state.token}.json`), encodeToken(state));
+  /** Durable once this resolves; a failed write is a NotStoredError (507). One writer per token (the service chains them). */
+  async write(state: TokenState): Promise<void> {
+    try {
+      await writeFileAtomic(path.join(this.dir, `${state.token}.json`), encodeToken(state));
+    } catch (err) {
+      throw new NotStoredError(err);
+    }
   }
 }
 

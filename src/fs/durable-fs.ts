@@ -19,17 +19,18 @@ export async function fsyncPath(p: string): Promise<void> {
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, durable = true): Promise<void> {
   const tmp = `${file}.tmp`;
-  const fh = await fsp.open(tmp, 'w');
   try {
-    await fh.writeFile(data);
-    if (durable) await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      if (durable) await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await fsp.rename(tmp, file);
   } catch (err) {
-    await fsp.rm(tmp, { force: true });
+    // A half-written temp file would hold on to space a full disk needs back.
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw err;
   }
   if (durable) await fsyncPath(path.dirname(file));

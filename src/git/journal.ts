@@ -56,6 +56,9 @@ export interface Journal {
   close(): Promise<void>;
 }
 
+/** The journal took no more entries after a failed append it could not undo; a restart clears it. */
+export class JournalUnusableError extends Error {}
+
 export interface JournalTicket {
   readonly file: number;
 }
@@ -113,7 +116,7 @@ export class GitJournal implements Journal {
   }
 
   async append(entry: JournalEntry): Promise<JournalTicket> {
-    if (this.broken) throw new Error(`journal unusable since a write failed (${this.broken.message}); restart mayu`);
+    if (this.broken) throw new JournalUnusableError(`journal unusable since a write failed (${this.broken.message}); restart mayu`, { cause: this.broken });
     const file = this.active;
     const fd = this.fds[file]!;
     const start = this.offsets[file]!;
@@ -139,13 +142,15 @@ export class GitJournal implements Journal {
   /**
    * A failed append's bytes may have reached the disk: left there, the entry would end the scan
    * of its file before the entries written after it (acknowledged ones), or be replayed although
-   * its change was refused. Its magic is zeroed and the next entry goes in its place; if even
-   * that cannot be made durable, the journal takes no more entries until a restart.
+   * its change was refused. The file is cut at the entry's start (what lies beyond is the torn
+   * entry or stale entries already in git) and the next entry goes in its place; cutting needs no
+   * free space, where zeroing the magic could need a new block on a full disk. If even that
+   * cannot be made durable, the journal takes no more entries until a restart.
    */
   private async discard(file: number, start: number): Promise<void> {
     this.offsets[file] = start;
     try {
-      fs.writeSync(this.fds[file]!, Buffer.alloc(4), 0, 4, start);
+      fs.ftruncateSync(this.fds[file]!, start);
       await this.sync(this.fds[file]!);
     } catch (err) {
       this.broken = err as Error;

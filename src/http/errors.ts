@@ -7,6 +7,9 @@ import { InvalidSerialError } from '../core/serial.ts';
 import { IllegalTransitionError } from '../core/states.ts';
 import { UnknownHostError, UnknownProfileError } from '../service/mayu-service.ts';
 import { HostEditRefusedError } from '../store/store.ts';
+import { NotStoredError } from '../fs/write-errors.ts';
+import { NewHostsRefusedError } from '../store/disk-space.ts';
+import { HistoryPendingError } from '../store/store.ts';
 
 /** An error whose message is meant for the client as the plain-text body. */
 export class HttpError extends Error {
@@ -27,5 +30,9 @@ export function statusFor(err: unknown): number | undefined {
   if (CLIENT_ERRORS.some((c) => err instanceof c)) return 400;
   // Not the client's fault, and not ours either: the operator must widen ip_range.
   if (err instanceof RangeExhaustedError) return 503;
+  // 507 Insufficient Storage: the disk refused the change (nothing of it stands), or a new host
+  // was refused to keep the last free space for known hosts, or the change stands in the
+  // journal but git could not take it yet (the message says which).
+  if (err instanceof NotStoredError || err instanceof NewHostsRefusedError || err instanceof HistoryPendingError) return 507;
   return undefined;
 }

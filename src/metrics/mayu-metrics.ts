@@ -19,6 +19,13 @@ export interface MetricSources {
   refusedOutsideChanges?: () => number;
   /** Present only when an audit push is configured (git mode): its status now. */
   auditPush?: () => Pick<AuditPushStatus, 'state' | 'consecutiveFailures' | 'lastSuccessAt'> | undefined;
+  /** The cluster directory's disk now (free space sampled at scrape) and the writes refused since start. */
+  storage?: () => {
+    freeBytes: number | null;
+    minFreeBytes: number | null;
+    writesFailing: boolean;
+    refused: { new_host: number; not_stored: number };
+  };
 }
 
 /** What the parts of mayu report into; each call is cheap (no I/O). */
@@ -165,6 +172,48 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
       collect() {
         const at = auditPush()?.lastSuccessAt;
         this.set(at === undefined ? 0 : Date.parse(at) / 1000);
+      },
+    });
+  }
+
+  const storage = sources.storage;
+  if (storage) {
+    new Gauge({
+      name: 'mayu_store_free_bytes',
+      help: 'Free bytes on the cluster directory\'s file system (statfs, space an unprivileged writer may use).',
+      registers,
+      collect() {
+        const free = storage().freeBytes;
+        if (free !== null) this.set(free);
+      },
+    });
+    new Gauge({
+      name: 'mayu_store_min_free_bytes',
+      help: 'Free bytes below which new hosts are refused (config storage.min_free_bytes / min_free_percent).',
+      registers,
+      collect() {
+        const min = storage().minFreeBytes;
+        if (min !== null) this.set(min);
+      },
+    });
+    new Gauge({
+      name: 'mayu_store_writes_failing',
+      help: '1 while changes cannot be stored (a write failed and none has succeeded since), else 0.',
+      registers,
+      collect() {
+        this.set(storage().writesFailing ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'mayu_store_writes_refused_total',
+      help: 'Changes answered 507 since start: new_host (free space below the threshold), not_stored (the disk refused the write).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const r = storage().refused;
+        this.reset();
+        this.inc({ reason: 'new_host' }, r.new_host);
+        this.inc({ reason: 'not_stored' }, r.not_stored);
       },
     });
   }

@@ -63,6 +63,11 @@ export interface ServiceDeps {
   observeCommit?: (seconds: number) => void;
   /** Told about every install failure recorded, once durable (metrics). */
   observeInstallFailure?: (failure: InstallFailure) => void;
+  /**
+   * Throws (a 507-class error) when no new host may be made now: the disk's last free space is
+   * kept for the changes of known hosts (store/disk-space.ts). Changes of known hosts never ask.
+   */
+  admitNewHost?: () => void;
 }
 
 /** Profile asked for by a preview that the config does not have: a 400. */
@@ -176,6 +181,7 @@ export class MayuService {
   registerAndRender(rawSerial: string, render: RenderFor): Promise<{ host: Host; body: string }> {
     const serial = normalizeSerial(rawSerial);
     const existing = this.deps.store.get(serial);
+    if (!existing) this.deps.admitNewHost?.();
     const steps = existing ? [] : this.creation(serial);
     return this.commit(serial, existing, steps, render);
   }
@@ -184,6 +190,7 @@ export class MayuService {
   recordHostData(data: HostData, render: RenderFor): Promise<{ host: Host; body: string }> {
     const serial = normalizeSerial(data.Serial);
     const existing = this.deps.store.get(serial);
+    if (!existing) this.deps.admitNewHost?.();
     const created = existing ? [] : this.creation(serial);
     const base = created.at(-1)?.host ?? existing!;
     const steps = [...created, ...finalConfigSteps(base, data)];

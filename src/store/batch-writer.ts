@@ -32,6 +32,8 @@ export class BatchWriter<T> {
     private readonly rollback: (itemsNewestFirst: T[], err: Error) => void,
     /** Told the size of every batch once it is written (metrics). */
     private readonly onBatchWritten?: (size: number) => void,
+    /** Told about every failed batch (with the items it failed, queued ones included), after the rollback. */
+    private readonly onBatchFailed?: (err: Error, items: number) => void,
   ) {}
 
   /** Items submitted and not yet durable: the batch being written plus those waiting for the next one. */
@@ -79,6 +81,7 @@ export class BatchWriter<T> {
         const failed = [...batch, ...this.queue];
         this.queue = [];
         this.rollback(failed.map((p) => p.item).reverse(), err);
+        this.onBatchFailed?.(err, failed.length);
         for (const p of failed) p.reject(err);
       }
     }

@@ -5,6 +5,7 @@ import type { Step } from '../core/host-changes.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import { fsyncPath, writeFileAtomic } from '../fs/durable-fs.ts';
+import { NotStoredError } from '../fs/write-errors.ts';
 import { encodeClusterJson } from './cluster-json.ts';
 import { HostTable, type HostSnapshot } from './host-table.ts';
 import { HOST_SIDE_FILES, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
@@ -32,9 +33,14 @@ export class FileStore implements HostStore {
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
 
   private constructor(private readonly dir: string, observer: StoreObserver) {
-    this.writer = new BatchWriter((items) => this.write(items), (items) => {
+    // A failed write is a 507 (NotStoredError). Caveat: in a batch of several hosts, a host whose
+    // conf.json was already replaced keeps the new file on disk while memory rolls back.
+    const write = (items: Write[]) => this.write(items).catch((err: unknown) => {
+      throw new NotStoredError(err);
+    });
+    this.writer = new BatchWriter(write, (items) => {
       for (const i of items) if (i.undo) this.table.restore(i.serial, i.undo.prev);
-    }, observer.batchWritten);
+    }, observer.batchWritten, observer.batchFailed);
   }
 
   static async open(opts: { dir: string; randomBytes: (n: number) => Uint8Array; observer?: StoreObserver }): Promise<FileStore> {
@@ -134,11 +140,18 @@ export class FileStore implements HostStore {
         await rm(hidden, { recursive: true, force: true });
         return;
       }
-      folderChanged = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined || folderChanged;
-      // conf.json first: a crash before the side file leaves a state change without its
-      // clearing of a failure, which readers ignore anyway (core currentFailure checks the state).
-      await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
-      for (const [name, text] of Object.entries(sides.get(serial) ?? {})) await writeFileAtomic(path.join(this.dir, serial, name), text);
+      const created = (await mkdir(path.join(this.dir, serial), { recursive: true })) !== undefined;
+      folderChanged ||= created;
+      try {
+        // conf.json first: a crash before the side file leaves a state change without its
+        // clearing of a failure, which readers ignore anyway (core currentFailure checks the state).
+        await writeFileAtomic(path.join(this.dir, serial, 'conf.json'), content);
+        for (const [name, text] of Object.entries(sides.get(serial) ?? {})) await writeFileAtomic(path.join(this.dir, serial, name), text);
+      } catch (err) {
+        // A new host's folder without conf.json (disk full) would stop the next start.
+        if (created) await rm(path.join(this.dir, serial), { recursive: true, force: true }).catch(() => undefined);
+        throw err;
+      }
     }));
     // A new host folder is only durable once the cluster folder's entry for it is.
     if (folderChanged) await fsyncPath(this.dir);

@@ -8,6 +8,7 @@ import type { Step } from '../core/host-changes.ts';
 import { UTC_ZONE, type TimeZone } from '../core/tzif.ts';
 import { BatchWriter, type BatchWritten } from './batch-writer.ts';
 import { fsyncPath, rewriteFileSync, writeFileAtomic } from '../fs/durable-fs.ts';
+import { describeWriteError, NotStoredError } from '../fs/write-errors.ts';
 import { CompactionRunner } from '../git/compaction-runner.ts';
 import { compactionResult, listLooseObjects, MAX_DEPTH, retireMerged, writeMergedPack, type CompactionResult } from '../git/compaction.ts';
 import { GitHistory } from './git-history.ts';
@@ -25,7 +26,7 @@ import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './
 import { readOutsideCommits, isSerialName, type OutsideCommits } from './outside-commits.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import {
-  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HostEditRefusedError, hostCommitMessage, StoreError,
+  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HistoryPendingError, HostEditRefusedError, hostCommitMessage, StoreError,
   type AdoptedChange, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
 } from './store.ts';
 import { WorkingTree, type FileCheck } from './working-tree.ts';
@@ -192,7 +193,7 @@ export class GitStore implements HostStore {
   private batchSeq = 0;
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
-    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten);
+    this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten, opts.observer.batchFailed);
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
@@ -383,7 +384,8 @@ export class GitStore implements HostStore {
         throw err;
       }
       this.nextCheckpointAt = performance.now() + CHECKPOINT_RETRY_MS;
-      throw new StoreError(`git write failed (the changes are in the journal): ${err.message}`);
+      // disk-full: the changes stand (journal); the answer that waited for git says so (507).
+      throw new HistoryPendingError(`git write failed (the changes are in the journal): ${describeWriteError(err)}; they stand and reach git once the disk takes writes again`, { cause: err });
     }).finally(() => {
       this.checkpointRun = undefined;
       if (this.unflushed.length > 0) this.scheduleCheckpoint();
@@ -665,7 +667,8 @@ export class GitStore implements HostStore {
       this.root = startRoot;
       this.head = startHead;
       this.history_.forgetAfter(startHead);
-      throw new StoreError(`git write failed: ${(err as Error).message}`);
+      // disk-full: nothing of the batch stands; the answer is a 507 (src/fs/write-errors.ts).
+      throw new NotStoredError(err);
     }
     this.unflushed.push(unflushed);
     // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and

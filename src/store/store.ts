@@ -74,6 +74,8 @@ export interface HostStore {
 export interface StoreObserver {
   /** A batch of `size` changes (commits in git mode) became durable. */
   batchWritten?(size: number): void;
+  /** A batch could not be made durable: its `changes` (and those queued behind it) were refused and rolled back. */
+  batchFailed?(err: Error, changes: number): void;
 }
 
 export class StoreError extends Error {}
@@ -101,6 +103,12 @@ export interface AdoptedChange {
   /** Subjects of the commits that made it. */
   messages: string[];
 }
+
+/**
+ * The changes stand (durable in the git store's journal) but git could not be written yet: a
+ * wait for git history (flushHistory) fails with this. Retried; nothing is lost.
+ */
+export class HistoryPendingError extends StoreError {}
 
 /** Commit message of a host change, as 0.11 wrote it. */
 export function hostCommitMessage(serial: string, message: string): string {

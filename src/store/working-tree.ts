@@ -30,9 +30,15 @@ export class WorkingTree {
       fs.mkdirSync(path.join(this.dir, serial), { recursive: true });
       this.dirs.add(serial);
     }
-    for (const [name, text] of sides) rewriteFileSync(path.join(this.dir, serial, name), text);
-    const file = this.hostFile(serial);
-    rewriteFileSync(file, content);
+    try {
+      for (const [name, text] of sides) rewriteFileSync(path.join(this.dir, serial, name), text);
+      rewriteFileSync(this.hostFile(serial), content);
+    } catch (err) {
+      // A copy the disk refused (full) may be torn: not an operator's edit. Unknown until mayu
+      // writes it again, so it is never judged as one.
+      this.signatures.delete(serial);
+      throw err;
+    }
     this.remember(serial);
   }
 
