@@ -80,7 +80,7 @@ await yargs(hideBin(process.argv))
       .option('etcd-discovery', { type: 'string', describe: 'external etcd discovery base URL, e.g. https://discovery.etcd.io (0.11 flag)' })
       .options(IGNORED_0_11_FLAGS)
       // A value flag without its value is a usage error (as in 0.11), not its default.
-      .requiresArg([...NON_EMPTY_FLAGS, 'http-port', 'v', 'etcd-endpoint', 'etcd-quorum-size', 'etcd-discovery', 'events-heartbeat-ms',
+      .requiresArg([...NON_EMPTY_FLAGS, 'http-port', 'v', 'etcd-endpoint', 'etcd-quorum-size', 'etcd-discovery', 'events-heartbeat-ms', 'outside-check-ms',
         'admin-token-file', 'report-key-file', 'tls-port', 'tls-cert-file', 'tls-key-file', 'tls-ca-file', 'log_dir', 'stderrthreshold', 'vmodule',
         'log_backtrace_at', 'yochu-path', 'static-html-path'])
       .group(Object.keys(IGNORED_0_11_FLAGS), 'Accepted for mayu 0.11 and ignored:')
@@ -94,6 +94,7 @@ await yargs(hideBin(process.argv))
         return true;
       })
       .option('events-heartbeat-ms', { type: 'number', default: 15_000, describe: 'interval of the heartbeat comments on /admin/events streams (keeps proxies from closing them)' })
+      .option('outside-check-ms', { type: 'number', default: 1000, describe: "how often the cluster repo is checked for operators' commits and hand-edited conf.json (0: only before a host's changes and when git is written)" })
       .option('admin-token-file', { type: 'string', describe: 'file holding the admin API bearer token (or env MAYU_ADMIN_TOKEN, or config security.admin_token_file); none: the admin API is open, as in 0.11' })
       .option('report-key-file', { type: 'string', describe: 'secret the per-host report tokens derive from, created 0600 on first start (default run/report-key; keep it out of the cluster repo)' })
       .option('insecure-reports', { type: 'boolean', describe: 'accept set_installed / boot_complete without a report token (machines installed by 0.11)' })
@@ -158,6 +159,7 @@ await yargs(hideBin(process.argv))
           useGit: argv.git,
           useIgnition: argv['use-ignition'],
           eventHeartbeatMs: argv['events-heartbeat-ms'],
+          outsideCheckMs: argv['outside-check-ms'],
           etcdDiscovery,
           version,
           // TZ as Go reads it: LastBoot and commits in the server's local time, as 0.11 wrote them.

@@ -1,3 +1,5 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { GitObjectReader } from './object-reader.ts';
 import { parseRecordHeader } from './object-reader.ts';
 import type { JournalEntry, JournalObject } from './journal.ts';
@@ -13,6 +15,22 @@ import { prepareRef } from './refs.ts';
  * another commit, and nothing of the pack is used.
  */
 export async function writeCheckpoint(reader: GitObjectReader, ref: string, entries: readonly Pick<JournalEntry, 'parent' | 'head' | 'objects'>[]): Promise<void> {
+  const pack = await packOf(reader, entries);
+  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head, entries[0]!.parent)]);
+  if (packed.status === 'rejected' || moved.status === 'rejected') {
+    if (moved.status === 'fulfilled') await moved.value.abort();
+    // A pack the ref will never name (moved outside, locked): its commits would dangle.
+    if (packed.status === 'fulfilled' && !reader.packList.some((p) => p.name === packed.value.name)) {
+      for (const ext of ['idx', 'pack']) await rm(path.join(reader.packDir, `${packed.value.name}.${ext}`), { force: true });
+    }
+    throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;
+  }
+  reader.addPack(packed.value.name, packed.value.index);
+  await moved.value.commit();
+}
+
+/** A pack file being written with every object of the batches once; finish() makes it durable. */
+async function packOf(reader: GitObjectReader, entries: readonly Pick<JournalEntry, 'objects'>[]): Promise<PackFileWriter> {
   const unique = new Map<string, JournalObject>();
   for (const e of entries) for (const o of e.objects) if (!unique.has(o.oid)) unique.set(o.oid, o);
   const pack = await PackFileWriter.create(reader.packDir, unique.size);
@@ -29,11 +47,5 @@ export async function writeCheckpoint(reader: GitObjectReader, ref: string, entr
     await pack.abort();
     throw err;
   }
-  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head, entries[0]!.parent)]);
-  if (packed.status === 'rejected' || moved.status === 'rejected') {
-    if (moved.status === 'fulfilled') await moved.value.abort();
-    throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;
-  }
-  reader.addPack(packed.value.name, packed.value.index);
-  await moved.value.commit();
+  return pack;
 }

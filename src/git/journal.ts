@@ -47,6 +47,8 @@ export interface Journal {
   append(entry: JournalEntry): Promise<JournalTicket>;
   /** Entries following `head` (the ref on disk), oldest first: what a kill left outside git. */
   chainFrom(head: string | undefined): JournalEntry[];
+  /** Commits entries build on that no entry made: where each chain of entries starts. */
+  chainStarts(): (string | undefined)[];
   /** The entries are in git: their file may be reused once nothing else in it is pending. */
   checkpointed(tickets: readonly JournalTicket[]): void;
   /** Called as a checkpoint starts: new entries go to the other file if it is free. */
@@ -113,6 +115,11 @@ export class GitJournal implements Journal {
       at = next.head;
     }
     return chain;
+  }
+
+  chainStarts(): (string | undefined)[] {
+    const made = new Set(this.found.map((e) => e.head));
+    return [...new Set(this.found.map((e) => e.parent).filter((p) => p === undefined || !made.has(p)))];
   }
 
   async append(entry: JournalEntry): Promise<JournalTicket> {

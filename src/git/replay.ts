@@ -1,5 +1,7 @@
-import type { GitObjectReader } from './object-reader.ts';
+import type { JournalObject } from './journal.ts';
+import { parseRecordHeader, type GitObjectReader } from './object-reader.ts';
 import { objectId, parseCommit, parseTree, RootTree, type ObjectType } from './objects.ts';
+import { PackBuilder } from './pack.ts';
 import { diffTrees } from './tree-diff.ts';
 
 // Commits that were built on a head which is no longer the branch's (commits were made beside
@@ -63,4 +65,38 @@ function withTreeAndParent(raw: Buffer, tree: string, parent: string): Buffer {
   const lines = text.split('\n');
   const rest = lines.findIndex((l) => !l.startsWith('tree ') && !l.startsWith('parent '));
   return Buffer.from([`tree ${tree}`, `parent ${parent}`, ...lines.slice(rest)].join('\n'), 'utf8');
+}
+
+/** Pack records of `kept` (records as they were, deltas after their bases) and `fresh` objects (stored, zlib level 0), each once. */
+export function packRecords(kept: readonly JournalObject[], fresh: readonly ReplayedObject[]): { objects: JournalObject[]; bytes: Buffer; index: Buffer; checksum: Buffer } {
+  const seen = new Set<string>();
+  const keep = kept.filter((o) => !seen.has(o.oid) && seen.add(o.oid));
+  const add = fresh.filter((o) => !seen.has(o.oid) && seen.add(o.oid));
+  const pack = new PackBuilder(keep.length + add.length);
+  const chunks = [pack.header()];
+  const objects: JournalObject[] = [];
+  for (const o of keep) {
+    if (o.baseOid === undefined) {
+      chunks.push(pack.addRaw(o.oid, o.record, o.crc));
+      objects.push(o);
+    } else {
+      // Its base comes first (journal order); only the distance to it is new.
+      const h = parseRecordHeader(o.record, 0);
+      const record = pack.addCopiedDelta(o.oid, o.baseOid, h.size, o.record.subarray(h.dataStart));
+      chunks.push(record);
+      objects.push({ oid: o.oid, record, crc: pack.lastCrc, baseOid: o.baseOid });
+    }
+  }
+  for (const o of add) {
+    const record = pack.add(o.oid, o.type, o.content, undefined, 0);
+    chunks.push(record);
+    objects.push({ oid: o.oid, record, crc: pack.lastCrc });
+  }
+  const { checksum, index } = pack.finish();
+  return { objects, bytes: Buffer.concat([...chunks, checksum]), index, checksum };
+}
+
+/** Of the replaced commits' objects, those the replayed ones still need: blobs and subtrees, not old roots or commits. */
+export function stillNeeded(old: readonly JournalObject[], oldCommits: ReadonlySet<string>, replayed: Pick<Replayed, 'oldRoots'>): JournalObject[] {
+  return old.filter((o) => o.baseOid === undefined && !oldCommits.has(o.oid) && !replayed.oldRoots.has(o.oid));
 }

@@ -20,7 +20,7 @@ import { writeCheckpoint } from '../git/checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
 import { PackBuilder } from '../git/pack.ts';
 import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/refs.ts';
-import { replayCommits } from '../git/replay.ts';
+import { packRecords, replayCommits, stillNeeded } from '../git/replay.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './host-table.ts';
 import { readOutsideCommits, isSerialName, type OutsideCommits } from './outside-commits.ts';
@@ -466,9 +466,43 @@ export class GitStore implements HostStore {
   private async completeFromJournal(gitdir: string): Promise<void> {
     // resolveHead answers undefined for a branch without commits; any other failure stops the
     // open rather than clearing a journal whose entries may not be in git.
-    const missing = this.journal.chainFrom(await resolveHead(gitdir));
+    const head = await resolveHead(gitdir);
+    const missing = this.journal.chainFrom(head);
     if (missing.length > 0) await writeCheckpoint(this.reader, REF, missing);
+    else if (head) await this.replayOrphanedChain(gitdir, head);
     await this.journal.clear();
+  }
+
+  /**
+   * A kill right after an operator's commit, before mayu's acknowledged batches were made again
+   * on top of it, leaves them chained on an older commit of the branch: they are made again now.
+   */
+  private async replayOrphanedChain(gitdir: string, head: string): Promise<void> {
+    const starts = this.journal.chainStarts().filter((p): p is string => p !== undefined && p !== head);
+    if (starts.length === 0) return;
+    // The branch's recent first-parent line: a chain starting on it whose head is not on it was left out.
+    const line = new Set<string>();
+    let oid: string | undefined = head;
+    while (oid && line.size < 100_000 && !starts.every((p) => line.has(p))) {
+      line.add(oid);
+      oid = parseCommit((await this.reader.read(oid)).content).parents[0];
+    }
+    for (const start of starts.filter((p) => line.has(p))) {
+      const chain = this.journal.chainFrom(start);
+      if (chain.length === 0 || line.has(chain.at(-1)!.head)) continue;
+      // Readable from memory (written to git, its old commits would dangle), then made again on top of the branch.
+      const old = chain.flatMap((e) => e.objects);
+      const memory = packRecords(old, []);
+      this.reader.addMemoryPack('orphaned-chain', memory.index, memory.bytes);
+      const commits: string[] = [];
+      for (let c: string | undefined = chain.at(-1)!.head; c && c !== start; c = parseCommit((await this.reader.read(c)).content).parents[0]) commits.push(c);
+      const at = await resolveHead(gitdir);
+      const root = new RootTree(parseTree((await this.reader.read(parseCommit((await this.reader.read(at!)).content).tree)).content));
+      const replayed = await replayCommits(this.reader, commits.reverse(), { head: at!, root });
+      const objects = packRecords(stillNeeded(old, new Set(commits), replayed), replayed.objects).objects;
+      await writeCheckpoint(this.reader, REF, [{ parent: at, head: replayed.head, objects }]);
+      this.reader.dropMemoryPacks(new Set(['orphaned-chain']));
+    }
   }
 
   /**
@@ -912,30 +946,12 @@ export class GitStore implements HostStore {
   private async replayUnflushed(old: Unflushed[], outside: OutsideCommits) {
     const replayed = await replayCommits(this.reader, old.flatMap((u) => u.commits), { head: outside.head, root: new RootTree(outside.root) });
     const oldCommits = new Set(old.flatMap((u) => u.commits));
-    // The old batches' blobs and host trees are still needed; their root trees and commits are not.
-    const kept = new Map<string, JournalObject>();
-    for (const u of old) {
-      for (const o of u.objects) if (o.baseOid === undefined && !oldCommits.has(o.oid) && !replayed.oldRoots.has(o.oid)) kept.set(o.oid, o);
-    }
-    const fresh = replayed.objects.filter((o, i, all) => !kept.has(o.oid) && all.findIndex((x) => x.oid === o.oid) === i);
-    const pack = new PackBuilder(kept.size + fresh.length);
-    const chunks = [pack.header()];
-    const objects: JournalObject[] = [];
-    for (const o of kept.values()) {
-      chunks.push(pack.addRaw(o.oid, o.record, o.crc));
-      objects.push(o);
-    }
-    for (const o of fresh) {
-      const record = pack.add(o.oid, o.type, o.content, undefined, STORED);
-      chunks.push(record);
-      objects.push({ oid: o.oid, record, crc: pack.lastCrc });
-    }
-    const { checksum, index } = pack.finish();
-    const ticket = await this.journal.append({ parent: outside.head, head: replayed.head, objects });
-    const memoryPack = `journal-${checksum.toString('hex')}`;
-    this.reader.addMemoryPack(memoryPack, index, Buffer.concat([...chunks, checksum]));
+    const packed = packRecords(stillNeeded(old.flatMap((u) => u.objects), oldCommits, replayed), replayed.objects);
+    const ticket = await this.journal.append({ parent: outside.head, head: replayed.head, objects: packed.objects });
+    const memoryPack = `journal-${packed.checksum.toString('hex')}`;
+    this.reader.addMemoryPack(memoryPack, packed.index, packed.bytes);
     const batch: Unflushed = {
-      parent: outside.head, head: replayed.head, objects, tickets: [...old.flatMap((u) => u.tickets), ticket], memoryPack,
+      parent: outside.head, head: replayed.head, objects: packed.objects, tickets: [...old.flatMap((u) => u.tickets), ticket], memoryPack,
       commits: replayed.commits.map((c) => c.oid), serials: new Set(old.flatMap((u) => [...u.serials])), seq: old.at(-1)!.seq,
     };
     return { batch, root: replayed.root, commits: replayed.commits };
