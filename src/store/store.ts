@@ -27,7 +27,7 @@ export interface ClusterConfig {
  * durable (one commit each in git mode), or rejects and rolls memory back.
  */
 export interface HostStore {
-  readonly kind: 'git' | 'files';
+  readonly kind: 'git' | 'files' | 'etcd';
   get(serial: string): Host | undefined;
   all(): Host[];
   /** The live records, not copies: for read-only scans on hot paths (address allocation, profile counts). */
