@@ -29,6 +29,8 @@ import { MayuService } from './service/mayu-service.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { FileStore } from './store/file-store.ts';
 import { GitStore } from './store/git-store.ts';
+import type { EtcdStore, ExternalChange } from './store/etcd-store.ts';
+import { openEtcdReplica } from './store/etcd/open-replica.ts';
 import type { HostStore } from './store/store.ts';
 
 export interface ServerOptions {
@@ -49,6 +51,11 @@ export interface ServerOptions {
   httpPort: number;
   httpBindAddress: string;
   useGit: boolean;
+  /**
+   * Hosts in etcd, shared with other replicas (config `etcd:`, README "Replicas with etcd");
+   * clusterDir is then the audit repo the replicas share. Endpoints given here win over config.
+   */
+  etcdStore?: { endpoints?: string[]; replicaId?: string };
   /** Overrides config use_ignition when set. */
   useIgnition?: boolean;
   version: string;
@@ -132,10 +139,34 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     writeQueueDepth: () => store?.writeQueueDepth() ?? 0,
     eventSubscribers: () => events.subscribers,
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
-    auditPush: config.audit_push && opts.useGit ? () => auditPush?.status() : undefined,
+    auditPush: config.audit_push && (opts.useGit || opts.etcdStore) ? () => auditPush?.status() : undefined,
   });
   const observer = { batchWritten: metrics.batchWritten };
-  store = opts.useGit
+  // Changes another replica made (etcd store): the same events and dnsmasq update as our own.
+  let externalChange: (c: ExternalChange) => void = () => {};
+  let etcdStore: EtcdStore | undefined;
+  if (opts.etcdStore) {
+    if (!config.etcd && !opts.etcdStore.endpoints) throw new ConfigError(`${opts.configFile}: the etcd store needs an \`etcd:\` section (endpoints) or --etcd-store-endpoints`);
+    const etcdConfig = { prefix: '/mayu/', request_timeout_ms: 3000, lease_ttl_seconds: 5, ...config.etcd, endpoints: opts.etcdStore.endpoints ?? config.etcd!.endpoints };
+    const replica = await openEtcdReplica({
+      config: etcdConfig,
+      configDir: path.dirname(opts.configFile),
+      clusterDir: opts.clusterDir,
+      replicaId: opts.etcdStore.replicaId,
+      limitedProfiles: new Set(loaded.profiles.filter((p) => p.quantity !== undefined).map((p) => p.name)),
+      randomBytes: rng,
+      now: opts.now,
+      zone: opts.zone,
+      observer,
+      logger,
+      onExternalChange: (c) => externalChange(c),
+      onHistoryCheckpoint: () => auditPush?.notify(),
+    }).catch((err: Error) => {
+      throw new ConfigError(`etcd store: ${err.message}`);
+    });
+    etcdStore = replica.store;
+  }
+  store = etcdStore ?? (opts.useGit
     ? await GitStore.open({
         dir: opts.clusterDir,
         randomBytes: rng,
@@ -149,10 +180,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         onCheckpoint: () => auditPush?.notify(),
         observer,
       })
-    : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });
+    : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer }));
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
-  if (config.audit_push && store.kind !== 'git') logger.warn('audit_push is ignored: --no-git keeps no history to push');
-  auditPush = config.audit_push && store.kind === 'git' ? new AuditPusher({
+  if (config.audit_push && store.kind === 'files') logger.warn('audit_push is ignored: --no-git keeps no history to push');
+  // etcd store: pushed by whichever replica writes the history (after its checkpoints).
+  auditPush = config.audit_push && store.kind !== 'files' ? new AuditPusher({
     dir: opts.clusterDir,
     // A relative path is a remote next to config.yaml, like the other paths there.
     url: isRelativePath(config.audit_push.url) ? path.resolve(path.dirname(opts.configFile), config.audit_push.url) : config.audit_push.url,
@@ -232,8 +264,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     observeCommit: metrics.commit,
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
   });
+  externalChange = (c) => {
+    const host = c.after ?? c.before;
+    if (!host) return;
+    dnsmasq?.hostsChanged();
+    events.publish({ serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) });
+  };
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const notReadyReasons = () => {
+    const storeReasons = etcdStore?.notReadyReasons() ?? [];
+    if (storeReasons.length > 0) return storeReasons;
     if (!runsDnsmasq) return [];
     if (!dnsmasq) return ['dnsmasq is starting'];
     return dnsmasq.supervisor.serving ? [] : [`dnsmasq is not running (restarted ${dnsmasq.supervisor.restarts} times so far)`];
@@ -267,6 +307,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return createApp({
       service, outputs, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
       admin: { powerHook, auditPush },
+      unavailable: () => etcdStore?.notReadyReasons()[0],
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
       discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },

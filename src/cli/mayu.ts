@@ -70,6 +70,9 @@ await yargs(hideBin(process.argv))
       .option('http-port', { type: 'number', default: 4080 })
       .option('http-bind-address', { type: 'string', default: '0.0.0.0' })
       .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
+      .option('store', { choices: ['git', 'etcd'] as const, default: 'git' as const, describe: 'where hosts live: git (the cluster directory, one mayu) or etcd (config `etcd:`, shared by replicas; the cluster directory is then their shared audit repo)' })
+      .option('etcd-store-endpoints', { type: 'string', describe: 'comma-separated etcd client URLs for --store etcd (default: config etcd.endpoints)' })
+      .option('replica-id', { type: 'string', describe: 'this replica\'s name in the history writer election (--store etcd; default <hostname>:<pid>)' })
       .option('use-ignition', { type: 'boolean', describe: 'serve Ignition instead of cloud-config (default: config use_ignition)' })
       .option('debug', { alias: 'd', type: 'boolean', default: false, describe: 'debug logging' })
       .option('v', { type: 'number', describe: '0.11\'s glog verbosity: 0-2 info, 3 or more debug' })
@@ -156,6 +159,9 @@ await yargs(hideBin(process.argv))
           httpPort: argv['http-port'],
           httpBindAddress: argv['http-bind-address'],
           useGit: argv.git,
+          etcdStore: argv.store === 'etcd'
+            ? { endpoints: argv['etcd-store-endpoints']?.split(',').map((e) => e.trim()).filter(Boolean), replicaId: argv['replica-id'] }
+            : undefined,
           useIgnition: argv['use-ignition'],
           eventHeartbeatMs: argv['events-heartbeat-ms'],
           etcdDiscovery,

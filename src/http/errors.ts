@@ -5,6 +5,7 @@ import { InstallFailureReportError } from '../core/install-failures.ts';
 import { RangeExhaustedError } from '../core/addresses.ts';
 import { InvalidSerialError } from '../core/serial.ts';
 import { IllegalTransitionError } from '../core/states.ts';
+import { StoreConflictError, StoreUnavailableError } from '../store/store.ts';
 import { UnknownHostError, UnknownProfileError } from '../service/mayu-service.ts';
 
 /** An error whose message is meant for the client as the plain-text body. */
@@ -24,5 +25,7 @@ export function statusFor(err: unknown): number | undefined {
   if (CLIENT_ERRORS.some((c) => err instanceof c)) return 400;
   // Not the client's fault, and not ours either: the operator must widen ip_range.
   if (err instanceof RangeExhaustedError) return 503;
+  // etcd store: etcd unreachable, or another replica's change won; nothing was written, retry.
+  if (err instanceof StoreUnavailableError || err instanceof StoreConflictError) return 503;
   return undefined;
 }

@@ -8,7 +8,7 @@ import { buildTxn, conflictsOf, prefixEnd, type TxnItem } from './etcd/txn.ts';
 import { GitHistoryReader } from './etcd/git-history-reader.ts';
 import { HostTable, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
-import { HOST_SIDE_FILES, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import { HOST_SIDE_FILES, StoreConflictError, StoreError, StoreUnavailableError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
 
 // Host records in etcd, shared by several mayu replicas (README "Replicas with etcd").
 //
@@ -52,12 +52,6 @@ export interface ExternalChange {
   messages: string[];
 }
 
-/** A change another replica made at the same time refused this one: retry it. */
-export class StoreConflictError extends StoreError {}
-
-/** etcd could not be reached (or answered with an error): nothing was written. */
-export class StoreUnavailableError extends StoreError {}
-
 type Expect = number | Item;
 
 interface Item extends TxnItem {
@@ -96,6 +90,8 @@ export class EtcdStore implements HostStore {
   private probeTimer: NodeJS.Timeout | undefined;
   private lastRevision = 0;
   private closed = false;
+  /** Closed after the store (the history writer, the client), last first. */
+  private readonly owned: (() => Promise<void> | void)[] = [];
 
   private constructor(private readonly opts: EtcdStoreOptions) {
     this.keys = new EtcdKeys(opts.prefix);
@@ -174,6 +170,12 @@ export class EtcdStore implements HostStore {
     await this.settled();
     await this.watcher?.cancel().catch(() => undefined);
     await this.history_.close();
+    for (const close of this.owned.reverse()) await close();
+  }
+
+  /** Closes this too when the store closes (after it; the last given first). */
+  own(close: () => Promise<void> | void): void {
+    this.owned.push(close);
   }
 
   // --- writes ---------------------------------------------------------------------------------

@@ -74,6 +74,12 @@ export interface StoreObserver {
 
 export class StoreError extends Error {}
 
+/** The shared store (etcd) could not be reached or answered an error: nothing was written (503). */
+export class StoreUnavailableError extends StoreError {}
+
+/** A change another replica made at the same time refused this one; nothing was written: retry (503). */
+export class StoreConflictError extends StoreError {}
+
 /** Commit message of a host change, as 0.11 wrote it. */
 export function hostCommitMessage(serial: string, message: string): string {
   return `${serial}: ${message}`;
