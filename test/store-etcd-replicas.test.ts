@@ -181,4 +181,25 @@ describe('etcd store: replicas sharing one state (real 3-member etcd 3.4)', () =
     await until('C to show the host made while it was cut off', 10_000, async () => ((await fetch(`${c.url}/admin/host/two-members-1`)).status === 200) || undefined);
     assert.equal((await fetch(`${c.url}/admin/host/offline-1`)).status, 404);
   });
+
+  it('a writer paused past its lease (SIGSTOP) stops writing when it wakes: no commit twice, no gap', async () => {
+    const alive = replicas.filter((m) => m.proc.exitCode === null && m.proc.signalCode === null);
+    const elected = (m: MayuProcess) => m.logs.filter((l) => l.msg === 'this replica writes the audit history now').length;
+    const writer = alive.find((m) => elected(m) > 0 && m.logs.filter((l) => l.msg === 'stopped writing the audit history; campaigning again').length < elected(m))!;
+    const other = alive.find((m) => m !== writer)!;
+    const before = elected(other);
+    // Changes the writer has to commit while it is frozen.
+    await Promise.all(Array.from({ length: 10 }, (_, i) => fetchRetrying(`${other.url}/first-stage-script/p-${i}`)));
+    writer.proc.kill('SIGSTOP');
+    try {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => fetchRetrying(`${other.url}/first-stage-script/q-${i}`)));
+      await until('the other replica to take over', 20_000, async () => (elected(other) > before) || undefined);
+    } finally {
+      writer.proc.kill('SIGCONT');
+    }
+    await writer.waitForLog((l) => l.msg === 'stopped writing the audit history; campaigning again', 10_000);
+    await Promise.all(Array.from({ length: 10 }, (_, i) => fetchRetrying(`${writer.url}/first-stage-script/r-${i}`)));
+    await assertHistoryMatches(cluster.endpoints, `${workDir}/clusters`);
+    await run('git', ['-C', `${workDir}/clusters`, 'fsck', '--full']);
+  });
 });
