@@ -6,7 +6,10 @@ import { pino } from 'pino';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { defaultGateway, DetectError, detectedConfigYaml, detectNetwork, nameserversFrom } from '../config/detect.ts';
-import { ConfigError } from '../config/load.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { connectEtcd } from '../store/etcd/connect.ts';
+import { EtcdKeys } from '../store/etcd/keys.ts';
+import { migrateToEtcd } from '../store/etcd/migrate.ts';
 import { RenderError } from '../render/renderer.ts';
 import { PROJECT_ROOT, showTemplates, startServer } from '../server.ts';
 import { compactRepo } from '../git/compaction.ts';
@@ -192,6 +195,39 @@ await yargs(hideBin(process.argv))
         const message = err instanceof ConfigError ? err.message : `${(err as Error).message}`;
         logger.fatal({ err }, 'mayu cannot start');
         process.stderr.write(`mayu: cannot start:\n${message}\n`);
+        process.exit(1);
+      }
+    },
+  )
+  .command(
+    'migrate',
+    'move a single-node cluster directory\'s hosts into etcd (config `etcd:`) for replicas (--store etcd); the repo stays and becomes their audit history, continued from where it is',
+    (y) => y
+      .option('config', { type: 'string', default: inRoot('config.yaml'), describe: 'config.yaml with the `etcd:` section and the profiles' })
+      .option('profiles-dir', { type: 'string', default: inRoot('profiles') })
+      .option('cluster-directory', { type: 'string', default: inRoot('clusters') })
+      .option('etcd-store-endpoints', { type: 'string', describe: 'comma-separated etcd client URLs (default: config etcd.endpoints)' }),
+    async (argv) => {
+      try {
+        const { config, profiles } = await loadConfig(path.resolve(argv.config), path.resolve(argv['profiles-dir']));
+        const endpoints = argv['etcd-store-endpoints']?.split(',').map((e) => e.trim()).filter(Boolean) ?? config.etcd?.endpoints;
+        if (!endpoints?.length) throw new ConfigError(`${argv.config}: no \`etcd:\` section and no --etcd-store-endpoints`);
+        const file = (f: string | undefined) => f && path.resolve(path.dirname(path.resolve(argv.config)), f);
+        const tls = config.etcd?.tls;
+        const client = await connectEtcd({ endpoints, tls: tls && { caFile: file(tls.ca_file), certFile: file(tls.cert_file), keyFile: file(tls.key_file) }, requestTimeoutMs: config.etcd?.request_timeout_ms });
+        try {
+          const result = await migrateToEtcd({
+            dir: path.resolve(argv['cluster-directory']),
+            client,
+            keys: new EtcdKeys(config.etcd?.prefix ?? '/mayu/'),
+            limitedProfiles: new Set(profiles.filter((p) => p.quantity !== undefined).map((p) => p.name)),
+          });
+          process.stdout.write(`${result.hosts} hosts moved into etcd at ${endpoints.join(', ')} (${result.transactions} transactions); start the replicas with --store etcd\n`);
+        } finally {
+          client.close();
+        }
+      } catch (err) {
+        process.stderr.write(`mayu migrate: ${(err as Error).message}\n`);
         process.exit(1);
       }
     },
