@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { decodeLog } from '../src/store/etcd/change-log.ts';
 import { startEtcdCluster, type EtcdCluster } from './helpers/etcd-cluster.ts';
 import { until } from './helpers/etcd.ts';
-import { startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, mayuFailsToStart, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 // Replicas of mayu sharing one state in a real three-member etcd 3.4 cluster (loopback), each a
 // real `mayu serve --store etcd` on port 0, sharing the audit repo (the cluster directory).
@@ -201,5 +202,33 @@ describe('etcd store: replicas sharing one state (real 3-member etcd 3.4)', () =
     await Promise.all(Array.from({ length: 10 }, (_, i) => fetchRetrying(`${writer.url}/first-stage-script/r-${i}`)));
     await assertHistoryMatches(cluster.endpoints, `${workDir}/clusters`);
     await run('git', ['-C', `${workDir}/clusters`, 'fsck', '--full']);
+  });
+
+  it('keys in etcd that mayu did not write (bad JSON, a conf of another serial) are reported and never served', async () => {
+    const m = replicas.find((r) => r.proc.exitCode === null && r.proc.signalCode === null)!;
+    const client = new Etcd3({ hosts: cluster.endpoints });
+    try {
+      const good = await (await fetch(`${m.url}/admin/host/a-1`)).text();
+      await client.put('/mayu/hosts/bad-1').value('{not json');
+      await client.put('/mayu/hosts/bad-2').value(good);
+    } finally {
+      client.close();
+    }
+    for (const key of ['/mayu/hosts/bad-1', '/mayu/hosts/bad-2']) {
+      const line = await m.waitForLog((l) => l.msg === 'key in etcd not written by mayu (or damaged): not served' && l.key === key);
+      assert.ok(line.err);
+    }
+    assert.equal((await fetch(`${m.url}/admin/host/bad-1`)).status, 404);
+    assert.equal((await fetch(`${m.url}/admin/host/bad-2`)).status, 404);
+  });
+
+  it('etcd unreachable at start: mayu exits naming the endpoint and the error', async () => {
+    const dir = await tempDir();
+    const { code, stderr } = await mayuFailsToStart([
+      '--config', path.join(FIXTURES, 'config.yaml'), '--cluster-directory', path.join(dir, 'clusters'), '--profiles-dir', path.join(dir, 'profiles'),
+      '--report-key-file', path.join(dir, 'report-key'), '--store', 'etcd', '--etcd-store-endpoints', 'http://127.0.0.1:9',
+    ]);
+    assert.equal(code, 1);
+    assert.match(stderr, /etcd store: etcd at http:\/\/127\.0\.0\.1:9 unreachable: /);
   });
 });
