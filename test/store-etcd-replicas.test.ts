@@ -17,12 +17,16 @@ const git = async (dir: string, args: string[]) => (await run('git', ['-C', dir,
 
 interface HostView { Serial: string; InternalAddr?: string; Profile?: string }
 
+/** 503 answers retried so far (changes that lost to another replica's, or etcd away). */
+let retried = 0;
+
 /** GET with retries on 503 (a replica lost to another replica's change, or etcd briefly away), as machines retry. */
 async function fetchRetrying(url: string): Promise<Response> {
   for (let i = 0; ; i++) {
     const res = await fetch(url);
     if (res.status !== 503 || i >= 40) return res;
     await res.arrayBuffer();
+    retried++;
     await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
   }
 }
@@ -98,15 +102,22 @@ describe('etcd store: replicas sharing one state (real 3-member etcd 3.4)', () =
     await cluster?.stop();
   });
 
-  it('two replicas registering hosts at once: no duplicate address, profile quantity held, each sees the other\'s hosts', async () => {
+  it('two replicas registering hosts at once: no duplicate address, profile quantity held, each sees the other\'s hosts', async (t) => {
     const a = await startReplica('a');
     const b = await startReplica('b');
-    const serials = (p: string) => Array.from({ length: 25 }, (_, i) => `${p}-${i}`);
-    const results = await Promise.all([
-      ...serials('a').map((s) => fetchRetrying(`${a.url}/first-stage-script/${s}`)),
-      ...serials('b').map((s) => fetchRetrying(`${b.url}/first-stage-script/${s}`)),
-    ]);
+    // Warm both up (first requests compile templates), then register in rounds that overlap.
+    assert.equal((await fetchRetrying(`${a.url}/first-stage-script/w-a`)).status, 200);
+    assert.equal((await fetchRetrying(`${b.url}/first-stage-script/w-b`)).status, 200);
+    await until('both replicas to show both warm-up hosts', 10_000, async () => ((await hostsOf(a)).length === 2 && (await hostsOf(b)).length === 2) || undefined);
+    const results: Response[] = [];
+    for (let round = 0; round < 4; round++) {
+      results.push(...await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => fetchRetrying(`${a.url}/first-stage-script/a-${round * 6 + i}`)),
+        ...Array.from({ length: 6 }, (_, i) => fetchRetrying(`${b.url}/first-stage-script/b-${round * 6 + i}`)),
+      ]));
+    }
     assert.deepEqual(results.map((r) => r.status), results.map(() => 200));
+    t.diagnostic(`48 overlapping registrations over 2 replicas: ${retried} answers of 503 retried (changes that lost to the other replica's)`);
 
     for (const m of [a, b]) {
       const hosts = await until('both replicas to show all 50 hosts', 10_000, async () => {

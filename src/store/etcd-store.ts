@@ -248,7 +248,7 @@ export class EtcdStore implements HostStore {
     let compares = 0;
     let bytes = 0;
     for (const item of this.queue) {
-      const itemOps = 1 + Object.keys(item.files).length + (item.takeAddr ? 1 : 0) + (item.freeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
+      const itemOps = (item.conf === null ? 2 : 1) + Object.keys(item.files).length + (item.takeAddr ? 1 : 0) + (item.freeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
       const itemCompares = 1 + (item.takeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
       const itemBytes = 2 * (item.conf?.length ?? 0) + item.entries.reduce((n, e) => n + (e.conf?.length ?? 0) + 200, 0)
         + Object.values(item.files).reduce((n, f) => n + 2 * f.length, 0);
