@@ -31,6 +31,8 @@ import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { StorageWatch } from './store/disk-space.ts';
 import { FileStore } from './store/file-store.ts';
 import { GitStore } from './store/git-store.ts';
+import type { EtcdStore, ExternalChange } from './store/etcd-store.ts';
+import { openEtcdReplica } from './store/etcd/open-replica.ts';
 import type { AdoptedChange, HostStore, OutsideProblem } from './store/store.ts';
 
 export interface ServerOptions {
@@ -53,6 +55,11 @@ export interface ServerOptions {
   useGit: boolean;
   /** How often the cluster repo is checked for operators' commits and hand edits (ms; default 1000, 0: only before a host's changes and at checkpoints). */
   outsideCheckMs?: number;
+  /**
+   * Hosts in etcd, shared with other replicas (config `etcd:`, README "Replicas with etcd");
+   * clusterDir is then the audit repo the replicas share. Endpoints given here win over config.
+   */
+  etcdStore?: { endpoints?: string[]; replicaId?: string };
   /** Overrides config use_ignition when set. */
   useIgnition?: boolean;
   version: string;
@@ -144,7 +151,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     writeQueueDepth: () => store?.writeQueueDepth() ?? 0,
     eventSubscribers: () => events.subscribers,
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
-    auditPush: config.audit_push && opts.useGit ? () => auditPush?.status() : undefined,
+    auditPush: config.audit_push && (opts.useGit || opts.etcdStore) ? () => auditPush?.status() : undefined,
     refusedOutsideChanges: opts.useGit ? () => outsideProblems.length : undefined,
     storage: () => {
       storage.sample();
@@ -180,7 +187,31 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
     onOutsideError: (err: Error) => logger.error({ err }, 'could not read or take a change made outside mayu'),
   };
-  store = opts.useGit
+  // Changes another replica made (etcd store): the same events and dnsmasq update as our own.
+  let externalChange: (c: ExternalChange) => void = () => {};
+  let etcdStore: EtcdStore | undefined;
+  if (opts.etcdStore) {
+    if (!config.etcd && !opts.etcdStore.endpoints) throw new ConfigError(`${opts.configFile}: the etcd store needs an \`etcd:\` section (endpoints) or --etcd-store-endpoints`);
+    const etcdConfig = { prefix: '/mayu/', request_timeout_ms: 3000, lease_ttl_seconds: 5, ...config.etcd, endpoints: opts.etcdStore.endpoints ?? config.etcd!.endpoints };
+    const replica = await openEtcdReplica({
+      config: etcdConfig,
+      configDir: path.dirname(opts.configFile),
+      clusterDir: opts.clusterDir,
+      replicaId: opts.etcdStore.replicaId,
+      limitedProfiles: new Set(loaded.profiles.filter((p) => p.quantity !== undefined).map((p) => p.name)),
+      randomBytes: rng,
+      now: opts.now,
+      zone: opts.zone,
+      observer,
+      logger,
+      onExternalChange: (c) => externalChange(c),
+      onHistoryCheckpoint: () => auditPush?.notify(),
+    }).catch((err: Error) => {
+      throw new ConfigError(`etcd store: ${err.message}`);
+    });
+    etcdStore = replica.store;
+  }
+  store = etcdStore ?? (opts.useGit
     ? await GitStore.open({
         dir: opts.clusterDir,
         randomBytes: rng,
@@ -200,11 +231,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ...outside,
         outsideCheckMs: opts.outsideCheckMs,
       })
-    : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer });
+    : await FileStore.open({ dir: opts.clusterDir, randomBytes: rng, observer }));
   logger.info({ hosts: store.size(), store: store.kind, dir: opts.clusterDir }, 'cluster loaded');
   storage.start();
-  if (config.audit_push && store.kind !== 'git') logger.warn('audit_push is ignored: --no-git keeps no history to push');
-  auditPush = config.audit_push && store.kind === 'git' ? new AuditPusher({
+  if (config.audit_push && store.kind === 'files') logger.warn('audit_push is ignored: --no-git keeps no history to push');
+  // etcd store: pushed by whichever replica writes the history (after its checkpoints).
+  auditPush = config.audit_push && store.kind !== 'files' ? new AuditPusher({
     dir: opts.clusterDir,
     // A relative path is a remote next to config.yaml, like the other paths there.
     url: isRelativePath(config.audit_push.url) ? path.resolve(path.dirname(opts.configFile), config.audit_push.url) : config.audit_push.url,
@@ -286,6 +318,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
   };
+  externalChange = (c) => {
+    const host = c.after ?? c.before;
+    if (!host) return;
+    dnsmasq?.hostsChanged();
+    events.publish({ serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) });
+  };
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const dnsmasqNotReady = () => {
     if (!runsDnsmasq) return [];
@@ -295,7 +333,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // A disk that refuses the journal's writes: every change would be answered 507. A refused
   // outside change: git waits for the operator (mayu still answers from its journal).
   const outsideNotReady = () => outsideProblems.map((p) => `${p.source} refused: ${p.problems.join('; ')}`);
-  const notReadyReasons = () => [...outsideNotReady(), ...dnsmasqNotReady(), ...storage.notReadyReasons()];
+  // etcd store: etcd unreachable from this replica (every change would be a 503).
+  const notReadyReasons = () => [...(etcdStore?.notReadyReasons() ?? []), ...outsideNotReady(), ...dnsmasqNotReady(), ...storage.notReadyReasons()];
   // A failing audit push is shown in /readyz but never fails it (issue #53: "never blocking
   // provisioning"). /readyz is open: no URL (it may hold credentials) and no git error text.
   const readiness = () => {
@@ -330,6 +369,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return createApp({
       service, outputs, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
       admin: { powerHook, auditPush },
+      unavailable: () => etcdStore?.notReadyReasons()[0],
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
       discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },

@@ -6,7 +6,10 @@ import { pino } from 'pino';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { defaultGateway, DetectError, detectedConfigYaml, detectNetwork, nameserversFrom } from '../config/detect.ts';
-import { ConfigError } from '../config/load.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { connectEtcd } from '../store/etcd/connect.ts';
+import { EtcdKeys } from '../store/etcd/keys.ts';
+import { migrateToEtcd } from '../store/etcd/migrate.ts';
 import { RenderError } from '../render/renderer.ts';
 import { PROJECT_ROOT, showTemplates, startServer } from '../server.ts';
 import { compactRepo } from '../git/compaction.ts';
@@ -70,6 +73,9 @@ await yargs(hideBin(process.argv))
       .option('http-port', { type: 'number', default: 4080 })
       .option('http-bind-address', { type: 'string', default: '0.0.0.0' })
       .option('git', { type: 'boolean', default: true, describe: 'keep the cluster directory as a git repo (--no-git: plain files, no history)' })
+      .option('store', { choices: ['git', 'etcd'] as const, default: 'git' as const, describe: 'where hosts live: git (the cluster directory, one mayu) or etcd (config `etcd:`, shared by replicas; the cluster directory is then their shared audit repo)' })
+      .option('etcd-store-endpoints', { type: 'string', describe: 'comma-separated etcd client URLs for --store etcd (default: config etcd.endpoints)' })
+      .option('replica-id', { type: 'string', describe: 'this replica\'s name in the history writer election (--store etcd; default <hostname>:<pid>)' })
       .option('use-ignition', { type: 'boolean', describe: 'serve Ignition instead of cloud-config (default: config use_ignition)' })
       .option('debug', { alias: 'd', type: 'boolean', default: false, describe: 'debug logging' })
       .option('v', { type: 'number', describe: '0.11\'s glog verbosity: 0-2 info, 3 or more debug' })
@@ -157,6 +163,9 @@ await yargs(hideBin(process.argv))
           httpPort: argv['http-port'],
           httpBindAddress: argv['http-bind-address'],
           useGit: argv.git,
+          etcdStore: argv.store === 'etcd'
+            ? { endpoints: argv['etcd-store-endpoints']?.split(',').map((e) => e.trim()).filter(Boolean), replicaId: argv['replica-id'] }
+            : undefined,
           useIgnition: argv['use-ignition'],
           eventHeartbeatMs: argv['events-heartbeat-ms'],
           outsideCheckMs: argv['outside-check-ms'],
@@ -188,6 +197,39 @@ await yargs(hideBin(process.argv))
         const message = err instanceof ConfigError ? err.message : `${(err as Error).message}`;
         logger.fatal({ err }, 'mayu cannot start');
         process.stderr.write(`mayu: cannot start:\n${message}\n`);
+        process.exit(1);
+      }
+    },
+  )
+  .command(
+    'migrate',
+    'move a single-node cluster directory\'s hosts into etcd (config `etcd:`) for replicas (--store etcd); the repo stays and becomes their audit history, continued from where it is',
+    (y) => y
+      .option('config', { type: 'string', default: inRoot('config.yaml'), describe: 'config.yaml with the `etcd:` section and the profiles' })
+      .option('profiles-dir', { type: 'string', default: inRoot('profiles') })
+      .option('cluster-directory', { type: 'string', default: inRoot('clusters') })
+      .option('etcd-store-endpoints', { type: 'string', describe: 'comma-separated etcd client URLs (default: config etcd.endpoints)' }),
+    async (argv) => {
+      try {
+        const { config, profiles } = await loadConfig(path.resolve(argv.config), path.resolve(argv['profiles-dir']));
+        const endpoints = argv['etcd-store-endpoints']?.split(',').map((e) => e.trim()).filter(Boolean) ?? config.etcd?.endpoints;
+        if (!endpoints?.length) throw new ConfigError(`${argv.config}: no \`etcd:\` section and no --etcd-store-endpoints`);
+        const file = (f: string | undefined) => f && path.resolve(path.dirname(path.resolve(argv.config)), f);
+        const tls = config.etcd?.tls;
+        const client = await connectEtcd({ endpoints, tls: tls && { caFile: file(tls.ca_file), certFile: file(tls.cert_file), keyFile: file(tls.key_file) }, requestTimeoutMs: config.etcd?.request_timeout_ms });
+        try {
+          const result = await migrateToEtcd({
+            dir: path.resolve(argv['cluster-directory']),
+            client,
+            keys: new EtcdKeys(config.etcd?.prefix ?? '/mayu/'),
+            limitedProfiles: new Set(profiles.filter((p) => p.quantity !== undefined).map((p) => p.name)),
+          });
+          process.stdout.write(`${result.hosts} hosts moved into etcd at ${endpoints.join(', ')} (${result.transactions} transactions); start the replicas with --store etcd\n`);
+        } finally {
+          client.close();
+        }
+      } catch (err) {
+        process.stderr.write(`mayu migrate: ${(err as Error).message}\n`);
         process.exit(1);
       }
     },

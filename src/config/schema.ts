@@ -118,6 +118,18 @@ export const configSchema = z
         timeout_ms: z.number().int().min(1_000).default(120_000),
       })
       .optional(),
+    /** The etcd store (`mayu serve --store etcd`, README "Replicas with etcd"). */
+    etcd: z
+      .strictObject({
+        endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/]+$/, { message: 'expected an endpoint URL like http://10.0.1.5:2379' })).min(1),
+        prefix: z.string().regex(/^\/[^\s]*\/$/, { message: 'expected a key prefix starting and ending with "/", like /mayu/' }).default('/mayu/'),
+        tls: z
+          .strictObject({ ca_file: z.string().min(1), cert_file: z.string().min(1).optional(), key_file: z.string().min(1).optional() })
+          .optional(),
+        request_timeout_ms: z.number().int().min(100).max(60_000).default(3000),
+        lease_ttl_seconds: z.number().int().min(2).max(300).default(5),
+      })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
@@ -143,6 +155,6 @@ export type StorageConfig = z.infer<typeof storageSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd'],
   network: Object.keys(networkSchema.shape),
 };

@@ -19,6 +19,11 @@ export interface AppDeps extends MachineRouteDeps {
   events: EventStreamDeps;
   /** The /etcd discovery routes; absent with an external discovery service (--etcd-discovery). */
   discovery?: DiscoveryRouteDeps;
+  /**
+   * Why the state this server answers from cannot be trusted right now (the etcd store cannot
+   * reach etcd): every route but the probes and /metrics answers 503 with it.
+   */
+  unavailable?: () => string | undefined;
   /** Told about every answered request: method, the router's path pattern ("(unmatched)" if none), status. */
   observeRequest?: (method: string, route: string, status: number) => void;
 }
@@ -51,6 +56,19 @@ export function createApp(deps: AppDeps): Koa {
       logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip, ...extra }, 'request');
     }
   });
+
+  // Memory may be behind what other replicas did (etcd store without etcd): answer nothing from it.
+  if (deps.unavailable) {
+    const probes = new Set(['/healthz', '/readyz', '/metrics']);
+    app.use(async (ctx, next) => {
+      const reason = probes.has(ctx.path) ? undefined : deps.unavailable!();
+      if (!reason) return next();
+      ctx.status = 503;
+      ctx.set('Retry-After', '2');
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = `mayu cannot serve from here right now: ${reason}`;
+    });
+  }
 
   // Open like the other machine routes: installed machines' etcd calls them (0.11 did the same).
   if (deps.discovery) app.use(discoveryRoutes(deps.discovery));

@@ -5,6 +5,7 @@ import { InstallFailureReportError } from '../core/install-failures.ts';
 import { RangeExhaustedError } from '../core/addresses.ts';
 import { InvalidSerialError } from '../core/serial.ts';
 import { IllegalTransitionError } from '../core/states.ts';
+import { StoreConflictError, StoreUnavailableError } from '../store/store.ts';
 import { UnknownHostError, UnknownProfileError } from '../service/mayu-service.ts';
 import { HostEditRefusedError } from '../store/store.ts';
 import { NotStoredError } from '../fs/write-errors.ts';
@@ -34,5 +35,7 @@ export function statusFor(err: unknown): number | undefined {
   // was refused to keep the last free space for known hosts, or the change stands in the
   // journal but git could not take it yet (the message says which).
   if (err instanceof NotStoredError || err instanceof NewHostsRefusedError || err instanceof HistoryPendingError) return 507;
+  // etcd store: etcd unreachable, or another replica's change won; nothing was written, retry.
+  if (err instanceof StoreUnavailableError || err instanceof StoreConflictError) return 503;
   return undefined;
 }

@@ -126,7 +126,7 @@ export class MayuService {
     const serial = normalizeSerial(rawSerial);
     const known = this.deps.store.get(serial) !== undefined;
     // Without git there is no history of anything: let the store say so.
-    if (!known && this.deps.store.kind !== 'git') throw new UnknownHostError();
+    if (!known && this.deps.store.kind === 'files') throw new UnknownHostError();
     await this.deps.store.settled();
     const commits = await this.deps.store.history(serial);
     if (!known && commits.length === 0) throw new UnknownHostError();

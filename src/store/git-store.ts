@@ -102,6 +102,12 @@ export interface GitStoreOptions {
   onOutsideError?: (err: Error) => void;
   /** How often the branch and the working tree are checked for outside changes; 0: only at checkpoints and before a host's changes. */
   outsideCheckMs?: number;
+  /**
+   * 'take' (default): hosts changed by operators' commits and hand edits are taken into memory.
+   * 'history-only': the repo is an audit trail of hosts kept elsewhere (etcd store): operators'
+   * commits stay in history and mayu builds on them, hosts are never read from them or from files.
+   */
+  outsideChanges?: 'take' | 'history-only';
 }
 
 interface WriteItem {
@@ -220,6 +226,7 @@ export class GitStore implements HostStore {
       onOutsideProblems: options.onOutsideProblems ?? (() => {}),
       onOutsideError: options.onOutsideError ?? (() => {}),
       outsideCheckMs: options.outsideCheckMs ?? 1000,
+      outsideChanges: options.outsideChanges ?? 'take',
     });
     await store.load();
     if (store.opts.outsideCheckMs > 0) {
@@ -520,6 +527,8 @@ export class GitStore implements HostStore {
       await rm(marker);
       await fsyncPath(path.dirname(marker));
     }
+    // Hosts kept elsewhere (history-only): the files are only copies, whatever changed them.
+    const takeEdits = clean && this.opts.outsideChanges === 'take';
     const handEdits: (() => void)[] = [];
     const clusterEntry = parseTree(this.root.bytes).find((e) => e.name === CLUSTER_FILE);
     if (clusterEntry) {
@@ -530,11 +539,11 @@ export class GitStore implements HostStore {
       const conf = entries.find((f) => f.name === HOST_FILE)!;
       const onDisk = await readFile(this.tree.hostFile(serial)).catch(() => undefined);
       const confSame = onDisk !== undefined && objectId('blob', onDisk) === conf.oid;
-      if (clean && !confSame && onDisk !== undefined) {
+      if (takeEdits && !confSame && onDisk !== undefined) {
         handEdits.push(() => this.judgeEdit(serial, this.table.peek(serial), onDisk.toString('utf8'), 'edited'));
         return;
       }
-      if (clean && !confSame && !nodeFs.existsSync(path.join(this.opts.dir, serial))) {
+      if (takeEdits && !confSame && !nodeFs.existsSync(path.join(this.opts.dir, serial))) {
         handEdits.push(() => this.takeEdit(serial, this.table.peek(serial), undefined, 'deleted by hand'));
         return;
       }
@@ -562,7 +571,7 @@ export class GitStore implements HostStore {
     });
     for (const serial of this.tree.unknownHostFolders((s) => headFiles.has(s))) {
       // Clean stop: a host the operator added by hand. After a kill: a removal a kill interrupted.
-      if (clean) handEdits.push(() => this.takeAddedHost(serial));
+      if (takeEdits) handEdits.push(() => this.takeAddedHost(serial));
       else this.tree.removeHost(serial);
     }
     for (const take of handEdits) take();
@@ -769,7 +778,7 @@ export class GitStore implements HostStore {
   private async scanOutside(): Promise<void> {
     if (this.closed) return;
     await this.outsideCheck();
-    if (this.closed || this.refusedHead) return;
+    if (this.closed || this.refusedHead || this.opts.outsideChanges !== 'take') return;
     try {
       for (const serial of [...this.table.serials()]) this.takeHandEdit(serial);
       for (const serial of [...this.refusedEdits.keys()]) if (!this.table.has(serial)) this.takeAddedHost(serial);
@@ -781,7 +790,7 @@ export class GitStore implements HostStore {
 
   /** Before anything reads or changes a host: an edit of its conf.json by hand goes first. */
   private takeHandEdit(serial: string): void {
-    if (this.closed) return;
+    if (this.closed || this.opts.outsideChanges !== 'take') return;
     const before = this.table.peek(serial);
     if (!before) return;
     const check: FileCheck = this.tree.check(serial);
@@ -899,8 +908,9 @@ export class GitStore implements HostStore {
     // changes are made again on top of the outside commits.
     const mine = new Set<string>(this.pending.serials());
     for (const u of this.unflushed) for (const serial of u.serials) mine.add(serial);
-    const taken = outside.hosts.filter((h) => !mine.has(h.serial));
-    const problems = [...outside.problems];
+    const historyOnly = this.opts.outsideChanges !== 'take';
+    const taken = historyOnly ? [] : outside.hosts.filter((h) => !mine.has(h.serial));
+    const problems = historyOnly && !outside.rewritten ? [] : [...outside.problems];
     if (problems.length === 0) {
       const edits = taken.map((h) => ({ serial: h.serial, host: h.host, before: this.table.peek(h.serial) }));
       problems.push(...this.opts.checkEdits(edits, this.viewWith(new Map(taken.map((h) => [h.serial, h.host])))));

@@ -34,6 +34,8 @@ export interface OutsideCommits {
   cluster?: ClusterConfig;
   /** What makes them unusable (decoding, names, history); empty when they may be checked further. */
   problems: string[];
+  /** The branch does not descend from mayu's last commit: nothing can be built on it. */
+  rewritten?: true;
 }
 
 const short = (oid: string | undefined) => (oid ? oid.slice(0, 12) : 'no commit');
@@ -41,10 +43,10 @@ const short = (oid: string | undefined) => (oid ? oid.slice(0, 12) : 'no commit'
 export async function readOutsideCommits(reader: GitObjectReader, base: string | undefined, head: string | undefined): Promise<OutsideCommits> {
   const read = async (oid: string) => parseCommit((await reader.read(oid)).content);
   const empty: OutsideCommits = { head: head ?? '', commits: [], root: [], hosts: [], problems: [] };
-  if (!head) return { ...empty, problems: ['the branch was deleted'] };
+  if (!head) return { ...empty, rewritten: true, problems: ['the branch was deleted'] };
   const commits = await commitsSince(read, base, head, MAX_OUTSIDE_COMMITS);
   if (!commits) {
-    return { ...empty, problems: [`${short(head)} does not descend from mayu's last commit ${short(base)}: history was rewritten (reset, rebase, amend?); put the branch back on top of ${short(base)}`] };
+    return { ...empty, rewritten: true, problems: [`${short(head)} does not descend from mayu's last commit ${short(base)}: history was rewritten (reset, rebase, amend?); put the branch back on top of ${short(base)}`] };
   }
   const treeOf = async (commit: string | undefined) => (commit ? parseTree((await reader.read((await read(commit)).tree)).content) : []);
   const root = await treeOf(head);

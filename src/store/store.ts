@@ -31,7 +31,7 @@ export interface ClusterConfig {
  * durable (one commit each in git mode), or rejects and rolls memory back.
  */
 export interface HostStore {
-  readonly kind: 'git' | 'files';
+  readonly kind: 'git' | 'files' | 'etcd';
   get(serial: string): Host | undefined;
   all(): Host[];
   /** The live records, not copies: for read-only scans on hot paths (address allocation, profile counts). */
@@ -109,6 +109,12 @@ export interface AdoptedChange {
  * wait for git history (flushHistory) fails with this. Retried; nothing is lost.
  */
 export class HistoryPendingError extends StoreError {}
+
+/** The shared store (etcd) could not be reached or answered an error: nothing was written (503). */
+export class StoreUnavailableError extends StoreError {}
+
+/** A change another replica made at the same time refused this one; nothing was written: retry (503). */
+export class StoreConflictError extends StoreError {}
 
 /** Commit message of a host change, as 0.11 wrote it. */
 export function hostCommitMessage(serial: string, message: string): string {

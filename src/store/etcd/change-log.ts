@@ -1,0 +1,69 @@
+import { normalizeSerial } from '../../core/serial.ts';
+
+// The `log` key: every transaction of the etcd store writes the changes it makes, in order, one
+// entry per step (one git commit each, with the step's message). The history writer turns each
+// revision of the key into commits; a revision is a whole transaction, so nothing is half-seen.
+
+export interface LogEntry {
+  serial: string;
+  /** Commit message without the `<serial>: ` prefix. */
+  message: string;
+  /** When the change was made (RFC 3339): the commit's time. */
+  time: string;
+  /** conf.json text after the step; null when the step removes the host. */
+  conf: string | null;
+  /** Side files this step writes (whole content). */
+  files?: Record<string, string>;
+}
+
+export function encodeLog(entries: readonly LogEntry[]): string {
+  return JSON.stringify({ v: 1, changes: entries });
+}
+
+/** Throws on anything mayu did not write: such a revision is reported and never committed. */
+export function decodeLog(text: string): LogEntry[] {
+  const raw = JSON.parse(text) as { v?: unknown; changes?: unknown };
+  if (raw.v !== 1 || !Array.isArray(raw.changes)) throw new Error('not a mayu change log (v 1)');
+  return raw.changes.map((c: Record<string, unknown>, i: number) => {
+    const bad = (what: string) => new Error(`change ${i}: ${what}`);
+    if (typeof c.serial !== 'string' || !isSerial(c.serial)) throw bad('bad serial');
+    if (typeof c.message !== 'string' || c.message.includes('\n')) throw bad('bad message');
+    if (typeof c.time !== 'string' || Number.isNaN(Date.parse(c.time))) throw bad('bad time');
+    if (c.conf !== null && typeof c.conf !== 'string') throw bad('bad conf');
+    const files = c.files as Record<string, unknown> | undefined;
+    if (files !== undefined && (typeof files !== 'object' || Object.values(files).some((v) => typeof v !== 'string'))) throw bad('bad files');
+    return { serial: c.serial, message: c.message, time: c.time, conf: c.conf as string | null, ...(files ? { files: files as Record<string, string> } : {}) };
+  });
+}
+
+/** Git trailer lines recording which etcd change a commit is: the history writer resumes after the last one. */
+export function trailer(revision: number, index: number, count: number): string {
+  return `Mayu-Etcd-Revision: ${revision}\nMayu-Etcd-Change: ${index + 1}/${count}`;
+}
+
+export interface TrailerPosition {
+  revision: number;
+  /** 0-based index of the change within the revision's log. */
+  index: number;
+  count: number;
+}
+
+export function parseTrailer(message: string): TrailerPosition | undefined {
+  const rev = /^Mayu-Etcd-Revision: (\d+)$/m.exec(message);
+  const change = /^Mayu-Etcd-Change: (\d+)\/(\d+)$/m.exec(message);
+  if (!rev || !change) return undefined;
+  return { revision: Number(rev[1]), index: Number(change[1]) - 1, count: Number(change[2]) };
+}
+
+/** A commit message as shown to operators (history): without the trailer paragraph. */
+export function withoutTrailer(message: string): string {
+  return message.replace(/\n\nMayu-Etcd-Revision: \d+\nMayu-Etcd-Change: \d+\/\d+\n?$/, '');
+}
+
+function isSerial(s: string): boolean {
+  try {
+    return normalizeSerial(s) === s;
+  } catch {
+    return false;
+  }
+}
