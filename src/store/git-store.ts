@@ -108,6 +108,12 @@ export interface GitStoreOptions {
    * commits stay in history and mayu builds on them, hosts are never read from them or from files.
    */
   outsideChanges?: 'take' | 'history-only';
+  /**
+   * An outside commit this accepts was written by another writer of the same history (etcd
+   * store: the replica elected after this one): this store's unflushed commits are dropped, not
+   * made again on top (that writer writes them from etcd's change log), so none is written twice.
+   */
+  yieldsTo?: (commitMessage: string) => boolean;
 }
 
 interface WriteItem {
@@ -227,6 +233,7 @@ export class GitStore implements HostStore {
       onOutsideError: options.onOutsideError ?? (() => {}),
       outsideCheckMs: options.outsideCheckMs ?? 1000,
       outsideChanges: options.outsideChanges ?? 'take',
+      yieldsTo: options.yieldsTo ?? (() => false),
     });
     await store.load();
     if (store.opts.outsideCheckMs > 0) {
@@ -928,7 +935,9 @@ export class GitStore implements HostStore {
   private async adopt(outside: OutsideCommits, taken: OutsideCommits['hosts']): Promise<void> {
     const base = this.gitHead;
     const old = this.unflushed.slice();
-    const rebased = old.length > 0 ? await this.replayUnflushed(old, outside) : undefined;
+    const yielded = outside.commits.some((c) => this.opts.yieldsTo(c.commit.message));
+    const rebased = old.length > 0 && !yielded ? await this.replayUnflushed(old, outside) : undefined;
+    if (yielded) this.journal.checkpointed(old.flatMap((u) => u.tickets));
     // From here on nothing fails: the replayed batches are in the journal.
     this.unflushed.splice(0, old.length);
     this.reader.dropMemoryPacks(new Set(old.map((u) => u.memoryPack)));

@@ -2,7 +2,7 @@ import type { Etcd3, IKeyValue, Lease, Watcher } from 'etcd3';
 import { decodeHost } from '../../core/host.ts';
 import type { TimeZone } from '../../core/tzif.ts';
 import { GitStore } from '../git-store.ts';
-import { decodeLog, trailer, type LogEntry } from './change-log.ts';
+import { decodeLog, parseTrailer, trailer, type LogEntry } from './change-log.ts';
 import { GitHistoryReader } from './git-history-reader.ts';
 import type { EtcdKeys } from './keys.ts';
 
@@ -120,6 +120,8 @@ export class HistoryWriter {
       onCheckpoint: this.opts.onCheckpoint,
       // Hosts live in etcd: operators' commits here stay in history, files are never read back.
       outsideChanges: 'history-only',
+      // A commit with a revision trailer that is not ours: the writer elected after this one.
+      yieldsTo: (message) => parseTrailer(message) !== undefined,
     });
     const reader = new GitHistoryReader(this.opts.dir);
     const pos = await reader.lastPosition().finally(() => reader.close());
