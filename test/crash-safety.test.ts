@@ -20,4 +20,15 @@ describe('crash safety', () => {
     assert.equal(result.starts, 6, 'the server started after every kill');
     assert.equal(result.storm.failures.size, 0);
   });
+
+  it('keeps every operator commit and hand edit, and survives git maintenance, across 5 kill -9 during a storm', { timeout: 90_000 }, async () => {
+    // Slower machines than above: the operator's hand edits need finished hosts during the storm.
+    const pace = { rampMs: 3000, afterMs: { 'ipxebootscript': 150, 'first-stage-script': 150, 'final-cloud-config': 150, 'install-image-head': 150, 'set_installed': 150 } };
+    const result = await runCrashLoop({ machines: 40, kills: 5, concurrency: 16, pace, timeoutMs: 85_000, operator: { everyMs: 150, maintenance: false } });
+    assert.deepEqual(result.violations, [], `work dir kept for inspection: ${result.workDir}`);
+    assert.equal(result.kills.length, 5);
+    assert.ok(result.operator!.commits >= 3, `operator commits: ${JSON.stringify(result.operator)}`);
+    assert.ok(result.operator!.handEdits >= 3, `hand edits: ${JSON.stringify(result.operator)}`);
+    assert.ok(result.operator!.maintenanceRuns >= 3, `maintenance runs: ${JSON.stringify(result.operator)}`);
+  });
 });

@@ -413,11 +413,13 @@ export class GitStore implements HostStore {
     const wait = Math.max(0, this.nextCheckpointAt - performance.now());
     this.checkpointTimer = setTimeout(() => {
       this.checkpointTimer = undefined;
-      this.runCheckpoint().catch((err: Error) => {
-        // Not failures: retried at once / after the outside commits are read.
-        if (!(err instanceof RefLockedError || err instanceof RefMovedError)) this.opts.onCheckpointError(err);
-      });
+      this.runCheckpoint().catch((err: Error) => this.reportCheckpointError(err));
     }, wait);
+  }
+
+  private reportCheckpointError(err: Error): void {
+    // Not failures: retried at once (git holds the lock) or after the outside commits are read.
+    if (!(err instanceof RefLockedError || err instanceof RefMovedError)) this.opts.onCheckpointError(err);
   }
 
   private startCompaction(all = false): Promise<CompactionResult> {
@@ -478,12 +480,21 @@ export class GitStore implements HostStore {
 
   /** Batches acknowledged from the journal that a kill kept out of git are written to it now. */
   private async completeFromJournal(gitdir: string): Promise<void> {
-    // resolveHead answers undefined for a branch without commits; any other failure stops the
-    // open rather than clearing a journal whose entries may not be in git.
-    const head = await resolveHead(gitdir);
-    const missing = this.journal.chainFrom(head);
-    if (missing.length > 0) await writeCheckpoint(this.reader, REF, missing);
-    else if (head) await this.replayOrphanedChain(gitdir, head);
+    // An operator's git may move or lock the branch meanwhile: read it again and retry.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // resolveHead answers undefined for a branch without commits; any other failure stops the
+        // open rather than clearing a journal whose entries may not be in git.
+        const head = await resolveHead(gitdir);
+        const missing = this.journal.chainFrom(head);
+        if (missing.length > 0) await writeCheckpoint(this.reader, REF, missing);
+        else if (head) await this.replayOrphanedChain(gitdir, head);
+        break;
+      } catch (err) {
+        if (!(err instanceof RefMovedError || err instanceof RefLockedError) || attempt >= 100) throw err;
+        await new Promise((r) => setTimeout(r, REF_LOCKED_RETRY_MS));
+      }
+    }
     await this.journal.clear();
   }
 
@@ -729,7 +740,7 @@ export class GitStore implements HostStore {
     // after the mirror, so a file read after an answer shows the change.
     this.mirrored = this.mirrored.then(() => this.mirror(items)).catch((err: Error) => this.opts.onMirrorError(err));
     if (!toGit) return { followUp: this.mirrored };
-    toGit.catch((err: Error) => this.opts.onCheckpointError(err));
+    toGit.catch((err: Error) => this.reportCheckpointError(err));
     return { followUp: Promise.all([this.mirrored, toGit]).then(() => undefined) };
   }
 

@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
+import { startOperator, type OperatorActivity } from './operator-activity.ts';
 import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitSubjectCounts, strayRefs } from './storm-checks.ts';
 import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormPace, type StormResult } from './storm-client.ts';
 import { PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from './storm-env.ts';
@@ -19,6 +21,11 @@ export interface CrashLoopOptions {
   timeoutMs?: number;
   keepWorkDir?: boolean;
   log?: (line: string) => void;
+  /**
+   * An operator works in the cluster repo during the storm: an action about every `everyMs`
+   * (own commits, hand edits of finished hosts, and with `maintenance` git gc / repack / prune).
+   */
+  operator?: { everyMs: number; maintenance: boolean };
 }
 
 export interface KillRecord {
@@ -39,6 +46,8 @@ export interface CrashLoopResult {
   /** Every violated guarantee, as a sentence; [] = crash safe. */
   violations: string[];
   seconds: number;
+  /** What the operator did (with `operator`). */
+  operator?: { commits: number; handEdits: number; maintenanceRuns: number; maintenanceErrors: string[] };
 }
 
 /** Integers in [lo, hi), one at a random spot of each of `n` equal slots: kills spread over the storm. */
@@ -55,6 +64,10 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   const violations: string[] = [];
   const kills: KillRecord[] = [];
   let server: MayuServer = await startMayuServer(env);
+  const finished = new Set<string>();
+  /** When the server was down: [kill, listening again]; a hand edit then is overwritten by the repair (README). */
+  const downTimes: [number, number][] = [];
+  const operator: OperatorActivity | undefined = opts.operator && startOperator(env.clusterDir, { ...opts.operator, finishedHosts: () => [...finished] });
   let starts = 1;
   let generation = 0;
   const target = new Target(server.url);
@@ -74,6 +87,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   const killCycle = async (atAck: number): Promise<void> => {
     await sleep(Math.random() * 100); // a random moment, not exactly at an answer
     target.down();
+    const killedAt = Date.now();
     await server.kill9();
     // Everything acknowledged so far came from a live server after it was durable.
     const acks = acksSoFar.slice();
@@ -87,6 +101,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
       throw err;
     }
     const restartMs = performance.now() - r0;
+    downTimes.push([killedAt, Date.now()]);
     const f0 = performance.now();
     const fsck = gitFsckResult(env.clusterDir);
     // Each distinct fsck failure once: a broken repo stays broken over the following kills.
@@ -98,6 +113,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
     }
     const confs = gitHeadConfs(env.clusterDir, [...new Set(acks.map((a) => a.serial))]);
     violations.push(...checkAcks(acks, confs, gitSubjectCounts(env.clusterDir)).map((v) => `after kill #${kills.length + 1}: ${v}`));
+    if (operator) violations.push(...operatorCommitsMissing(env.clusterDir, operator).map((v) => `after kill #${kills.length + 1}: ${v}`));
     const checkMs = performance.now() - f0;
     starts++;
     generation++;
@@ -121,6 +137,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
     generation: () => generation,
     onAck: (ack) => {
       acksSoFar.push(ack);
+      if (ack.route === 'boot_complete') finished.add(ack.serial);
       acked = acksSoFar.length;
       if (cycle || aborted || thresholds.length === 0 || acked < thresholds[0]!) return;
       thresholds.shift();
@@ -162,6 +179,9 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   for (const [serial, reason] of storm.failures) violations.push(`machine ${serial} did not finish: ${reason}`);
   // Connection errors are what a kill does; a 5xx from a live server is a server bug even if retried.
   for (const [cause, sample] of storm.errorSamples) violations.push(`${storm.retries.get(cause)} × ${cause} (retried), first: ${sample}`);
+  await operator?.stop();
+  // The last hand edits are taken by the next scan (--outside-check-ms, 1 s).
+  if (operator) await sleep(2500);
   let apiHosts: Record<string, unknown>[];
   try {
     apiHosts = await getJson<Record<string, unknown>[]>(`${server.url}/admin/hosts`);
@@ -171,6 +191,19 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   }
   const confs = gitHeadConfs(env.clusterDir, serials);
   violations.push(...checkAcks(storm.acks, confs, gitSubjectCounts(env.clusterDir)).map((v) => `at the end: ${v}`));
+  if (operator) {
+    violations.push(...operatorCommitsMissing(env.clusterDir, operator).map((v) => `at the end: ${v}`));
+    // A hand edit is taken within --outside-check-ms (1 s); one a kill overtook, or made while
+    // the server was down, is overwritten by the repair after the kill (README).
+    for (const e of operator.handEdits) {
+      if (downTimes.some(([down, up]) => e.at > down - 3000 && e.at <= up)) continue;
+      const got = confs.get(e.serial)?.ProviderId;
+      if (got !== e.providerId) violations.push(`at the end: hand edit of ${e.serial} (ProviderId ${e.providerId}) is not in HEAD (has ${String(got)})`);
+    }
+    const status = execFileSync('git', ['-C', env.clusterDir, 'status', '--porcelain'], { encoding: 'utf8' }).trim();
+    if (status) violations.push(`at the end: git status is not clean:\n${status.split('\n').slice(0, 10).join('\n')}`);
+    log(`operator: ${operator.commits.length} commits, ${operator.handEdits.length} hand edits, ${operator.maintenanceRuns.length} maintenance runs (${operator.maintenanceErrors.length} failed)`);
+  }
   violations.push(...checkFinalHosts(apiHosts, confs, serials, PROFILE_QUANTITIES));
   const fsck = gitFsckResult(env.clusterDir);
   if (!fsck.ok && !seenFsck.has(fsck.output)) violations.push(`at the end: git fsck --full failed:\n${fsck.output}`);
@@ -178,5 +211,12 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   const garbage = gitGarbage(env.clusterDir);
   if (garbage.count) violations.push(`at the end: ${garbage.count} garbage files (${garbage.kib} KiB) under .git/objects left by killed processes: ${garbage.files.slice(0, 5).join(', ')}`);
   if (!opts.keepWorkDir && violations.length === 0) await rm(env.workDir, { recursive: true, force: true });
-  return { workDir: env.workDir, machines: opts.machines, kills, starts, storm, violations, seconds: (performance.now() - t0) / 1000 };
+  const did = operator && { commits: operator.commits.length, handEdits: operator.handEdits.length, maintenanceRuns: operator.maintenanceRuns.length, maintenanceErrors: operator.maintenanceErrors };
+  return { workDir: env.workDir, machines: opts.machines, kills, starts, storm, violations, seconds: (performance.now() - t0) / 1000, operator: did };
+}
+
+/** Operator commits that reached the branch must stay reachable from HEAD. */
+function operatorCommitsMissing(dir: string, operator: OperatorActivity): string[] {
+  const reachable = new Set(execFileSync('git', ['-C', dir, 'rev-list', 'HEAD'], { encoding: 'utf8', maxBuffer: 256 << 20 }).split('\n'));
+  return operator.commits.filter((c) => !reachable.has(c)).map((c) => `operator commit ${c} is not reachable from HEAD`);
 }
