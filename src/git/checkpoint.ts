@@ -27,11 +27,18 @@ export async function writeCheckpoint(reader: GitObjectReader, ref: string, entr
     await pack.abort();
     throw err;
   }
-  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head)]);
+  // The pack is kept (.keep) until the ref names its commits: a `git repack -a -d` that read the
+  // refs before the ref moves must not delete the pack (see pack-file.ts KEEP_NOTE).
+  const [packed, moved] = await Promise.allSettled([pack.finish({ keep: true }), prepareRef(reader.gitdir, ref, entries.at(-1)!.head)]);
   if (packed.status === 'rejected' || moved.status === 'rejected') {
     if (moved.status === 'fulfilled') await moved.value.abort();
+    if (packed.status === 'fulfilled') await packed.value.unkeep();
     throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;
   }
   reader.addPack(packed.value.name, packed.value.index);
-  await moved.value.commit();
+  try {
+    await moved.value.commit();
+  } finally {
+    await packed.value.unkeep();
+  }
 }

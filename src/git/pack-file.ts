@@ -1,4 +1,4 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../fs/durable-fs.ts';
 import type { ObjectType } from './objects.ts';
@@ -8,6 +8,21 @@ import { PackBuilder } from './pack.ts';
 // are fsync'd, the pack is renamed into place, the index last (it is what makes the pack visible
 // to git and to our reader), and the folder is fsync'd. A kill at any point leaves either a temp
 // file or a pack without index, both removed at the next start (removeUnfinishedPacks).
+//
+// Operators run git's maintenance beside us, so names matter. `git prune` removes files named
+// tmp_* in objects/ and objects/pack/ (builtin/prune.c), and `git gc` removes an .idx whose base
+// name has no .pack (builtin/gc.c clean_pack_garbage): a temp index named <tmp>.idx next to a
+// temp pack named <tmp> was deleted under us. Ours start with TEMP_PREFIX and end in -tmp, which
+// git treats as foreign garbage it never removes.
+
+/** Temp files of a pack being written (and, before them, `tmp-pack-*`: removed at start). */
+export const TEMP_PREFIX = 'mayu-incoming-';
+/**
+ * Content of the .keep a checkpoint's pack carries until the branch names its commits: `git
+ * repack -a -d` neither deletes a kept pack nor needs its objects to be reachable. Removed at
+ * start when a kill left it (removeUnfinishedPacks tells ours by this content).
+ */
+export const KEEP_NOTE = 'mayu: kept until the branch names its commits\n';
 
 const FLUSH_BYTES = 1 << 20;
 
@@ -15,6 +30,8 @@ export interface WrittenPack {
   name: string;
   index: Buffer;
   bytes: number;
+  /** Removes the pack's .keep (finish({ keep: true })); a no-op otherwise. */
+  unkeep(): Promise<void>;
 }
 
 export class PackFileWriter {
@@ -29,7 +46,7 @@ export class PackFileWriter {
   }
 
   static async create(packDir: string, count: number): Promise<PackFileWriter> {
-    const tmp = path.join(packDir, `tmp-pack-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+    const tmp = path.join(packDir, `${TEMP_PREFIX}${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.pack-tmp`);
     return new PackFileWriter(packDir, tmp, await open(tmp, 'w'), count);
   }
 
@@ -52,13 +69,15 @@ export class PackFileWriter {
     if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
   }
 
-  async finish(): Promise<WrittenPack> {
+  /** With `keep`, the pack has a .keep (KEEP_NOTE) before it becomes visible, until unkeep(). */
+  async finish(opts: { keep?: boolean } = {}): Promise<WrittenPack> {
+    let keepFile: string | undefined;
     try {
       const { checksum, index } = this.builder.finish();
       this.push(checksum);
       await this.flushPending();
       const name = `pack-${checksum.toString('hex')}`;
-      const idxTmp = `${this.tmp}.idx`;
+      const idxTmp = this.tmp.replace(/\.pack-tmp$/, '.idx-tmp');
       const ih = await open(idxTmp, 'w');
       try {
         await ih.writeFile(index);
@@ -67,12 +86,18 @@ export class PackFileWriter {
         await ih.close();
         await this.fh.close();
       }
+      if (opts.keep) {
+        keepFile = path.join(this.packDir, `${name}.keep`);
+        await writeFile(keepFile, KEEP_NOTE);
+      }
       await rename(this.tmp, path.join(this.packDir, `${name}.pack`));
       await rename(idxTmp, path.join(this.packDir, `${name}.idx`));
       await fsyncPath(this.packDir);
-      return { name, index, bytes: this.bytes };
+      const keep = keepFile;
+      return { name, index, bytes: this.bytes, unkeep: async () => { if (keep) await rm(keep, { force: true }); } };
     } catch (err) {
       await this.abort();
+      if (keepFile) await rm(keepFile, { force: true });
       throw err;
     }
   }
@@ -80,7 +105,7 @@ export class PackFileWriter {
   async abort(): Promise<void> {
     await this.fh.close().catch(() => {});
     await rm(this.tmp, { force: true });
-    await rm(`${this.tmp}.idx`, { force: true });
+    await rm(this.tmp.replace(/\.pack-tmp$/, '.idx-tmp'), { force: true });
   }
 
   private push(b: Buffer): void {

@@ -1,4 +1,4 @@
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../fs/durable-fs.ts';
 
@@ -9,12 +9,27 @@ export async function resolveHead(gitdir: string): Promise<string | undefined> {
   const headFile = (await readFile(path.join(gitdir, 'HEAD'), 'utf8')).trim();
   if (!headFile.startsWith('ref: ')) return headFile;
   const ref = headFile.slice(5);
-  try {
-    return (await readFile(path.join(gitdir, ref), 'utf8')).trim();
-  } catch {
-    const packed = await readFile(path.join(gitdir, 'packed-refs'), 'utf8').catch(() => '');
-    return packed.split('\n').find((l) => l.endsWith(` ${ref}`))?.split(' ')[0];
+  const loose = await readFile(path.join(gitdir, ref), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    // `git pack-refs --prune` (run by `git gc`) moves the loose ref into packed-refs.
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (loose !== undefined) return loose.trim();
+  const packed = await readFile(path.join(gitdir, 'packed-refs'), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw err;
+  });
+  return packedRef(packed, ref);
+}
+
+/** `ref` in a packed-refs file: `<oid> <ref>` lines, after a `#` header, each maybe followed by a `^<peeled>` line. */
+export function packedRef(packedRefs: string, ref: string): string | undefined {
+  for (const line of packedRefs.split('\n')) {
+    const space = line.indexOf(' ');
+    if (line.startsWith('#') || line.startsWith('^') || space !== 40) continue;
+    if (line.slice(space + 1).trimEnd() === ref) return line.slice(0, space);
   }
+  return undefined;
 }
 
 export interface PreparedRef {
@@ -32,7 +47,7 @@ export interface PreparedRef {
 export async function prepareRef(gitdir: string, ref: string, oid: string): Promise<PreparedRef> {
   const file = path.join(gitdir, ref);
   const lock = `${file}.lock`;
-  const fh = await open(lock, 'w');
+  const fh = await openLock(lock);
   try {
     await fh.writeFile(`${oid}\n`);
     await fh.sync();
@@ -41,11 +56,37 @@ export async function prepareRef(gitdir: string, ref: string, oid: string): Prom
   }
   return {
     async commit() {
-      await rename(lock, file);
+      // A lock left behind would keep every later checkpoint (and git) from the ref.
+      await rename(lock, file).catch(async (err) => {
+        await rm(lock, { force: true });
+        throw err;
+      });
       await fsyncPath(path.dirname(file));
     },
     async abort() {
       await rm(lock, { force: true });
     },
   };
+}
+
+/** How long a checkpoint waits for a lock git holds (git itself waits 100 ms: core.filesRefLockTimeout). */
+const LOCK_WAIT_MS = 2000;
+const LOCK_POLL_MS = 5;
+
+/**
+ * Creates the lock exclusively, as git does: `git gc` (pack-refs, reflog expire) locks the branch
+ * for a moment. Writing over git's lock would let git delete the ref we just moved.
+ */
+async function openLock(lock: string): Promise<FileHandle> {
+  for (const until = performance.now() + LOCK_WAIT_MS; ;) {
+    try {
+      return await open(lock, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (performance.now() > until) {
+        throw new Error(`${lock} exists for over ${LOCK_WAIT_MS} ms: another git process holds the branch (remove the file if none runs)`);
+      }
+      await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
+    }
+  }
 }

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { creationSteps, setMetadataSteps } from '../src/core/host-changes.ts';
+import { encodeHost, type Host } from '../src/core/host.ts';
+import type { CompactionResult } from '../src/git/compaction.ts';
+import { GitStore } from '../src/store/git-store.ts';
+import { git, gitFsck } from './helpers/git.ts';
+
+// Operators' git maintenance in the cluster directory while mayu writes: every command, run again
+// and again in the middle of a storm of changes, must cost no failed checkpoint and no object.
+// Native git is the judge: every acknowledged commit is reachable from HEAD, fsck is clean, and
+// a reopened store loads every host as the running one had it.
+
+const run = promisify(execFile);
+
+interface Outcome {
+  checkpointErrors: Error[];
+  compactionErrors: Error[];
+  compactions: number;
+  acked: string[];
+  gitRuns: { ok: number; failed: string[] };
+}
+
+const HOSTS = 40;
+const CHANGES_PER_HOST = 30;
+
+/**
+ * HOSTS machines at once: each is created (5 commits), then changed CHANGES_PER_HOST times, one
+ * change at a time as a machine does. Meanwhile `command` runs in the cluster dir, over and over
+ * until the storm ends (at least `minRuns` times: the storm waits for them).
+ */
+async function stormDuring(command: string[], minRuns = 3): Promise<{ dir: string; store: GitStore; outcome: Outcome }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mayu-maint-'));
+  const outcome: Outcome = { checkpointErrors: [], compactionErrors: [], compactions: 0, acked: [], gitRuns: { ok: 0, failed: [] } };
+  const store = await GitStore.open({
+    dir,
+    randomBytes: (n) => randomBytes(n),
+    // Small, so mayu's own merges run beside git's repacks too.
+    compactAfterPacks: 4,
+    onCheckpointError: (err) => outcome.checkpointErrors.push(err),
+    onCompaction: (r: CompactionResult | Error) => (r instanceof Error ? outcome.compactionErrors.push(r) : outcome.compactions++),
+  });
+  let stormDone = false;
+  const maintenance = (async () => {
+    while (!stormDone || outcome.gitRuns.ok + outcome.gitRuns.failed.length < minRuns) {
+      try {
+        await run('git', ['-C', dir, ...command]);
+        outcome.gitRuns.ok++;
+      } catch (err) {
+        outcome.gitRuns.failed.push((err as { stderr?: string }).stderr ?? String(err));
+      }
+    }
+  })();
+  const machine = async (i: number) => {
+    const serial = `m${i}`;
+    const steps = creationSteps(serial, {
+      hosts: store.scan(),
+      profiles: [],
+      ipRange: { start: '10.2.0.1', end: '10.2.3.255' },
+      defaultEtcdToken: store.clusterConfig().DefaultEtcdClusterToken,
+      randomBytes: randomBytes(16),
+    });
+    outcome.acked.push((await store.apply(serial, steps))!);
+    for (let n = 0; n < CHANGES_PER_HOST; n++) {
+      // Spread over the git runs: a machine pauses a little between its reports.
+      await new Promise((r) => setTimeout(r, 5 + Math.random() * 20));
+      outcome.acked.push((await store.apply(serial, setMetadataSteps(store.get(serial)!, [`round=${n}`])))!);
+    }
+  };
+  await Promise.all(Array.from({ length: HOSTS }, (_, i) => machine(i)));
+  stormDone = true;
+  await maintenance;
+  await store.settled();
+  await store.flushHistory();
+  return { dir, store, outcome };
+}
+
+/** Every acknowledged commit reachable from HEAD, fsck clean, and a reopened store has every host. */
+async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome): Promise<void> {
+  assert.deepEqual(outcome.checkpointErrors.map((e) => e.message), [], 'no checkpoint failed');
+  assert.deepEqual(outcome.compactionErrors.map((e) => e.message), [], 'no pack merge failed');
+  assert.ok(outcome.gitRuns.ok >= 1, `git ran successfully at least once (failures: ${outcome.gitRuns.failed.join(' | ')})`);
+  const reachable = new Set(git(dir, 'rev-list', 'HEAD').split('\n').filter(Boolean));
+  const missing = outcome.acked.filter((c) => !reachable.has(c));
+  assert.deepEqual(missing, [], 'every acknowledged commit is in git log');
+  assert.equal(reachable.size, 2 + HOSTS * (5 + CHANGES_PER_HOST));
+  gitFsck(dir);
+  const bySerial = (hs: Host[]) => hs.sort((a, b) => (a.Serial ?? '').localeCompare(b.Serial ?? ''));
+  const hosts = bySerial(store.all());
+  assert.equal(hosts.length, HOSTS);
+  assert.equal(git(dir, 'show', 'HEAD:m7/conf.json'), encodeHost(store.get('m7')!));
+  await store.close();
+  gitFsck(dir);
+  const reopened = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+  assert.deepEqual(bySerial(reopened.all()), hosts);
+  await reopened.close();
+  await rm(dir, { recursive: true, force: true });
+}
+
+describe('git maintenance while mayu writes', () => {
+  for (const command of [['gc'], ['repack', '-a', '-d'], ['prune', '--expire=now'], ['gc', '--prune=now']]) {
+    it(`\`git ${command.join(' ')}\` run again and again during a storm: no failed checkpoint, nothing lost`, async () => {
+      const { dir, store, outcome } = await stormDuring(command);
+      await assertNothingLost(dir, store, outcome);
+    });
+  }
+});
