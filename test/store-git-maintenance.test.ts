@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -18,6 +18,7 @@ import { git, gitFsck } from './helpers/git.ts';
 // a reopened store loads every host as the running one had it.
 
 const run = promisify(execFile);
+const STORM_CHILD = path.join(import.meta.dirname, 'helpers', 'git-store-storm.ts');
 
 interface Outcome {
   checkpointErrors: Error[];
@@ -95,6 +96,9 @@ async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome)
   const hosts = bySerial(store.all());
   assert.equal(hosts.length, HOSTS);
   assert.equal(git(dir, 'show', 'HEAD:m7/conf.json'), encodeHost(store.get('m7')!));
+  // The running store reads old commits from whatever packs git left (its reader follows them).
+  const first = outcome.acked[7]!;
+  assert.equal(await store.confAt('m7', first), git(dir, 'show', `${first}:m7/conf.json`));
   await store.close();
   gitFsck(dir);
   const reopened = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
@@ -105,9 +109,76 @@ async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome)
 
 describe('git maintenance while mayu writes', () => {
   for (const command of [['gc'], ['repack', '-a', '-d'], ['prune', '--expire=now'], ['gc', '--prune=now']]) {
-    it(`\`git ${command.join(' ')}\` run again and again during a storm: no failed checkpoint, nothing lost`, async () => {
+    it(`\`git ${command.join(' ')}\` run again and again during a storm: no failed checkpoint, nothing lost`, async (t) => {
       const { dir, store, outcome } = await stormDuring(command);
+      t.diagnostic(`git runs: ${outcome.gitRuns.ok} ok, ${outcome.gitRuns.failed.length} failed; mayu merges: ${outcome.compactions}`);
       await assertNothingLost(dir, store, outcome);
     });
   }
+});
+
+describe('git maintenance and the branch ref', () => {
+  it('after `git gc` packed the refs, mayu reads the branch from packed-refs and writes a loose ref over it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-maint-'));
+    const first = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    const before = await first.apply('p1', creationSteps('p1', {
+      hosts: first.scan(), profiles: [], ipRange: { start: '10.4.0.1', end: '10.4.0.9' },
+      defaultEtcdToken: first.clusterConfig().DefaultEtcdClusterToken, randomBytes: randomBytes(16),
+    }));
+    await first.close();
+    git(dir, 'gc', '--prune=now');
+    assert.match(git(dir, 'show-ref'), new RegExp(`^${before} refs/heads/master$`, 'm'));
+    assert.equal(git(dir, 'for-each-ref', '--format=%(refname)', 'refs/heads').trim(), 'refs/heads/master');
+    // The loose ref is gone: only packed-refs names the branch.
+    assert.deepEqual(await readdir(path.join(dir, '.git', 'refs', 'heads')), []);
+
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    assert.equal(store.get('p1')?.Serial, 'p1');
+    const after = await store.apply('p1', setMetadataSteps(store.get('p1')!, ['a=b']));
+    await store.flushHistory();
+    assert.equal(git(dir, 'rev-parse', 'HEAD').trim(), after);
+    assert.equal(git(dir, 'rev-parse', 'HEAD~1').trim(), before);
+    git(dir, 'gc', '--prune=now');
+    assert.equal(git(dir, 'rev-parse', 'HEAD').trim(), after);
+    gitFsck(dir);
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('kill -9 of mayu while `git gc --prune=now` runs: every acknowledged change is in git after the restart', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-maint-'));
+    const acked: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const child = spawn(process.execPath, ['--import', 'tsx', STORM_CHILD, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const lines = out.split('\n');
+        out = lines.pop()!;
+        for (const l of lines) if (l.startsWith('ack ')) acked.push(l.slice(4));
+      });
+      const exited = new Promise((r) => child.once('exit', r));
+      const ackedAtStart = acked.length;
+      // gc runs while the child writes; it is killed in the middle of one of them.
+      const until = Date.now() + 20_000;
+      while (acked.length < ackedAtStart + 150 && Date.now() < until) await run('git', ['-C', dir, 'gc', '--prune=now']).catch(() => undefined);
+      const gc = run('git', ['-C', dir, 'gc', '--prune=now']).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 30 + Math.random() * 100));
+      child.kill('SIGKILL');
+      await exited;
+      await gc;
+      assert.ok(acked.length > ackedAtStart + 100, `round ${round}: the child acknowledged changes (${acked.length - ackedAtStart})`);
+    }
+    // The restart writes to git what the journal holds beyond the ref, and removes our leftovers.
+    const store = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
+    await store.flushHistory();
+    const reachable = new Set(git(dir, 'rev-list', 'HEAD').split('\n').filter(Boolean));
+    assert.deepEqual(acked.filter((c) => !reachable.has(c)), [], 'every acknowledged commit is in git log');
+    gitFsck(dir);
+    const leftovers = (await readdir(path.join(dir, '.git', 'objects', 'pack'))).filter((n) => n.startsWith('mayu-incoming-') || n.endsWith('.keep'));
+    assert.deepEqual(leftovers, []);
+    assert.equal(store.size(), 24);
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
 });
