@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { creationSteps, setMetadataSteps } from '../src/core/host-changes.ts';
 import { encodeHost, type Host } from '../src/core/host.ts';
@@ -36,7 +36,8 @@ const CHANGES_PER_HOST = 30;
  * change at a time as a machine does. Meanwhile `command` runs in the cluster dir, over and over
  * until the storm ends (at least `minRuns` times: the storm waits for them).
  */
-async function stormDuring(command: string[], minRuns = 3): Promise<{ dir: string; store: GitStore; outcome: Outcome }> {
+async function stormDuring(command: string[], opts: { minRuns?: number; compactInWorker?: boolean } = {}): Promise<{ dir: string; store: GitStore; outcome: Outcome }> {
+  const minRuns = opts.minRuns ?? 3;
   const dir = await mkdtemp(path.join(tmpdir(), 'mayu-maint-'));
   const outcome: Outcome = { checkpointErrors: [], compactionErrors: [], compactions: 0, acked: [], gitRuns: { ok: 0, failed: [] } };
   const store = await GitStore.open({
@@ -44,6 +45,7 @@ async function stormDuring(command: string[], minRuns = 3): Promise<{ dir: strin
     randomBytes: (n) => randomBytes(n),
     // Small, so mayu's own merges run beside git's repacks too.
     compactAfterPacks: 4,
+    compactInWorker: opts.compactInWorker ?? false,
     onCheckpointError: (err) => outcome.checkpointErrors.push(err),
     onCompaction: (r: CompactionResult | Error) => (r instanceof Error ? outcome.compactionErrors.push(r) : outcome.compactions++),
   });
@@ -82,8 +84,10 @@ async function stormDuring(command: string[], minRuns = 3): Promise<{ dir: strin
   return { dir, store, outcome };
 }
 
-/** Every acknowledged commit reachable from HEAD, fsck clean, and a reopened store has every host. */
-async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome): Promise<void> {
+const bySerial = (hs: Host[]) => hs.sort((a, b) => (a.Serial ?? '').localeCompare(b.Serial ?? ''));
+
+/** Every acknowledged commit reachable from HEAD and fsck clean; the hosts the store has. */
+async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome): Promise<Host[]> {
   assert.deepEqual(outcome.checkpointErrors.map((e) => e.message), [], 'no checkpoint failed');
   assert.deepEqual(outcome.compactionErrors.map((e) => e.message), [], 'no pack merge failed');
   assert.ok(outcome.gitRuns.ok >= 1, `git ran successfully at least once (failures: ${outcome.gitRuns.failed.join(' | ')})`);
@@ -92,14 +96,25 @@ async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome)
   assert.deepEqual(missing, [], 'every acknowledged commit is in git log');
   assert.equal(reachable.size, 2 + HOSTS * (5 + CHANGES_PER_HOST));
   gitFsck(dir);
-  const bySerial = (hs: Host[]) => hs.sort((a, b) => (a.Serial ?? '').localeCompare(b.Serial ?? ''));
   const hosts = bySerial(store.all());
   assert.equal(hosts.length, HOSTS);
   assert.equal(git(dir, 'show', 'HEAD:m7/conf.json'), encodeHost(store.get('m7')!));
   // The running store reads old commits from whatever packs git left (its reader follows them).
-  const first = outcome.acked[7]!;
-  assert.equal(await store.confAt('m7', first), git(dir, 'show', `${first}:m7/conf.json`));
-  await store.close();
+  const created = git(dir, 'log', '--format=%H', '--', 'm7/conf.json').trim().split('\n').at(-1)!;
+  assert.equal(await store.confAt('m7', created), git(dir, 'show', `${created}:m7/conf.json`));
+  return hosts;
+}
+
+/** The storm with `command` running, then the checks; a reopened store has every host. */
+async function checkStormDuring(t: TestContext, command: string[], opts: { compactInWorker?: boolean } = {}): Promise<void> {
+  const { dir, store, outcome } = await stormDuring(command, opts);
+  t.diagnostic(`git runs: ${outcome.gitRuns.ok} ok, ${outcome.gitRuns.failed.length} failed; mayu merges: ${outcome.compactions}`);
+  let hosts: Host[];
+  try {
+    hosts = await assertNothingLost(dir, store, outcome);
+  } finally {
+    await store.close();
+  }
   gitFsck(dir);
   const reopened = await GitStore.open({ dir, randomBytes: (n) => randomBytes(n) });
   assert.deepEqual(bySerial(reopened.all()), hosts);
@@ -109,12 +124,11 @@ async function assertNothingLost(dir: string, store: GitStore, outcome: Outcome)
 
 describe('git maintenance while mayu writes', () => {
   for (const command of [['gc'], ['repack', '-a', '-d'], ['prune', '--expire=now'], ['gc', '--prune=now']]) {
-    it(`\`git ${command.join(' ')}\` run again and again during a storm: no failed checkpoint, nothing lost`, async (t) => {
-      const { dir, store, outcome } = await stormDuring(command);
-      t.diagnostic(`git runs: ${outcome.gitRuns.ok} ok, ${outcome.gitRuns.failed.length} failed; mayu merges: ${outcome.compactions}`);
-      await assertNothingLost(dir, store, outcome);
-    });
+    it(`\`git ${command.join(' ')}\` run again and again during a storm: no failed checkpoint, nothing lost`, (t) => checkStormDuring(t, command));
   }
+
+  it('`git gc --prune=now` during a storm with mayu\'s merges in their worker thread (as the server runs them)', (t) =>
+    checkStormDuring(t, ['gc', '--prune=now'], { compactInWorker: true }));
 });
 
 describe('git maintenance and the branch ref', () => {

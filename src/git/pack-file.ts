@@ -30,8 +30,8 @@ export interface WrittenPack {
   name: string;
   index: Buffer;
   bytes: number;
-  /** Removes the pack's .keep (finish({ keep: true })); a no-op otherwise. */
-  unkeep(): Promise<void>;
+  /** The pack's .keep (finish({ keep: true })), for its writer to remove (a plain value: merges post theirs between threads). */
+  keepFile?: string;
 }
 
 export class PackFileWriter {
@@ -87,14 +87,16 @@ export class PackFileWriter {
         await this.fh.close();
       }
       if (opts.keep) {
+        // Whole or not at all: a kill must not leave an empty .keep, which would look like an operator's.
+        const keepTmp = this.tmp.replace(/\.pack-tmp$/, '.keep-tmp');
+        await writeFile(keepTmp, KEEP_NOTE);
         keepFile = path.join(this.packDir, `${name}.keep`);
-        await writeFile(keepFile, KEEP_NOTE);
+        await rename(keepTmp, keepFile);
       }
       await rename(this.tmp, path.join(this.packDir, `${name}.pack`));
       await rename(idxTmp, path.join(this.packDir, `${name}.idx`));
       await fsyncPath(this.packDir);
-      const keep = keepFile;
-      return { name, index, bytes: this.bytes, unkeep: async () => { if (keep) await rm(keep, { force: true }); } };
+      return { name, index, bytes: this.bytes, keepFile };
     } catch (err) {
       await this.abort();
       if (keepFile) await rm(keepFile, { force: true });
@@ -106,6 +108,7 @@ export class PackFileWriter {
     await this.fh.close().catch(() => {});
     await rm(this.tmp, { force: true });
     await rm(this.tmp.replace(/\.pack-tmp$/, '.idx-tmp'), { force: true });
+    await rm(this.tmp.replace(/\.pack-tmp$/, '.keep-tmp'), { force: true });
   }
 
   private push(b: Buffer): void {
