@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import type { GitObjectReader } from './object-reader.ts';
 import { parseRecordHeader } from './object-reader.ts';
 import type { JournalEntry, JournalObject } from './journal.ts';
@@ -31,18 +31,19 @@ export async function writeCheckpoint(reader: GitObjectReader, ref: string, entr
   // The pack is kept (.keep) until the ref names its commits: a `git repack -a -d` that read the
   // refs before the ref moves must not delete the pack (see pack-file.ts KEEP_NOTE).
   const [packed, moved] = await Promise.allSettled([pack.finish({ keep: true }), prepareRef(reader.gitdir, ref, entries.at(-1)!.head)]);
-  const unkeep = async () => {
-    if (packed.status === 'fulfilled' && packed.value.keepFile) await rm(packed.value.keepFile, { force: true });
+  // Blocking, as the .keep's write (pack-file.ts).
+  const unkeep = () => {
+    if (packed.status === 'fulfilled' && packed.value.keepFile) rmSync(packed.value.keepFile, { force: true });
   };
   if (packed.status === 'rejected' || moved.status === 'rejected') {
     if (moved.status === 'fulfilled') await moved.value.abort();
-    await unkeep();
+    unkeep();
     throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;
   }
   reader.addPack(packed.value.name, packed.value.index);
   try {
     await moved.value.commit();
   } finally {
-    await unkeep();
+    unkeep();
   }
 }

@@ -1,4 +1,5 @@
-import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { renameSync, writeFileSync } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../fs/durable-fs.ts';
 import type { ObjectType } from './objects.ts';
@@ -87,11 +88,13 @@ export class PackFileWriter {
         await this.fh.close();
       }
       if (opts.keep) {
-        // Whole or not at all: a kill must not leave an empty .keep, which would look like an operator's.
+        // Whole or not at all: a kill must not leave an empty .keep, which would look like an
+        // operator's. Blocking calls (tens of µs): in a storm libuv's pool is queued up with
+        // journal syncs, and each queued step here made checkpoints later and bigger.
         const keepTmp = this.tmp.replace(/\.pack-tmp$/, '.keep-tmp');
-        await writeFile(keepTmp, KEEP_NOTE);
+        writeFileSync(keepTmp, KEEP_NOTE);
         keepFile = path.join(this.packDir, `${name}.keep`);
-        await rename(keepTmp, keepFile);
+        renameSync(keepTmp, keepFile);
       }
       await rename(this.tmp, path.join(this.packDir, `${name}.pack`));
       await rename(idxTmp, path.join(this.packDir, `${name}.idx`));
