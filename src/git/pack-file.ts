@@ -13,8 +13,8 @@ import { PackBuilder } from './pack.ts';
 // Operators run git's maintenance beside us, so names matter. `git prune` removes files named
 // tmp_* in objects/ and objects/pack/ (builtin/prune.c), and `git gc` removes an .idx whose base
 // name has no .pack (builtin/gc.c clean_pack_garbage): a temp index named <tmp>.idx next to a
-// temp pack named <tmp> was deleted under us. Ours start with TEMP_PREFIX and end in -tmp, which
-// git treats as foreign garbage it never removes.
+// temp pack named <tmp> was deleted under us. Ours start with TEMP_PREFIX and end in .pack-tmp,
+// .idx-tmp, .keep-tmp: git treats them as foreign garbage it never removes.
 
 /** Temp files of a pack being written (and, before them, `tmp-pack-*`: removed at start). */
 export const TEMP_PREFIX = 'mayu-incoming-';
@@ -70,7 +70,7 @@ export class PackFileWriter {
     if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
   }
 
-  /** With `keep`, the pack has a .keep (KEEP_NOTE) before it becomes visible, until unkeep(). */
+  /** With `keep`, the pack has a .keep (KEEP_NOTE) before it becomes visible; the caller removes it (keepFile). */
   async finish(opts: { keep?: boolean } = {}): Promise<WrittenPack> {
     let keepFile: string | undefined;
     try {
