@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { GitObjectReader } from './object-reader.ts';
@@ -16,9 +17,16 @@ import { prepareRef } from './refs.ts';
  */
 export async function writeCheckpoint(reader: GitObjectReader, ref: string, entries: readonly Pick<JournalEntry, 'parent' | 'head' | 'objects'>[]): Promise<void> {
   const pack = await packOf(reader, entries);
-  const [packed, moved] = await Promise.allSettled([pack.finish(), prepareRef(reader.gitdir, ref, entries.at(-1)!.head, entries[0]!.parent)]);
+  // The pack is kept (.keep) until the ref names its commits: a `git repack -a -d` that read the
+  // refs before the ref moves must not delete the pack (see pack-file.ts KEEP_NOTE).
+  const [packed, moved] = await Promise.allSettled([pack.finish({ keep: true }), prepareRef(reader.gitdir, ref, entries.at(-1)!.head, entries[0]!.parent)]);
+  // Blocking, as the .keep's write (pack-file.ts).
+  const unkeep = () => {
+    if (packed.status === 'fulfilled' && packed.value.keepFile) rmSync(packed.value.keepFile, { force: true });
+  };
   if (packed.status === 'rejected' || moved.status === 'rejected') {
     if (moved.status === 'fulfilled') await moved.value.abort();
+    unkeep();
     // A pack the ref will never name (moved outside, locked): its commits would dangle.
     if (packed.status === 'fulfilled' && !reader.packList.some((p) => p.name === packed.value.name)) {
       for (const ext of ['idx', 'pack']) await rm(path.join(reader.packDir, `${packed.value.name}.${ext}`), { force: true });
@@ -26,7 +34,11 @@ export async function writeCheckpoint(reader: GitObjectReader, ref: string, entr
     throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;
   }
   reader.addPack(packed.value.name, packed.value.index);
-  await moved.value.commit();
+  try {
+    await moved.value.commit();
+  } finally {
+    unkeep();
+  }
 }
 
 /** A pack file being written with every object of the batches once; finish() makes it durable. */

@@ -1,9 +1,9 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { parseRecordHeader, type GitObjectReader, type PackIndex, type RecordHeader } from './object-reader.ts';
 import { parseCommit } from './objects.ts';
-import { PackFileWriter } from './pack-file.ts';
+import { KEEP_NOTE, PackFileWriter, TEMP_PREFIX } from './pack-file.ts';
 import { isStoredZlib } from './pack.ts';
 
 // Merges packs (and any loose objects) into one pack. Every batch of commits lands as its own
@@ -38,7 +38,8 @@ export async function listLooseObjects(gitdir: string, removeTemp = false): Prom
   const objects = path.join(gitdir, 'objects');
   for (const dir of await readdir(objects)) {
     if (!/^[0-9a-f]{2}$/.test(dir)) continue;
-    for (const name of await readdir(path.join(objects, dir))) {
+    // `git prune` removes folders it emptied.
+    for (const name of await readdir(path.join(objects, dir)).catch(ifGone([] as string[]))) {
       if (LOOSE_NAME.test(name)) oids.push(dir + name);
       else if (removeTemp && name.includes('.tmp-')) await rm(path.join(objects, dir, name), { force: true });
     }
@@ -47,15 +48,41 @@ export async function listLooseObjects(gitdir: string, removeTemp = false): Prom
   return oids;
 }
 
-/** A kill during a pack write leaves a temp pack, or a pack whose index never landed: both unused. */
+/**
+ * A kill during a pack write leaves temp files, or a pack whose index never landed: both unused;
+ * during a checkpoint, our .keep on its pack (see KEEP_NOTE): the ref names its commits now, or
+ * the journal writes them again.
+ */
 async function removeUnfinishedPacks(packDir: string): Promise<void> {
   const names = await readdir(packDir).catch(() => [] as string[]);
   const indexes = new Set(names.filter((n) => n.endsWith('.idx')).map((n) => n.slice(0, -4)));
   for (const name of names) {
     const orphanPack = name.endsWith('.pack') && !indexes.has(name.slice(0, -5));
-    if (name.startsWith('tmp-pack-') || orphanPack) await rm(path.join(packDir, name), { force: true });
+    const temp = name.startsWith(TEMP_PREFIX) || name.startsWith('tmp-pack-');
+    const ourKeep = name.endsWith('.keep') && (await readFile(path.join(packDir, name), 'utf8').catch(() => '')) === KEEP_NOTE;
+    if (temp || orphanPack || ourKeep) await rm(path.join(packDir, name), { force: true });
   }
 }
+
+/** A catch handler: a file or folder git removed meanwhile counts as `fallback`. */
+function ifGone<T>(fallback: T): (err: NodeJS.ErrnoException) => T {
+  return (err) => {
+    if (err.code === 'ENOENT') return fallback;
+    throw err;
+  };
+}
+
+/**
+ * Packs we must not merge away: kept ones (ours until the ref names them, an operator's, git's)
+ * and git's cruft packs (unreachable objects git expires by their .mtimes).
+ */
+async function pinnedPacks(packDir: string): Promise<Set<string>> {
+  const names = await readdir(packDir).catch(() => [] as string[]);
+  return new Set(names.filter((n) => n.endsWith('.keep') || n.endsWith('.mtimes')).map((n) => n.slice(0, n.lastIndexOf('.'))));
+}
+
+/** Files git may keep beside a pack; removed with it. */
+const PACK_SIDE_FILES = ['.rev', '.bitmap', '.mtimes', '.promisor'];
 
 /**
  * Packs to merge, geometric as in `git repack --geometric=2`: the biggest packs stay as long as
@@ -129,9 +156,11 @@ export async function retireMerged(reader: GitObjectReader, m: MergedPack): Prom
   if (!reader.packList.some((p) => p.name === m.name)) reader.addPack(m.name, m.index);
   await reader.dropPacks(new Set(m.replacedPacks));
   // The index goes first: without it git and our reader no longer see the pack.
+  // `git repack -d` may have removed them already.
   for (const name of m.replacedPacks) {
     await rm(path.join(reader.packDir, `${name}.idx`), { force: true });
     await rm(path.join(reader.packDir, `${name}.pack`), { force: true });
+    for (const ext of PACK_SIDE_FILES) await rm(path.join(reader.packDir, name + ext), { force: true });
   }
   await Promise.all(m.replacedLoose.map((oid) => rm(path.join(reader.gitdir, 'objects', oid.slice(0, 2), oid.slice(2)), { force: true })));
 }
@@ -145,9 +174,13 @@ export async function writeMergedPack(
   const maxDepth = opts.maxDepth ?? MAX_DEPTH;
   await reader.refresh();
   const loose = await listLooseObjects(reader.gitdir);
-  const chosen = packsToMerge(reader.packList, opts.all);
-  const merged: PackIndex[] = reader.packList.filter((p) => chosen.has(p.name));
-  for (const p of merged) await p.loadWhole();
+  const pinned = await pinnedPacks(reader.packDir);
+  const chosen = packsToMerge(reader.packList.filter((p) => !pinned.has(p.name)), opts.all);
+  const merged: PackIndex[] = [];
+  for (const p of reader.packList.filter((p) => chosen.has(p.name))) {
+    // A pack `git repack -d` removed meanwhile is left out: its objects are in git's new pack.
+    if (await p.loadWhole().then(() => true, ifGone(false))) merged.push(p);
+  }
   const want = new Set(loose);
   for (const p of merged) {
     for (const e of p.entries()) want.add(e.oid);

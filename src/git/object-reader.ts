@@ -215,7 +215,8 @@ export class GitObjectReader {
     }
     const gone = new Set([...knownAtStart].filter((n) => !onDisk.has(n)));
     const have = new Set(this.packs.map((p) => p.name));
-    this.packs = [...this.packs.filter((p) => !gone.has(p.name)), ...found.filter((p) => !have.has(p.name))];
+    this.packs = [...this.packs, ...found.filter((p) => !have.has(p.name))];
+    // Packs `git repack -d` (or another mayu) removed: dropPacks closes their files.
     if (gone.size > 0) await this.dropPacks(gone);
   }
 

@@ -1,3 +1,4 @@
+import { renameSync, writeFileSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../fs/durable-fs.ts';
@@ -8,6 +9,21 @@ import { PackBuilder } from './pack.ts';
 // are fsync'd, the pack is renamed into place, the index last (it is what makes the pack visible
 // to git and to our reader), and the folder is fsync'd. A kill at any point leaves either a temp
 // file or a pack without index, both removed at the next start (removeUnfinishedPacks).
+//
+// Operators run git's maintenance beside us, so names matter. `git prune` removes files named
+// tmp_* in objects/ and objects/pack/ (builtin/prune.c), and `git gc` removes an .idx whose base
+// name has no .pack (builtin/gc.c clean_pack_garbage): a temp index named <tmp>.idx next to a
+// temp pack named <tmp> was deleted under us. Ours start with TEMP_PREFIX and end in .pack-tmp,
+// .idx-tmp, .keep-tmp: git treats them as foreign garbage it never removes.
+
+/** Temp files of a pack being written (and, before them, `tmp-pack-*`: removed at start). */
+export const TEMP_PREFIX = 'mayu-incoming-';
+/**
+ * Content of the .keep a checkpoint's pack carries until the branch names its commits: `git
+ * repack -a -d` neither deletes a kept pack nor needs its objects to be reachable. Removed at
+ * start when a kill left it (removeUnfinishedPacks tells ours by this content).
+ */
+export const KEEP_NOTE = 'mayu: kept until the branch names its commits\n';
 
 const FLUSH_BYTES = 1 << 20;
 
@@ -15,6 +31,8 @@ export interface WrittenPack {
   name: string;
   index: Buffer;
   bytes: number;
+  /** The pack's .keep (finish({ keep: true })), for its writer to remove (a plain value: merges post theirs between threads). */
+  keepFile?: string;
 }
 
 export class PackFileWriter {
@@ -29,7 +47,7 @@ export class PackFileWriter {
   }
 
   static async create(packDir: string, count: number): Promise<PackFileWriter> {
-    const tmp = path.join(packDir, `tmp-pack-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`);
+    const tmp = path.join(packDir, `${TEMP_PREFIX}${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.pack-tmp`);
     return new PackFileWriter(packDir, tmp, await open(tmp, 'w'), count);
   }
 
@@ -52,13 +70,15 @@ export class PackFileWriter {
     if (this.pendingBytes >= FLUSH_BYTES) await this.flushPending();
   }
 
-  async finish(): Promise<WrittenPack> {
+  /** With `keep`, the pack has a .keep (KEEP_NOTE) before it becomes visible; the caller removes it (keepFile). */
+  async finish(opts: { keep?: boolean } = {}): Promise<WrittenPack> {
+    let keepFile: string | undefined;
     try {
       const { checksum, index } = this.builder.finish();
       this.push(checksum);
       await this.flushPending();
       const name = `pack-${checksum.toString('hex')}`;
-      const idxTmp = `${this.tmp}.idx`;
+      const idxTmp = this.tmp.replace(/\.pack-tmp$/, '.idx-tmp');
       const ih = await open(idxTmp, 'w');
       try {
         await ih.writeFile(index);
@@ -67,12 +87,22 @@ export class PackFileWriter {
         await ih.close();
         await this.fh.close();
       }
+      if (opts.keep) {
+        // Whole or not at all: a kill must not leave an empty .keep, which would look like an
+        // operator's. Blocking calls (tens of µs): in a storm libuv's pool is queued up with
+        // journal syncs, and each queued step here made checkpoints later and bigger.
+        const keepTmp = this.tmp.replace(/\.pack-tmp$/, '.keep-tmp');
+        writeFileSync(keepTmp, KEEP_NOTE);
+        keepFile = path.join(this.packDir, `${name}.keep`);
+        renameSync(keepTmp, keepFile);
+      }
       await rename(this.tmp, path.join(this.packDir, `${name}.pack`));
       await rename(idxTmp, path.join(this.packDir, `${name}.idx`));
       await fsyncPath(this.packDir);
-      return { name, index, bytes: this.bytes };
+      return { name, index, bytes: this.bytes, keepFile };
     } catch (err) {
       await this.abort();
+      if (keepFile) await rm(keepFile, { force: true });
       throw err;
     }
   }
@@ -80,7 +110,8 @@ export class PackFileWriter {
   async abort(): Promise<void> {
     await this.fh.close().catch(() => {});
     await rm(this.tmp, { force: true });
-    await rm(`${this.tmp}.idx`, { force: true });
+    await rm(this.tmp.replace(/\.pack-tmp$/, '.idx-tmp'), { force: true });
+    await rm(this.tmp.replace(/\.pack-tmp$/, '.keep-tmp'), { force: true });
   }
 
   private push(b: Buffer): void {

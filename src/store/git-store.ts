@@ -604,7 +604,8 @@ export class GitStore implements HostStore {
     const head = await resolveHead(path.join(this.opts.dir, '.git')).catch(() => undefined);
     if (!head) throw new StoreError(`${this.opts.dir}: not a mayu cluster repo (no HEAD commit)`);
     // Every host's tree and conf.json are read: whole packs in memory beat 2 reads per host.
-    for (const pack of this.reader.packList) await pack.loadWhole();
+    // A pack `git repack -d` removed meanwhile is read the usual way: the reader finds git's new one.
+    for (const pack of this.reader.packList) await pack.loadWhole().catch(() => undefined);
     let headFiles: Map<string, TreeEntry[]>;
     try {
       headFiles = await this.loadHostsAt(head);
