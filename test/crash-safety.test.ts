@@ -24,7 +24,7 @@ describe('crash safety', () => {
   it('keeps every operator commit and hand edit, and survives git maintenance, across 5 kill -9 during a storm', { timeout: 90_000 }, async () => {
     // Slower machines than above: the operator's hand edits need finished hosts during the storm.
     const pace = { rampMs: 3000, afterMs: { 'ipxebootscript': 150, 'first-stage-script': 150, 'final-cloud-config': 150, 'install-image-head': 150, 'set_installed': 150 } };
-    const result = await runCrashLoop({ machines: 40, kills: 5, concurrency: 16, pace, timeoutMs: 85_000, operator: { everyMs: 150, maintenance: false } });
+    const result = await runCrashLoop({ machines: 40, kills: 5, concurrency: 16, pace, timeoutMs: 85_000, operator: { everyMs: 150, maintenance: true } });
     assert.deepEqual(result.violations, [], `work dir kept for inspection: ${result.workDir}`);
     assert.equal(result.kills.length, 5);
     assert.ok(result.operator!.commits >= 3, `operator commits: ${JSON.stringify(result.operator)}`);

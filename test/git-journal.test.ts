@@ -138,4 +138,25 @@ describe('git journal', () => {
     assert.deepEqual(empty.chainFrom(undefined), [], 'clear() empties both files');
     await empty.close();
   });
+
+  it('keeps, across a reopen, which entries a later one replaced; chains start where no entry made the parent', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'mayu-journal-'));
+    const j = await GitJournal.open(dir);
+    const base = oid();
+    const old = chain(base, 2);
+    const outside = oid();
+    const [replaced] = chain(outside, 1);
+    replaced!.supersedes = heads(old);
+    await appendAll(j, [...old, replaced!]);
+    await j.close();
+    const again = await GitJournal.open(dir);
+    assert.deepEqual([...again.superseded()].sort(), heads(old).sort());
+    assert.deepEqual(again.chainStarts().sort(), [base, outside].sort());
+    const read = again.chainFrom(outside);
+    assert.deepEqual(heads(read), [replaced!.head]);
+    assert.deepEqual(read[0]!.supersedes, heads(old));
+    assert.deepEqual(read[0]!.objects.map((o) => o.record.toString('hex')), replaced!.objects.map((o) => o.record.toString('hex')));
+    assert.equal(again.chainFrom(base)[0]!.supersedes, undefined, 'an ordinary entry names none');
+    await again.close();
+  });
 });

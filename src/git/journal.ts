@@ -17,6 +17,8 @@ import { crc32 } from 'node:zlib';
 
 const fdatasync = promisify(fs.fdatasync);
 const MAGIC = 0x4d594a31; // "MYJ1"
+/** An entry that names the heads of entries it replaces (made again on top of outside commits). */
+const MAGIC_SUPERSEDING = 0x4d594a32; // "MYJ2"
 const FILES = ['mayu-journal-0', 'mayu-journal-1'] as const;
 const NO_COMMIT = '0'.repeat(40);
 
@@ -34,6 +36,11 @@ export interface JournalEntry {
   /** The batch's last commit. */
   head: string;
   objects: JournalObject[];
+  /**
+   * Heads of earlier entries this one replaces: their commits were made again in it on top of
+   * commits made outside (git-store.ts adopt). They are never written to git after a kill.
+   */
+  supersedes?: string[];
 }
 
 interface Stored extends JournalEntry {
@@ -49,6 +56,8 @@ export interface Journal {
   chainFrom(head: string | undefined): JournalEntry[];
   /** Commits entries build on that no entry made: where each chain of entries starts. */
   chainStarts(): (string | undefined)[];
+  /** Heads of entries that later entries replaced. */
+  superseded(): Set<string>;
   /** The entries are in git: their file may be reused once nothing else in it is pending. */
   checkpointed(tickets: readonly JournalTicket[]): void;
   /** Called as a checkpoint starts: new entries go to the other file if it is free. */
@@ -111,10 +120,14 @@ export class GitJournal implements Journal {
     let at = head ?? NO_COMMIT;
     for (let next = byParent.get(at); next && !seen.has(next.head); next = byParent.get(at)) {
       seen.add(next.head);
-      chain.push({ parent: next.parent, head: next.head, objects: next.objects });
+      chain.push({ parent: next.parent, head: next.head, objects: next.objects, ...(next.supersedes ? { supersedes: next.supersedes } : {}) });
       at = next.head;
     }
     return chain;
+  }
+
+  superseded(): Set<string> {
+    return new Set(this.found.flatMap((e) => e.supersedes ?? []));
   }
 
   chainStarts(): (string | undefined)[] {
@@ -187,18 +200,27 @@ export class GitJournal implements Journal {
   }
 }
 
-/** magic u32 | body length u32 | body | crc32(body) u32, all big-endian. */
+/**
+ * magic u32 | body length u32 | body | crc32(body) u32, all big-endian. Body: seq u32, parent,
+ * head, (MYJ2 only: count u32, superseded heads), object count u32, objects.
+ */
 export function encodeEntry(entry: JournalEntry, seq: number): Buffer {
-  let size = 4 + 20 + 20 + 4;
+  const supersedes = entry.supersedes ?? [];
+  let size = 4 + 20 + 20 + 4 + (supersedes.length > 0 ? 4 + 20 * supersedes.length : 0);
   for (const o of entry.objects) size += 20 + 4 + 4 + 1 + (o.baseOid ? 20 : 0) + o.record.length;
   const buf = Buffer.allocUnsafe(8 + size + 4);
-  buf.writeUInt32BE(MAGIC, 0);
+  buf.writeUInt32BE(supersedes.length > 0 ? MAGIC_SUPERSEDING : MAGIC, 0);
   buf.writeUInt32BE(size, 4);
   let pos = 8;
   buf.writeUInt32BE(seq >>> 0, pos);
   pos += 4;
   pos += buf.write(entry.parent ?? NO_COMMIT, pos, 'hex');
   pos += buf.write(entry.head, pos, 'hex');
+  if (supersedes.length > 0) {
+    buf.writeUInt32BE(supersedes.length, pos);
+    pos += 4;
+    for (const h of supersedes) pos += buf.write(h, pos, 'hex');
+  }
   buf.writeUInt32BE(entry.objects.length, pos);
   pos += 4;
   for (const o of entry.objects) {
@@ -218,25 +240,33 @@ export function encodeEntry(entry: JournalEntry, seq: number): Buffer {
 export function readEntries(data: Buffer, file: number): Stored[] {
   const out: Stored[] = [];
   let pos = 0;
-  while (pos + 12 <= data.length && data.readUInt32BE(pos) === MAGIC) {
+  while (pos + 12 <= data.length && (data.readUInt32BE(pos) === MAGIC || data.readUInt32BE(pos) === MAGIC_SUPERSEDING)) {
+    const superseding = data.readUInt32BE(pos) === MAGIC_SUPERSEDING;
     const size = data.readUInt32BE(pos + 4);
     const end = pos + 8 + size;
     if (size < 48 || end + 4 > data.length) break;
     const body = data.subarray(pos + 8, end);
     if ((crc32(body) >>> 0) !== data.readUInt32BE(end)) break;
-    out.push({ ...decodeBody(body), file });
+    out.push({ ...decodeBody(body, superseding), file });
     pos = end + 4;
   }
   return out;
 }
 
-function decodeBody(body: Buffer): Omit<Stored, 'file'> {
+function decodeBody(body: Buffer, superseding: boolean): Omit<Stored, 'file'> {
   const seq = body.readUInt32BE(0);
   const parent = body.toString('hex', 4, 24);
   const head = body.toString('hex', 24, 44);
-  const count = body.readUInt32BE(44);
+  let pos = 44;
+  const supersedes: string[] = [];
+  if (superseding) {
+    const n = body.readUInt32BE(pos);
+    pos += 4;
+    for (let i = 0; i < n; i++, pos += 20) supersedes.push(body.toString('hex', pos, pos + 20));
+  }
+  const count = body.readUInt32BE(pos);
+  pos += 4;
   const objects: JournalObject[] = [];
-  let pos = 48;
   for (let i = 0; i < count; i++) {
     const oid = body.toString('hex', pos, pos + 20);
     const crc = body.readUInt32BE(pos + 20);
@@ -252,5 +282,5 @@ function decodeBody(body: Buffer): Omit<Stored, 'file'> {
     }
     pos += len;
   }
-  return { seq, parent: parent === NO_COMMIT ? undefined : parent, head, objects };
+  return { seq, parent: parent === NO_COMMIT ? undefined : parent, head, objects, ...(supersedes.length > 0 ? { supersedes } : {}) };
 }

@@ -505,6 +505,8 @@ export class GitStore implements HostStore {
   private async replayOrphanedChain(gitdir: string, head: string): Promise<void> {
     const starts = this.journal.chainStarts().filter((p): p is string => p !== undefined && p !== head);
     if (starts.length === 0) return;
+    // Entries made again on top of outside commits by a later entry are not orphans.
+    const superseded = this.journal.superseded();
     // The branch's recent first-parent line: a chain starting on it whose head is not on it was left out.
     const line = new Set<string>();
     let oid: string | undefined = head;
@@ -514,7 +516,7 @@ export class GitStore implements HostStore {
     }
     for (const start of starts.filter((p) => line.has(p))) {
       const chain = this.journal.chainFrom(start);
-      if (chain.length === 0 || line.has(chain.at(-1)!.head)) continue;
+      if (chain.length === 0 || line.has(chain.at(-1)!.head) || chain.some((e) => superseded.has(e.head))) continue;
       // Readable from memory (written to git, its old commits would dangle), then made again on top of the branch.
       const old = chain.flatMap((e) => e.objects);
       const memory = packRecords(old, []);
@@ -978,7 +980,7 @@ export class GitStore implements HostStore {
     const replayed = await replayCommits(this.reader, old.flatMap((u) => u.commits), { head: outside.head, root: new RootTree(outside.root) });
     const oldCommits = new Set(old.flatMap((u) => u.commits));
     const packed = packRecords(stillNeeded(old.flatMap((u) => u.objects), oldCommits, replayed), replayed.objects);
-    const ticket = await this.journal.append({ parent: outside.head, head: replayed.head, objects: packed.objects });
+    const ticket = await this.journal.append({ parent: outside.head, head: replayed.head, objects: packed.objects, supersedes: old.map((u) => u.head) });
     const memoryPack = `journal-${packed.checksum.toString('hex')}`;
     this.reader.addMemoryPack(memoryPack, packed.index, packed.bytes);
     const batch: Unflushed = {
