@@ -65,7 +65,9 @@ export async function readOutsideCommits(reader: GitObjectReader, base: string |
       continue;
     }
     // Other files at the top (a README, notes) are the operator's business: kept, not read.
+    // So are folders no serial can be named like (`_config/`, `.notes/`): never hosts.
     if (after?.mode !== TREE_MODE && change.before?.mode !== TREE_MODE) continue;
+    if (isReservedName(name)) continue;
     if (!isSerialName(name)) {
       out.problems.push(`${name}/: not a valid serial for a host folder`);
       continue;
@@ -99,4 +101,9 @@ export function isSerialName(name: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Top-level names starting with "." or "_": never a serial, kept for mayu's and operators' own files. */
+export function isReservedName(name: string): boolean {
+  return name.startsWith('.') || name.startsWith('_');
 }

@@ -79,7 +79,7 @@ export class WorkingTree {
   unknownHostFolders(isKnown: (serial: string) => boolean): string[] {
     const found: string[] = [];
     for (const e of fs.readdirSync(this.dir, { withFileTypes: true })) {
-      if (!e.isDirectory() || e.name.startsWith('.') || isKnown(e.name)) continue;
+      if (!e.isDirectory() || e.name.startsWith('.') || e.name.startsWith('_') || isKnown(e.name)) continue;
       if (fs.existsSync(path.join(this.dir, e.name, HOST_FILE))) found.push(e.name);
     }
     return found;
