@@ -58,7 +58,7 @@ export class FileStore implements HostStore {
     }
     for (const entry of await readdir(opts.dir, { withFileTypes: true })) {
       if (entry.isDirectory() && entry.name.startsWith(REMOVED_PREFIX)) await rm(path.join(opts.dir, entry.name), { recursive: true, force: true });
-      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+      if (!entry.isDirectory() || entry.name.startsWith('.') || entry.name.startsWith('_')) continue;
       const file = path.join(opts.dir, entry.name, 'conf.json');
       try {
         const host = decodeHost(JSON.parse(await readFile(file, 'utf8')));

@@ -23,7 +23,7 @@ import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/r
 import { packRecords, replayCommits, stillNeeded } from '../git/replay.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './host-table.ts';
-import { readOutsideCommits, isSerialName, type OutsideCommits } from './outside-commits.ts';
+import { isReservedName, isSerialName, readOutsideCommits, type OutsideCommits } from './outside-commits.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import {
   CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HistoryPendingError, HostEditRefusedError, hostCommitMessage, StoreError,
@@ -627,7 +627,7 @@ export class GitStore implements HostStore {
     this.root = new RootTree(tree);
     const clusterEntry = tree.find((e) => e.name === CLUSTER_FILE);
     if (clusterEntry) this.cluster = parseClusterJson((await this.reader.read(clusterEntry.oid)).content.toString('utf8'));
-    const hostDirs = tree.filter((e) => e.mode === TREE_MODE);
+    const hostDirs = tree.filter((e) => e.mode === TREE_MODE && !isReservedName(e.name));
     await forEachLimit(hostDirs, 16, async (e) => {
       try {
         const entries = parseTree((await this.reader.read(e.oid)).content);
