@@ -16,6 +16,8 @@ import {
 } from '../git/objects.ts';
 import { writeCheckpoint } from '../git/checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
+import { GitIndexKeeper } from '../git/index-keeper.ts';
+import { indexChanges } from './git-index-changes.ts';
 import { PackBuilder } from '../git/pack.ts';
 import { resolveHead } from '../git/refs.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
@@ -32,7 +34,8 @@ import { HOST_SIDE_FILES, hostCommitMessage, StoreError, type ClusterConfig, typ
 // ref: at once when the store is idle (the change is acknowledged after it, so git shows it),
 // else at most every CHECKPOINT_INTERVAL_MS, many batches at a time. Packs are merged in the
 // background (git-compaction.ts). The files in the working tree (<serial>/conf.json,
-// cluster.json) mirror the newest commit for operators; git's index is not kept.
+// cluster.json) mirror the newest commit for operators; git's index (.git/index) is kept equal
+// to the branch on disk (git/index-keeper.ts), so `git status` there is clean when mayu is idle.
 
 const BRANCH = 'master';
 const REF = `refs/heads/${BRANCH}`;
@@ -73,6 +76,8 @@ export interface GitStoreOptions {
   onCheckpoint?: () => void;
   /** Told when journaled changes could not be written to git yet (they stand; it is retried). */
   onCheckpointError?: (err: Error) => void;
+  /** Told (once per episode) when git's index could not be written, e.g. an operator's git holds index.lock; retried. */
+  onIndexError?: (err: Error) => void;
   /** The write-ahead journal (tests wrap the real one to make appends fail). */
   openJournal?: (gitdir: string) => Promise<Journal>;
   observer?: StoreObserver;
@@ -129,6 +134,7 @@ export class GitStore implements HostStore {
   private readonly pending = new PendingBySerial();
   private readonly reader: GitObjectReader;
   private readonly runner: CompactionRunner | undefined;
+  private readonly index: GitIndexKeeper;
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
@@ -154,6 +160,7 @@ export class GitStore implements HostStore {
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
+    this.index = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError });
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
@@ -169,6 +176,7 @@ export class GitStore implements HostStore {
       onMirrorError: options.onMirrorError ?? (() => {}),
       onCheckpoint: options.onCheckpoint ?? (() => {}),
       onCheckpointError: options.onCheckpointError ?? (() => {}),
+      onIndexError: options.onIndexError ?? (() => {}),
       openJournal: options.openJournal ?? ((gitdir) => GitJournal.open(gitdir)),
       observer: options.observer ?? {},
     });
@@ -244,6 +252,7 @@ export class GitStore implements HostStore {
     clearTimeout(this.checkpointTimer);
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
+    await this.index.close();
     // Leave the repo at rest merged (geometrically): a storm can end with the merges behind by
     // many packs, and the newest packs hold their records uncompressed until merged.
     const limit = this.opts.compactAfterPacks;
@@ -257,6 +266,11 @@ export class GitStore implements HostStore {
     if (inGit) await this.journal.clear();
     await this.journal.close();
     await writeFileAtomic(path.join(this.opts.dir, '.git', CLEAN_STOP), '');
+  }
+
+  /** Resolves once git's index is written for every change git has (it is otherwise written shortly after). */
+  flushIndex(): Promise<void> {
+    return this.index.flush();
   }
 
   /** Merges every pack and loose object into one pack now (on demand); waits for a running compaction first. */
@@ -294,6 +308,7 @@ export class GitStore implements HostStore {
       this.journal.checkpointed(batches.map((b) => b.ticket));
       this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
       this.gitHead = batches.at(-1)!.head;
+      this.index.checkpointed(this.gitHead, this.mirrored, this.unflushed.length === 0);
       this.opts.onCheckpoint();
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
@@ -353,6 +368,7 @@ export class GitStore implements HostStore {
       await writeFileAtomic(path.join(gitdir, 'config'), NEW_REPO_CONFIG);
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
       this.journal = await this.opts.openJournal(gitdir);
+      this.index.open(undefined, this.mirrored);
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
@@ -366,6 +382,7 @@ export class GitStore implements HostStore {
       await this.loadHead();
       await this.removeStaleMirrors();
       await this.repairMirrorAfterCrash();
+      this.index.open(this.gitHead, this.mirrored);
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
@@ -551,6 +568,7 @@ export class GitStore implements HostStore {
       throw new StoreError(`git write failed: ${(err as Error).message}`);
     }
     this.unflushed.push(unflushed);
+    this.index.recordBatch(unflushed.head, indexChanges(items, { cluster: CLUSTER_FILE, host: HOST_FILE }));
     // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and
     // is acknowledged after it. Under load, acknowledgements do not wait for git.
     const toGit = !this.checkpointRun && this.unflushed.length === 1 ? this.runCheckpoint() : undefined;
