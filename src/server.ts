@@ -145,6 +145,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         onCompaction: (r) => (r instanceof Error ? logger.error({ err: r }, 'pack merge failed') : logger.info(r, 'packs merged')),
         onMirrorError: (err) => logger.error({ err }, 'working-tree copy of a change not written (git has the change)'),
         onCheckpointError: (err) => logger.error({ err }, 'acknowledged changes not written to git yet (the journal keeps them; retried)'),
+        onIndexError: (err) => logger.warn({ err }, 'git\'s index (.git/index) not written yet (retried; the changes are in git)'),
         // Pushed once git has them: under load git trails the answers by ~0.1 s.
         onCheckpoint: () => auditPush?.notify(),
         observer,

@@ -42,6 +42,8 @@ const MIN_GAP_MS = 100;
 /** Index writes take at most 1/COST_SHARE of the time. */
 const COST_SHARE = 20;
 const RETRY_MS = 250;
+/** Files checked between two turns of the event loop (~20 µs each). */
+const CHECK_SLICE = 256;
 
 interface Slot {
   mode: number;
@@ -166,11 +168,16 @@ export class GitIndexKeeper {
     // The checkpointed changes' files are on disk (or the mirror failed: then they differ).
     const { head, mirrored } = this.target;
     await mirrored.catch(() => undefined);
-    // From here on synchronous: no mirror write runs between a file checked and the index written.
     this.applyUpTo(head);
     const checked = [...this.dirty];
     this.dirty.clear();
-    for (const p of checked) this.check(p);
+    // Many (at start: every file) are checked in slices, not in one long stall of the server.
+    // A mirror write landing between a slice and the index is for a newer commit, whose
+    // checkpoint marks the file again.
+    for (let i = 0; i < checked.length; i += CHECK_SLICE) {
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      for (const p of checked.slice(i, i + CHECK_SLICE)) this.check(p);
+    }
     if (!this.changed) return;
     const started = performance.now();
     let result;
@@ -296,7 +303,7 @@ export class GitIndexKeeper {
       // None (a repo mayu wrote before it kept one) or damaged: rebuilt from HEAD.
     }
     const merging = old.some((e) => e.stage !== 0);
-    const shape = treeShape(old.filter((e) => e.stage === 0));
+    const shape = await treeShape(old.filter((e) => e.stage === 0));
     const rootTree = parseCommit((await this.opts.readObject(head)).content).tree;
     const byPath = new Map(old.filter((e) => e.stage === 0).map((e) => [e.path, e]));
     const keep = (e: IndexEntry) => {
@@ -371,8 +378,11 @@ interface TreeShape {
   subdirs: Map<string, string[]>;
 }
 
-/** The trees an index's entries make, folder by folder (how git's TREE cache would see them). */
-export function treeShape(entries: readonly IndexEntry[]): TreeShape {
+/**
+ * The trees an index's entries make, folder by folder (how git's TREE cache would see them).
+ * ~10 µs a folder: it yields to the event loop every CHECK_SLICE folders.
+ */
+export async function treeShape(entries: readonly IndexEntry[]): Promise<TreeShape> {
   const files = new Map<string, IndexEntry[]>([['', []]]);
   const subdirs = new Map<string, string[]>();
   const ensure = (dir: string): void => {
@@ -392,8 +402,10 @@ export function treeShape(entries: readonly IndexEntry[]): TreeShape {
     files.get(dir)!.push(e);
   }
   const oids = new Map<string, string>();
-  const depth = (d: string) => (d === '' ? -1 : d.split('/').length);
-  for (const dir of [...files.keys()].sort((a, b) => depth(b) - depth(a))) {
+  const deepestFirst = [...files.keys()].map((dir) => ({ dir, depth: dir === '' ? -1 : dir.split('/').length })).sort((a, b) => b.depth - a.depth);
+  let n = 0;
+  for (const { dir } of deepestFirst) {
+    if (++n % CHECK_SLICE === 0) await new Promise((r) => setImmediate(r));
     const tree: TreeEntry[] = files.get(dir)!.map((e) => ({ mode: e.mode.toString(8), name: e.path.slice(dir ? dir.length + 1 : 0), oid: e.oid }));
     for (const sub of subdirs.get(dir) ?? []) tree.push({ mode: TREE_MODE, name: sub.slice(dir ? dir.length + 1 : 0), oid: oids.get(sub)! });
     oids.set(dir, objectId('tree', encodeTree(tree)));
