@@ -17,7 +17,7 @@ import { encodeTree, objectId, parseCommit, parseTree, TREE_MODE, type GitObject
 // never vouches for a file that differs (a mirror write not yet done, an operator's edit):
 // such an entry gets zeroed stat data, which makes git compare the content itself.
 // Writes are throttled: at once when the store is idle, else after a quiet spell or at most
-// every MAX_WAIT_MS; never closer than MIN_GAP_MS or 20 times the last write's cost.
+// every MAX_WAIT_MS; never closer than MIN_GAP_MS or COST_SHARE times the last write's cost.
 
 /** A change of the tree: one file set, or every file under a folder replaced (an empty map removes the folder). */
 export type TreeChange = { path: string; oid: string } | { dir: string; files: ReadonlyMap<string, string> };
@@ -38,9 +38,9 @@ const FILE = 0o100644;
 const EXECUTABLE = 0o100755;
 const QUIET_MS = 150;
 const MAX_WAIT_MS = 1000;
-const MIN_GAP_MS = 100;
+const MIN_GAP_MS = 250;
 /** Index writes take at most 1/COST_SHARE of the time. */
-const COST_SHARE = 20;
+const COST_SHARE = 50;
 const RETRY_MS = 250;
 /** Files checked between two turns of the event loop (~20 µs each). */
 const CHECK_SLICE = 256;
