@@ -7,6 +7,9 @@ import { describe, it } from 'node:test';
 import { creationSteps } from '../src/core/host-changes.ts';
 import { encodeHost } from '../src/core/host.ts';
 import { comparePaths, encodeIndex, parseIndex, ZERO_STAT } from '../src/git/index-file.ts';
+import { GitIndexKeeper } from '../src/git/index-keeper.ts';
+import { GitObjectReader } from '../src/git/object-reader.ts';
+import { resolveHead } from '../src/git/refs.ts';
 import { objectId } from '../src/git/objects.ts';
 import { GitStore } from '../src/store/git-store.ts';
 import type { HostStore } from '../src/store/store.ts';
@@ -204,6 +207,39 @@ describe('git index kept by the git store', () => {
     await store.flushIndex();
     assertInStep(dir);
     await store.close();
+    gitFsck(dir);
+  });
+});
+
+describe('git index keeper', () => {
+  it('opened again on a commit made outside the store, it follows it: index = the new HEAD, an uncommitted edit still shows', async () => {
+    const dir = await tmp();
+    const store = await GitStore.open({ dir, randomBytes: rng });
+    for (const s of ['h1', 'h2']) await create(store, s);
+    await store.close();
+    const gitdir = path.join(dir, '.git');
+    const reader = new GitObjectReader(gitdir);
+    await reader.refresh();
+    const errors: Error[] = [];
+    const keeper = new GitIndexKeeper({ dir, gitdir, readObject: (oid) => reader.read(oid), onError: (err) => errors.push(err) });
+    keeper.open(await resolveHead(gitdir), Promise.resolve());
+    await keeper.flush();
+    assertInStep(dir);
+    const edit = async (serial: string, cabinet: number) => {
+      const file = path.join(dir, serial, 'conf.json');
+      await writeFile(file, encodeHost({ ...JSON.parse(await readFile(file, 'utf8')), Cabinet: cabinet }));
+    };
+    await edit('h1', 5);
+    git(dir, ...OPERATOR, 'commit', '-q', '-am', 'h1: cabinet by hand');
+    await edit('h2', 6);
+    // Whatever index the keeper writes now is for the commit it knows; then it is told of the new one.
+    keeper.open(await resolveHead(gitdir), Promise.resolve());
+    await keeper.flush();
+    assert.equal(git(dir, 'diff-index', '--cached', 'HEAD'), '');
+    assert.equal(status(dir), ' M h2/conf.json\n');
+    await keeper.close();
+    await reader.close();
+    assert.deepEqual(errors, []);
     gitFsck(dir);
   });
 });

@@ -29,6 +29,8 @@ export interface IndexKeeperOptions {
   readObject: (oid: string) => Promise<GitObject>;
   /** Once per episode: the index could not be written (held lock, I/O error); it is retried. */
   onError: (err: Error) => void;
+  /** After each write: entries, files checked for it, the write's own time (checks and file). */
+  onWritten?: (info: { entries: number; checked: number; ms: number }) => void;
   quietMs?: number;
   maxWaitMs?: number;
   retryMs?: number;
@@ -86,10 +88,14 @@ export class GitIndexKeeper {
    * Starts from the commit `head` (undefined: a repo without commits yet). An existing index
    * that already lists HEAD's tree is kept; else the entries are rebuilt from HEAD, taking the
    * stat data of the old index where its entry names the same blob. Runs in the background.
+   * Called again when the branch moved under the store (commits made outside it, taken in):
+   * starts over from that commit once a write under way is done; batches recorded up to it are
+   * dropped, later ones kept.
    */
   open(head: string | undefined, mirrored: Promise<unknown>): void {
     this.target = { head, mirrored };
-    this.base = this.buildBase(head).then(() => true, (err: Error) => {
+    const before = Promise.all([this.base, this.running]);
+    this.base = before.then(() => this.buildBase(head)).then(() => true, (err: Error) => {
       this.disabled = true;
       this.pending.length = 0;
       this.opts.onError(new Error(`git's index not kept (HEAD could not be read): ${err.message}`));
@@ -168,6 +174,8 @@ export class GitIndexKeeper {
     // The checkpointed changes' files are on disk (or the mirror failed: then they differ).
     const { head, mirrored } = this.target;
     await mirrored.catch(() => undefined);
+    let ms = 0;
+    let t0 = performance.now();
     this.applyUpTo(head);
     const checked = [...this.dirty];
     this.dirty.clear();
@@ -175,11 +183,14 @@ export class GitIndexKeeper {
     // A mirror write landing between a slice and the index is for a newer commit, whose
     // checkpoint marks the file again.
     for (let i = 0; i < checked.length; i += CHECK_SLICE) {
-      if (i > 0) await new Promise((r) => setImmediate(r));
+      if (i > 0) {
+        ms += performance.now() - t0;
+        await new Promise((r) => setImmediate(r));
+        t0 = performance.now();
+      }
       for (const p of checked.slice(i, i + CHECK_SLICE)) this.check(p);
     }
     if (!this.changed) return;
-    const started = performance.now();
     let result;
     try {
       result = writeIndexFile(this.opts.gitdir, assembleIndex(this.order.map((p) => this.encoded(p))));
@@ -196,7 +207,8 @@ export class GitIndexKeeper {
     this.failing = false;
     this.changed = false;
     this.lastWriteAt = performance.now();
-    this.lastWriteMs = this.lastWriteAt - started;
+    this.lastWriteMs = ms + (this.lastWriteAt - t0);
+    this.opts.onWritten?.({ entries: this.order.length, checked: checked.length, ms: this.lastWriteMs });
     // Racily clean entries (changed in the index's second) are checked again and the index
     // rewritten in a later second, so git need not re-read them (as git smudges them on write).
     let racy = false;
@@ -290,6 +302,12 @@ export class GitIndexKeeper {
   }
 
   private async buildBase(head: string | undefined): Promise<void> {
+    this.entries.clear();
+    this.order.length = 0;
+    this.dirty.clear();
+    this.changed = false;
+    this.disabled = false;
+    this.pending.splice(0, this.pending.findIndex((b) => b.head === head) + 1);
     removeOwnStaleLock(this.opts.gitdir);
     if (!head) return;
     const indexFile = path.join(this.opts.gitdir, 'index');

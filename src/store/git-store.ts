@@ -160,7 +160,7 @@ export class GitStore implements HostStore {
     this.reader = new GitObjectReader(path.join(opts.dir, '.git'));
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
-    this.index = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError });
+    this.index = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError, onWritten: opts.observer.indexWritten });
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {

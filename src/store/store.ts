@@ -70,6 +70,8 @@ export interface HostStore {
 export interface StoreObserver {
   /** A batch of `size` changes (commits in git mode) became durable. */
   batchWritten?(size: number): void;
+  /** git's index was written (git mode): its entries, the files checked since the last write, the write's own time. */
+  indexWritten?(info: { entries: number; checked: number; ms: number }): void;
 }
 
 export class StoreError extends Error {}
