@@ -12,10 +12,11 @@ import { encodeTree, objectId, parseCommit, parseTree, TREE_MODE, type GitObject
 //
 // The entries live in memory. Each batch's tree changes are recorded when the batch is
 // journaled and applied once a checkpoint has put it in git (the index never names an object
-// git does not have yet). Only the files a checkpoint touched are looked at again: opened,
-// fstat'd and hashed, and their stat data kept only if the content is HEAD's blob, so the index
-// never vouches for a file that differs (a mirror write not yet done, an operator's edit):
-// such an entry gets zeroed stat data, which makes git compare the content itself.
+// git does not have yet). Only the files a checkpoint touched are looked at again, once the
+// store is idle: opened, fstat'd and hashed, and their stat data kept only if the content is
+// HEAD's blob, so the index never vouches for a file that differs (a mirror write not yet done,
+// an operator's edit): such an entry, and under load any changed one, gets zeroed stat data,
+// which makes git compare the content itself.
 // Writes are throttled: at once when the store is idle, else after a quiet spell or at most
 // every MAX_WAIT_MS; never closer than MIN_GAP_MS or COST_SHARE times the last write's cost.
 
@@ -79,6 +80,12 @@ export class GitIndexKeeper {
   private lastWriteMs = 0;
   private running: Promise<void> | undefined;
   private again = false;
+  /**
+   * The next write checks the marked files. Only writes asked for by an idle store (and flush,
+   * and the racily-clean recheck) do: under load the index is written with zeroed stat data for
+   * what changed (git compares those files itself), and the files are checked once it is idle.
+   */
+  private checkDue = false;
   private failing = false;
   private closed = false;
 
@@ -115,10 +122,11 @@ export class GitIndexKeeper {
     this.request(idle);
   }
 
-  /** Writes what is due now (waits for a write under way first). */
+  /** Writes what is due now, files checked (waits for a write under way first). */
   async flush(): Promise<void> {
     this.disarm();
     while (this.running) await this.running;
+    this.checkDue = true;
     await this.run();
   }
 
@@ -130,6 +138,7 @@ export class GitIndexKeeper {
 
   private request(idle: boolean): void {
     const now = performance.now();
+    if (idle) this.checkDue = true;
     this.firstDueAt ??= now + (this.opts.maxWaitMs ?? MAX_WAIT_MS);
     const wanted = Math.min(idle ? now : now + (this.opts.quietMs ?? QUIET_MS), this.firstDueAt);
     this.debounceAt = Math.max(wanted, this.lastWriteAt + Math.max(MIN_GAP_MS, COST_SHARE * this.lastWriteMs));
@@ -177,8 +186,9 @@ export class GitIndexKeeper {
     let ms = 0;
     let t0 = performance.now();
     this.applyUpTo(head);
-    const checked = [...this.dirty];
-    this.dirty.clear();
+    const checked = this.checkDue ? [...this.dirty] : [];
+    this.checkDue = false;
+    for (const p of checked) this.dirty.delete(p);
     // Many (at start: every file) are checked in slices, not in one long stall of the server.
     // A mirror write landing between a slice and the index is for a newer commit, whose
     // checkpoint marks the file again.
@@ -195,12 +205,12 @@ export class GitIndexKeeper {
     try {
       result = writeIndexFile(this.opts.gitdir, assembleIndex(this.order.map((p) => this.encoded(p))));
     } catch (err) {
-      for (const p of checked) if (this.entries.has(p)) this.dirty.add(p);
+      this.recheck(checked);
       this.fail(new Error(`git's index not written (retried): ${(err as Error).message}`));
       return;
     }
     if (!result.written) {
-      for (const p of checked) if (this.entries.has(p)) this.dirty.add(p);
+      this.recheck(checked);
       this.fail(new Error(`${path.join(this.opts.gitdir, 'index.lock')} exists: another git process holds git's index; mayu writes it once the lock is gone`));
       return;
     }
@@ -221,9 +231,15 @@ export class GitIndexKeeper {
     }
     if (racy) {
       this.changed = true;
+      this.checkDue = true;
       this.retryAt = performance.now() + 1000 - (Date.now() % 1000) + 20;
       this.arm();
     }
+  }
+
+  private recheck(paths: readonly string[]): void {
+    for (const p of paths) if (this.entries.has(p)) this.dirty.add(p);
+    if (paths.length > 0) this.checkDue = true;
   }
 
   private fail(err: Error): void {
