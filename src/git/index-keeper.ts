@@ -17,8 +17,10 @@ import { encodeTree, objectId, parseCommit, parseTree, TREE_MODE, type GitObject
 // HEAD's blob, so the index never vouches for a file that differs (a mirror write not yet done,
 // an operator's edit): such an entry, and under load any changed one, gets zeroed stat data,
 // which makes git compare the content itself.
-// Writes are throttled: at once when the store is idle, else after a quiet spell or at most
-// every MAX_WAIT_MS; never closer than MIN_GAP_MS or COST_SHARE times the last write's cost.
+// Writes are throttled: at once for a lone change, else once changes stop (QUIET_MS) or at most
+// every MAX_WAIT_MS; never closer than MIN_GAP_MS or COST_SHARE times the last write's cost. Each
+// write is a new file renamed over the index (git's protocol): a new inode whose blocks the next
+// fsync of the journal has to carry, so writing less often is worth more than writing less.
 
 /** A change of the tree: one file set, or every file under a folder replaced (an empty map removes the folder). */
 export type TreeChange = { path: string; oid: string } | { dir: string; files: ReadonlyMap<string, string> };
@@ -28,8 +30,13 @@ export interface IndexKeeperOptions {
   dir: string;
   gitdir: string;
   readObject: (oid: string) => Promise<GitObject>;
-  /** Once per episode: the index could not be written (held lock, I/O error); it is retried. */
+  /**
+   * Once per episode: the index could not be written (an I/O error at once; a lock held by
+   * another git once it has been held for lockReportMs); it is retried.
+   */
   onError: (err: Error) => void;
+  /** An operator's `git status` holds index.lock for a moment: told only past this. Default 10 s. */
+  lockReportMs?: number;
   /** After each write: entries, files checked for it, the write's own time (checks and file). */
   onWritten?: (info: { entries: number; checked: number; ms: number }) => void;
   quietMs?: number;
@@ -45,6 +52,7 @@ const MIN_GAP_MS = 250;
 /** Index writes take at most 1/COST_SHARE of the time. */
 const COST_SHARE = 50;
 const RETRY_MS = 250;
+const LOCK_REPORT_MS = 10_000;
 /** Files checked between two turns of the event loop (~20 µs each). */
 const CHECK_SLICE = 256;
 
@@ -78,15 +86,18 @@ export class GitIndexKeeper {
   private firstDueAt: number | undefined;
   private lastWriteAt = -Infinity;
   private lastWriteMs = 0;
+  private lastRequestAt = -Infinity;
   private running: Promise<void> | undefined;
   private again = false;
   /**
-   * The next write checks the marked files. Only writes asked for by an idle store (and flush,
-   * and the racily-clean recheck) do: under load the index is written with zeroed stat data for
-   * what changed (git compares those files itself), and the files are checked once it is idle.
+   * The next write checks the marked files. Only writes for a lone change or once changes stopped
+   * (and flush, and the racily-clean recheck) do: under load the index is written with zeroed stat
+   * data for what changed (git compares those files itself), and the files are checked once it is idle.
    */
   private checkDue = false;
-  private failing = false;
+  /** Since when writes fail (performance.now()), and whether that was told. */
+  private failingSince: number | undefined;
+  private told = false;
   private closed = false;
 
   constructor(private readonly opts: IndexKeeperOptions) {}
@@ -136,11 +147,19 @@ export class GitIndexKeeper {
     this.disarm();
   }
 
+  /**
+   * A lone change (the store idle, and quiet before it) is written at once, files checked. Changes
+   * in a row (a storm, or one change after another) are written once they stop (quiet for
+   * QUIET_MS: files checked), or every MAX_WAIT_MS meanwhile (not checked).
+   */
   private request(idle: boolean): void {
     const now = performance.now();
-    if (idle) this.checkDue = true;
+    const quiet = this.opts.quietMs ?? QUIET_MS;
+    const lone = idle && now - this.lastRequestAt >= quiet;
+    this.lastRequestAt = now;
+    if (lone) this.checkDue = true;
     this.firstDueAt ??= now + (this.opts.maxWaitMs ?? MAX_WAIT_MS);
-    const wanted = Math.min(idle ? now : now + (this.opts.quietMs ?? QUIET_MS), this.firstDueAt);
+    const wanted = lone ? now : Math.min(now + quiet, this.firstDueAt);
     this.debounceAt = Math.max(wanted, this.lastWriteAt + Math.max(MIN_GAP_MS, COST_SHARE * this.lastWriteMs));
     this.arm();
   }
@@ -186,6 +205,7 @@ export class GitIndexKeeper {
     let ms = 0;
     let t0 = performance.now();
     this.applyUpTo(head);
+    if (performance.now() - this.lastRequestAt >= (this.opts.quietMs ?? QUIET_MS) - 1) this.checkDue = true;
     const checked = this.checkDue ? [...this.dirty] : [];
     this.checkDue = false;
     for (const p of checked) this.dirty.delete(p);
@@ -206,15 +226,16 @@ export class GitIndexKeeper {
       result = writeIndexFile(this.opts.gitdir, assembleIndex(this.order.map((p) => this.encoded(p))));
     } catch (err) {
       this.recheck(checked);
-      this.fail(new Error(`git's index not written (retried): ${(err as Error).message}`));
+      this.fail(new Error(`git's index not written (retried): ${(err as Error).message}`), 0);
       return;
     }
     if (!result.written) {
       this.recheck(checked);
-      this.fail(new Error(`${path.join(this.opts.gitdir, 'index.lock')} exists: another git process holds git's index; mayu writes it once the lock is gone`));
+      this.fail(new Error(`${path.join(this.opts.gitdir, 'index.lock')} exists: another git process holds git's index; mayu writes it once the lock is gone`), this.opts.lockReportMs ?? LOCK_REPORT_MS);
       return;
     }
-    this.failing = false;
+    this.failingSince = undefined;
+    this.told = false;
     this.changed = false;
     this.lastWriteAt = performance.now();
     this.lastWriteMs = ms + (this.lastWriteAt - t0);
@@ -242,9 +263,13 @@ export class GitIndexKeeper {
     if (paths.length > 0) this.checkDue = true;
   }
 
-  private fail(err: Error): void {
-    if (!this.failing) this.opts.onError(err);
-    this.failing = true;
+  private fail(err: Error, reportAfterMs: number): void {
+    const now = performance.now();
+    this.failingSince ??= now;
+    if (!this.told && now - this.failingSince >= reportAfterMs) {
+      this.told = true;
+      this.opts.onError(err);
+    }
     this.retryAt = performance.now() + (this.opts.retryMs ?? RETRY_MS);
     this.arm();
   }

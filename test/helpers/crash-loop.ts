@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitSubjectCounts, strayRefs } from './storm-checks.ts';
+import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitStatusPorcelain, gitSubjectCounts, strayRefs } from './storm-checks.ts';
 import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormPace, type StormResult } from './storm-client.ts';
 import { PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from './storm-env.ts';
 
@@ -174,6 +174,9 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
   violations.push(...checkFinalHosts(apiHosts, confs, serials, PROFILE_QUANTITIES));
   const fsck = gitFsckResult(env.clusterDir);
   if (!fsck.ok && !seenFsck.has(fsck.output)) violations.push(`at the end: git fsck --full failed:\n${fsck.output}`);
+  // The clean stop left git's index equal to HEAD and the working tree in step with it.
+  const status = gitStatusPorcelain(env.clusterDir);
+  if (status) violations.push(`at the end: git status --porcelain is not empty:\n${status.split('\n').slice(0, 5).join('\n')}`);
   // Leftovers of killed writes must be cleaned up by the restarts, not pile up forever.
   const garbage = gitGarbage(env.clusterDir);
   if (garbage.count) violations.push(`at the end: ${garbage.count} garbage files (${garbage.kib} KiB) under .git/objects left by killed processes: ${garbage.files.slice(0, 5).join(', ')}`);
