@@ -222,6 +222,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         // Logged once per episode (start and end) by the storage watch, not once per batch.
         onMirrorError: (err) => storage.mirrorFailed(err),
         onCheckpointError: (err) => storage.checkpointFailed(err),
+        onIndexError: (err) => logger.warn({ err }, 'git\'s index (.git/index) not written yet (retried; the changes are in git)'),
         // Pushed once git has them: under load git trails the answers by ~0.1 s.
         onCheckpoint: () => {
           storage.checkpointSucceeded();

@@ -18,6 +18,8 @@ import {
 } from '../git/objects.ts';
 import { writeCheckpoint } from '../git/checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
+import { GitIndexKeeper, type TreeChange } from '../git/index-keeper.ts';
+import { indexChanges } from './git-index-changes.ts';
 import { PackBuilder } from '../git/pack.ts';
 import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/refs.ts';
 import { packRecords, replayCommits, stillNeeded } from '../git/replay.ts';
@@ -40,7 +42,8 @@ import { WorkingTree, type FileCheck } from './working-tree.ts';
 // ref: at once when the store is idle (the change is acknowledged after it, so git shows it),
 // else at most every CHECKPOINT_INTERVAL_MS, many batches at a time. Packs are merged in the
 // background (git/compaction.ts). The files in the working tree (<serial>/conf.json,
-// cluster.json) mirror the newest commit for operators.
+// cluster.json) mirror the newest commit for operators; git's index (.git/index) is kept equal
+// to the branch on disk (git/index-keeper.ts), so `git status` there is clean when mayu is idle.
 //
 // Operators work in the repo too. The ref moves only by compare-and-swap from mayu's last
 // commit: commits made outside mayu are read, checked and taken (mayu's own commits not yet in
@@ -86,6 +89,8 @@ export interface GitStoreOptions {
   onCheckpoint?: () => void;
   /** Told when journaled changes could not be written to git yet (they stand; it is retried). */
   onCheckpointError?: (err: Error) => void;
+  /** Told (once per episode) when git's index could not be written, e.g. an operator's git holds index.lock; retried. */
+  onIndexError?: (err: Error) => void;
   /** The write-ahead journal (tests wrap the real one to make appends fail). */
   openJournal?: (gitdir: string) => Promise<Journal>;
   observer?: StoreObserver;
@@ -148,6 +153,8 @@ interface Unflushed {
   serials: ReadonlySet<string>;
   /** Order of acknowledgement (kept by a replay), for flushHistory. */
   seq: number;
+  /** Its tree changes for git's index, in commit order. */
+  indexChanges: TreeChange[];
 }
 
 /** Who mayu's commits are by: 0.11's identity, so history reads the same across the switch. */
@@ -176,6 +183,7 @@ export class GitStore implements HostStore {
   private readonly pending = new PendingBySerial();
   private readonly reader: GitObjectReader;
   private readonly runner: CompactionRunner | undefined;
+  private readonly index: GitIndexKeeper;
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
@@ -210,6 +218,7 @@ export class GitStore implements HostStore {
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
     this.tree = new WorkingTree(opts.dir);
+    this.index = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError, onWritten: opts.observer.indexWritten });
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
@@ -225,6 +234,7 @@ export class GitStore implements HostStore {
       onMirrorError: options.onMirrorError ?? (() => {}),
       onCheckpoint: options.onCheckpoint ?? (() => {}),
       onCheckpointError: options.onCheckpointError ?? (() => {}),
+      onIndexError: options.onIndexError ?? (() => {}),
       openJournal: options.openJournal ?? ((gitdir) => GitJournal.open(gitdir)),
       observer: options.observer ?? {},
       checkEdits: options.checkEdits ?? (() => []),
@@ -323,6 +333,7 @@ export class GitStore implements HostStore {
     clearTimeout(this.checkpointTimer);
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
+    await this.index.close();
     // Leave the repo at rest merged (geometrically): a storm can end with the merges behind by
     // many packs, and the newest packs hold their records uncompressed until merged.
     const limit = this.opts.compactAfterPacks;
@@ -336,6 +347,11 @@ export class GitStore implements HostStore {
     if (inGit) await this.journal.clear();
     await this.journal.close();
     await writeFileAtomic(path.join(this.opts.dir, '.git', CLEAN_STOP), '');
+  }
+
+  /** Resolves once git's index is written for every change git has (it is otherwise written shortly after). */
+  flushIndex(): Promise<void> {
+    return this.index.flush();
   }
 
   /** Merges every pack and loose object into one pack now (on demand); waits for a running compaction first. */
@@ -385,6 +401,7 @@ export class GitStore implements HostStore {
       this.journal.checkpointed(batches.flatMap((b) => b.tickets));
       this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
       this.gitHead = batches.at(-1)!.head;
+      this.index.checkpointed(this.gitHead, this.mirrored, this.unflushed.length === 0);
       this.opts.onCheckpoint();
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
@@ -459,6 +476,7 @@ export class GitStore implements HostStore {
       await writeFileAtomic(path.join(gitdir, 'config'), NEW_REPO_CONFIG);
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
       this.journal = await this.opts.openJournal(gitdir);
+      this.index.open(undefined, this.mirrored);
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
@@ -470,6 +488,7 @@ export class GitStore implements HostStore {
       this.journal = await this.opts.openJournal(gitdir);
       await this.completeFromJournal(gitdir);
       await this.reconcileWorkingTree(await this.loadHead());
+      this.index.open(this.gitHead, this.mirrored);
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
@@ -726,6 +745,7 @@ export class GitStore implements HostStore {
       unflushed = {
         parent: startHead, head: this.head!, objects, tickets: [ticket], memoryPack,
         commits: items.map((i) => i.commit!), serials: new Set(items.flatMap((i) => (i.serial === undefined ? [] : [i.serial]))), seq: this.batchSeq++,
+        indexChanges: indexChanges(items, { cluster: CLUSTER_FILE, host: HOST_FILE }),
       };
     } catch (err) {
       this.root = startRoot;
@@ -735,6 +755,7 @@ export class GitStore implements HostStore {
       throw new NotStoredError(err);
     }
     this.unflushed.push(unflushed);
+    this.index.recordBatch(unflushed.head, unflushed.indexChanges);
     // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and
     // is acknowledged after it. Under load, acknowledgements do not wait for git.
     const toGit = !this.checkpointRun && this.unflushed.length === 1 ? this.runCheckpoint() : undefined;
@@ -938,6 +959,8 @@ export class GitStore implements HostStore {
     }
     if (problems.length > 0) {
       const subjects = outside.commits.map((c) => c.commit.message.split('\n')[0]).slice(-3);
+      // git's index follows the branch the operator left (so their `git revert` finds it clean).
+      if (found) this.index.open(found, this.mirrored);
       this.setRefusedHead({ head: found, source: `commit ${found?.slice(0, 12) ?? '(none)'}${subjects.length ? ` (${subjects.join(' | ')})` : ''}`, problems });
       return;
     }
@@ -969,6 +992,9 @@ export class GitStore implements HostStore {
     for (const c of outside.commits) this.history_.record(c.oid, c.commit.message.replace(/\n$/, ''), c.commit.timestamp);
     for (const c of rebased?.commits ?? []) this.history_.record(c.oid, c.message.replace(/\n$/, ''), c.timestamp);
     for (const h of taken) this.mirrorAdopted(h);
+    // git's index follows the new branch (an operator's `git commit` may have written it already).
+    this.index.open(outside.head, this.mirrored);
+    if (rebased) this.index.recordBatch(rebased.batch.head, rebased.batch.indexChanges);
     if (taken.length > 0) {
       const messages = outside.commits.map((c) => c.commit.message.split('\n')[0]!);
       this.opts.onAdopted(taken.map((h) => ({ serial: h.serial, before: before.get(h.serial), after: h.host, commit: outside.head, messages })));
@@ -986,6 +1012,7 @@ export class GitStore implements HostStore {
     const batch: Unflushed = {
       parent: outside.head, head: replayed.head, objects: packed.objects, tickets: [...old.flatMap((u) => u.tickets), ticket], memoryPack,
       commits: replayed.commits.map((c) => c.oid), serials: new Set(old.flatMap((u) => [...u.serials])), seq: old.at(-1)!.seq,
+      indexChanges: old.flatMap((u) => u.indexChanges),
     };
     return { batch, root: replayed.root, commits: replayed.commits };
   }

@@ -76,6 +76,8 @@ export interface StoreObserver {
   batchWritten?(size: number): void;
   /** A batch could not be made durable: its `changes` (and those queued behind it) were refused and rolled back. */
   batchFailed?(err: Error, changes: number): void;
+  /** git's index was written (git mode): its entries, the files checked since the last write, the write's own time. */
+  indexWritten?(info: { entries: number; checked: number; ms: number }): void;
 }
 
 export class StoreError extends Error {}
