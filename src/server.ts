@@ -318,6 +318,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (e.installFailure) logger.warn({ serial: e.serial, stage: e.installFailure.Stage, reason: e.installFailure.Reason, state: e.installFailure.State, commit: e.commit }, 'install failed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
+      stuckWatch?.observe(e);
       events.publish(e);
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
@@ -326,10 +327,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const host = c.after ?? c.before;
     if (!host) return;
     dnsmasq?.hostsChanged();
-    events.publish({ serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) });
+    const e = { serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) };
+    stuckWatch?.observe(e);
+    events.publish(e);
   };
-  // Stuck installs: every change published (mayu's, operators', other replicas') moves its
-  // since-times; it publishes one event per episode itself.
+  // Stuck installs: every change published (mayu's, operators', other replicas': observe() above)
+  // moves its since-times; it publishes one event per episode itself.
   stuckWatch = new StuckWatch({
     store,
     afterMs: config.stuck_installs.after_seconds * 1000,
@@ -339,7 +342,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     onRebuildError: (err) => logger.error({ err }, 'stuck installs: could not read since-times from history'),
   });
   const watch = stuckWatch;
-  events.subscribe((e) => watch.observe(e));
   watch.start();
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const dnsmasqNotReady = () => {
