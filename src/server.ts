@@ -27,6 +27,7 @@ import { loadTemplates, RenderError, type TemplateKey } from './render/renderer.
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
 import { MayuService, type HostChangeEvent } from './service/mayu-service.ts';
+import { StuckWatch } from './service/stuck-watch.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { StorageWatch } from './store/disk-space.ts';
 import { FileStore } from './store/file-store.ts';
@@ -138,6 +139,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Made once the store is open; only in git mode (--no-git ignores audit_push).
   let auditPush: AuditPusher | undefined;
   let outsideProblems: OutsideProblem[] = [];
+  // Stuck installs (README "Stuck installs"); made once the store is open.
+  let stuckWatch: StuckWatch | undefined;
   // The cluster directory's disk: failed writes, free space, the new-host guard (README "Full or failing disk").
   const storage = new StorageWatch({
     dir: opts.clusterDir,
@@ -153,6 +156,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
     auditPush: config.audit_push && (opts.useGit || opts.etcdStore) ? () => auditPush?.status() : undefined,
     refusedOutsideChanges: opts.useGit ? () => outsideProblems.length : undefined,
+    stuckHosts: () => stuckWatch?.counts() ?? new Map(),
     storage: () => {
       storage.sample();
       return storage.status();
@@ -315,6 +319,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (e.installFailure) logger.warn({ serial: e.serial, stage: e.installFailure.Stage, reason: e.installFailure.Reason, state: e.installFailure.State, commit: e.commit }, 'install failed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
+      stuckWatch?.observe(e);
       events.publish(e);
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
@@ -323,8 +328,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const host = c.after ?? c.before;
     if (!host) return;
     dnsmasq?.hostsChanged();
-    events.publish({ serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) });
+    const e = { serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) };
+    stuckWatch?.observe(e);
+    events.publish(e);
   };
+  // Stuck installs: every change published (mayu's, operators', other replicas': observe() above)
+  // moves its since-times; it publishes one event per episode itself.
+  stuckWatch = new StuckWatch({
+    store,
+    afterMs: config.stuck_installs.after_seconds * 1000,
+    now: opts.now && (() => opts.now!().getTime()),
+    publish: (e) => events.publish(e),
+    onStuck: (s) => logger.warn({ serial: s.Serial, state: s.State, since: s.Since, seconds: s.Seconds }, 'install stuck'),
+    onRebuildError: (err) => logger.error({ err }, 'stuck installs: could not read since-times from history'),
+  });
+  const watch = stuckWatch;
+  watch.start();
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const dnsmasqNotReady = () => {
     if (!runsDnsmasq) return [];
@@ -369,7 +388,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
     return createApp({
       service, outputs, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
-      admin: { powerHook, auditPush },
+      admin: { powerHook, auditPush, stuck: watch },
       unavailable: () => etcdStore?.notReadyReasons()[0],
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
@@ -416,6 +435,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await dnsmasq?.close();
       await discovery.backend?.close();
       await powerHook?.close();
+      watch.close();
       await auditPush?.close();
       await store.close();
       await storage.close();

@@ -118,6 +118,10 @@ export const configSchema = z
         timeout_ms: z.number().int().min(1_000).default(120_000),
       })
       .optional(),
+    /** Stuck-install detection (README "Stuck installs"): the threshold; default an hour. */
+    stuck_installs: z
+      .strictObject({ after_seconds: z.number().min(1).max(7 * 24 * 3600).default(3600) })
+      .prefault({}),
     /** The etcd store (`mayu serve --store etcd`, README "Replicas with etcd"). */
     etcd: z
       .strictObject({
@@ -155,6 +159,6 @@ export type StorageConfig = z.infer<typeof storageSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'stuck_installs'],
   network: Object.keys(networkSchema.shape),
 };

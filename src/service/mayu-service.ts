@@ -16,6 +16,7 @@ import {
 import type { Host, HostState, OverrideValue } from '../core/host.ts';
 import type { Profile } from '../core/profiles.ts';
 import { normalizeSerial } from '../core/serial.ts';
+import type { StuckHost } from '../core/stuck.ts';
 import type { CommitInfo, HostStore } from '../store/store.ts';
 
 /** 400 `host doesn't exist`, verbatim from 0.11. */
@@ -37,6 +38,8 @@ export interface HostChangeEvent {
   commit?: string;
   /** The change is an install failure the installer reported (the host itself is unchanged). */
   installFailure?: InstallFailure;
+  /** Not a change: the host became stuck in its state (service/stuck-watch.ts); nothing was written. */
+  stuck?: StuckHost;
 }
 
 /** GET /admin/host/<serial>/install-failures: the host's failure log and the one that still stands. */

@@ -104,8 +104,9 @@ export async function runMayuctl(
           })
           .option('legend', { type: 'boolean', default: true, describe: 'print the column headers (--no-legend omits them)' })
           .option('json', { ...jsonOpt, describe: 'print the hosts as JSON (ignores --fields)' })
-          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change, deletions included (Ctrl-C ends)' }),
-      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json, watch: a.watch })),
+          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change, deletions included (Ctrl-C ends)' })
+          .option('stuck', { type: 'boolean', default: false, describe: 'only hosts stuck in installing, or configured after a reinstall request (config stuck_installs), with SINCE and FOR' }),
+      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json, watch: a.watch, stuck: a.stuck })),
     )
     .command(
       'events',

@@ -125,6 +125,11 @@ export class MayuClient {
     return this.getJson(`/admin/host/${encodeURIComponent(serial)}/power-hook`);
   }
 
+  /** GET /admin/stuck → the raw JSON answer (README "Stuck installs"). */
+  stuck(): Promise<unknown> {
+    return this.getJson('/admin/stuck');
+  }
+
   /** DELETE /admin/host/<serial>; mayu answers 204 once the deletion is committed. */
   async deleteHost(serial: string): Promise<void> {
     await this.request('DELETE', `/admin/host/${encodeURIComponent(serial)}`);
