@@ -3,6 +3,7 @@
 import { AuthRequired, followEvents, getJson, NotFound, setToken, token } from './api.js';
 import { confLines, jsonLineKey, lineDiff, withContext } from './diff.js';
 import { barChart, h } from './dom.js';
+import { mountPending } from './pending.js';
 
 const STATES = ['unknown', 'configured', 'installing', 'installed', 'running'];
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -185,10 +186,13 @@ function renderOverview() {
     h('section', { class: 'charts' },
       h('figure', { id: 'by-state' }),
       h('figure', { id: 'by-profile' })),
+    h('section', { id: 'pending', hidden: true }),
     h('section', {},
       h('h2', {}, 'Machines ', h('span', { id: 'host-count', class: 'muted' })),
       h('div', { id: 'table' })),
   );
+  // Machines waiting for admission (issue 17): src/ui/pending.js.
+  if (session) mountPending(/** @type {HTMLElement} */ (document.getElementById('pending')), session.signal, failed);
   renderOverviewParts();
 }
 
