@@ -235,3 +235,22 @@ describe('admission mode open (the default)', () => {
     assert.ok(!filesAtHead(mayu).some((f) => f.startsWith('_admission/')), 'open mode records nobody');
   });
 });
+
+describe('admission with --no-git', () => {
+  it('keeps the records as plain files across a restart; approval creates the host', async () => {
+    const { dir, config } = await configWith('admission:\n  mode: approve\n');
+    let mayu = await startMayu({ workDir: dir, config, args: ['--no-git'] });
+    try {
+      assert.match(await (await fetch(`${mayu.url}/first-stage-script/ng-1`)).text(), /waits for an operator/);
+      assert.equal(JSON.parse(await readFile(path.join(mayu.clusterDir, '_admission/ng-1.json'), 'utf8')).Status, 'pending');
+      await mayu.stop();
+      mayu = await startMayu({ workDir: dir, config, args: ['--no-git'] });
+      assert.deepEqual((await pending(mayu)).Machines.map((m) => m.Serial), ['ng-1']);
+      assert.equal((await put(mayu, '/admin/host/ng-1/approve')).status, 200);
+      assert.deepEqual(await hostSerials(mayu), ['ng-1']);
+      await assert.rejects(readFile(path.join(mayu.clusterDir, '_admission/ng-1.json')), { code: 'ENOENT' });
+    } finally {
+      await mayu.stop();
+    }
+  });
+});

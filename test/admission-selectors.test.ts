@@ -19,6 +19,10 @@ const PROFILES = `profiles:
     tags: ["kind=vm"]
     selector:
       macs: ["52:54:00:AA"]
+  - name: fast-nic
+    quantity: 5
+    selector:
+      nic_drivers: [ixgbe, i40e]
   - name: dual-nic
     quantity: 5
     tags: ["nics=2"]
@@ -71,6 +75,16 @@ describe('profile selectors', () => {
     await fetch(`${mayu.url}/ipxebootscript?serial=pc-1&mac=00-25-90-01-01-01&uuid=x`);
     await fetch(`${mayu.url}/first-stage-script/pc-1`);
     assert.equal(await profileOf(mayu, 'pc-1'), 'core', 'another vendor: not vm');
+  });
+
+  it('a NIC driver matches the installer\'s NetDevs[].Driver; a bad Driver is a 400', async () => {
+    const data = { ...hostData('nd-1', '00:25:90:00:01:01'), NetDevs: [{ Name: 'eno1', MacAddress: '00:25:90:00:01:01', Driver: 'ixgbe' }] };
+    assert.equal((await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(data) })).status, 200);
+    assert.equal(await profileOf(mayu, 'nd-1'), 'fast-nic');
+    const bad = { ...data, Serial: 'nd-2', NetDevs: [{ ...data.NetDevs[0], Driver: '../x' }] };
+    const res = await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(bad) });
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /NetDevs\[0\]\.Driver: invalid driver name/);
   });
 
   it('a NIC count matches the installer\'s NICs', async () => {

@@ -168,7 +168,7 @@ export class AdmissionService implements AdmissionGate {
   /** What is known of the machine: the installer's NICs, else the MAC it netbooted from (iPXE), else its record's. */
   private facts(serial: string, data: HostData | undefined, record: AdmissionRecord | undefined): Omit<MachineFacts, 'serial'> {
     if (data && data.NetDevs.length > 0) {
-      const drivers = data.NetDevs.map((d) => (d as { Driver?: string }).Driver).filter((d): d is string => typeof d === 'string');
+      const drivers = data.NetDevs.flatMap((d) => (d.Driver ? [d.Driver] : []));
       return { macs: data.NetDevs.map((d) => d.MacAddress), nicCount: data.NetDevs.length, ...(drivers.length ? { nicDrivers: drivers } : {}) };
     }
     const mac = this.bootMacs.get(serial);
