@@ -26,6 +26,7 @@ import { compileShellCommand, ShellCommandError } from './render/shell-command.t
 import { loadTemplates, RenderError, type TemplateKey } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
+import { openAdmission } from './service/open-admission.ts';
 import { MayuService, type HostChangeEvent } from './service/mayu-service.ts';
 import { StuckWatch } from './service/stuck-watch.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
@@ -313,7 +314,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     observeCommit: metrics.commit,
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
     admitNewHost: () => storage.admitNewHost(),
+    admission: { admit: (serial, data) => admission?.admit(serial, data) ?? {} },
   });
+  // issue 17: admission modes, the inventory, selectors' facts (src/service/open-admission.ts).
+  const admission = await openAdmission({ store, clusterDir: opts.clusterDir, config, configFile: opts.configFile, profiles: loaded.profiles, service, now: opts.now, logger })
+    .catch(async (err: unknown) => {
+      for (const s of [server, tlsServer]) s?.close();
+      await store.close();
+      throw err;
+    });
   onHostChange = (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, commit: e.commit, deleted: e.deleted }, 'host changed');
       if (e.installFailure) logger.warn({ serial: e.serial, stage: e.installFailure.Stage, reason: e.installFailure.Reason, state: e.installFailure.State, commit: e.commit }, 'install failed');
@@ -387,7 +396,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       adminApiPort: tlsPort,
     };
     return createApp({
-      service, outputs, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
+      service, outputs, admission: admission && { service: admission, mayuUrl }, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
       admin: { powerHook, auditPush, stuck: watch },
       unavailable: () => etcdStore?.notReadyReasons()[0],
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },

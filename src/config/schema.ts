@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ipv4ToInt, isIpv4 } from '../core/addresses.ts';
+import { admissionSchema, selectorSchema } from './selector-schema.ts';
 
 // mayu 0.11's config.yaml, accepted unchanged, plus a few documented additions (README).
 // Keys we do not know are reported as warnings, not errors, so configs of later 0.x versions load.
@@ -24,6 +25,8 @@ export const profileSchema = z.strictObject({
   etcd_cluster_token: z.string().optional(),
   /** Only in profiles/*.yaml: position among the profile files (lower first). */
   order: z.number().optional(),
+  /** Which machines the profile may take (issue 17, src/config/selector-schema.ts). */
+  selector: selectorSchema.optional(),
 });
 
 export const networkSchema = z.looseObject({
@@ -100,6 +103,8 @@ export const configSchema = z
     use_ignition: z.boolean().default(false),
     security: securitySchema,
     storage: storageSchema,
+    /** Which machines get a host (issue 17, src/config/selector-schema.ts). */
+    admission: admissionSchema,
     /** Command run when a reinstall is requested (README "Host lifecycle"). */
     power_hook: z
       .strictObject({
@@ -159,6 +164,6 @@ export type StorageConfig = z.infer<typeof storageSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'stuck_installs'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'stuck_installs', 'admission'],
   network: Object.keys(networkSchema.shape),
 };

@@ -4,6 +4,7 @@ import { allocateAddress, isIpv4, type IpRange } from './addresses.ts';
 import { cloneHost, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
 import type { HostData } from './host-data.ts';
 import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from './profiles.ts';
+import type { MachineFacts } from './selectors.ts';
 import { assertTransition } from './states.ts';
 
 export interface Step {
@@ -32,6 +33,8 @@ export interface CreationContext {
   randomBytes: Uint8Array;
   /** Use this profile instead of the first one with room (dry-run previews of a chosen profile). */
   profile?: Profile;
+  /** What is known about the machine beyond its serial (MACs, NICs), for profile selectors. */
+  facts?: Omit<MachineFacts, 'serial'>;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -57,7 +60,7 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   host = { ...host, InternalAddr: allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr)) };
   steps.push({ message: 'updated host InternalAddr', host });
 
-  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, countByProfile(hosts)));
+  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, countByProfile(hosts), { ...ctx.facts, serial }));
   steps.push({ message: 'updated host profile and metadata', host });
 
   if (!host.EtcdClusterToken) {

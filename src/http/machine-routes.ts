@@ -8,6 +8,8 @@ import { readJson } from './body.ts';
 import { HttpError } from './errors.ts';
 import { sendFile } from './file-response.ts';
 import type { Outputs } from '../render/outputs.ts';
+import { firstStageWaitScript, ipxeWaitScript } from '../render/wait-scripts.ts';
+import { NotAdmittedError, type AdmissionService } from '../service/admission-service.ts';
 
 // Routes the netbooting machine calls, in boot order (protocol section 1).
 
@@ -20,6 +22,8 @@ export interface MachineRouteDeps {
   version: string;
   /** OS image version of a host without its own (config default_coreos_version). */
   defaultImageVersion: string;
+  /** Admission control (issue 17): machines not admitted are answered scripts that wait and ask again. */
+  admission?: { service: AdmissionService; mayuUrl: string };
 }
 
 export function machineRoutes(deps: MachineRouteDeps): Router {
@@ -44,7 +48,16 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
       const v = ctx.query[name];
       return Array.isArray(v) ? v[0] : v;
     };
-    const host = await service.findBootHost({ serial: param('serial'), mac: param('mac'), uuid: param('uuid') });
+    const query = { serial: param('serial'), mac: param('mac'), uuid: param('uuid') };
+    const host = await service.findBootHost(query);
+    // issue 17: a machine with no host that may not install yet loops in iPXE (waits, asks again).
+    const waits = host ? undefined : deps.admission?.service.checkBoot(query, ctx.ip);
+    if (waits) {
+      await waits.recorded;
+      ctx.state.log = { boot: 'wait', admission: waits.status, host: waits.serial };
+      Object.assign(ctx, text(ipxeWaitScript(deps.admission!.mayuUrl, waits.serial, waits.status, waits.retrySeconds)));
+      return;
+    }
     const localDisk = bootsFromLocalDisk(host);
     ctx.state.log = { boot: localDisk ? 'local-disk' : 'installer', host: host?.Serial ?? null };
     Object.assign(ctx, text(localDisk ? outputs.ipxeLocalBoot(host!) : outputs.ipxeScript()));
@@ -76,13 +89,27 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
   router.head('/images/:serial/install_image.bin.bz2', installImage);
 
   router.get('/first-stage-script/:serial', async (ctx) => {
-    const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
-    Object.assign(ctx, text(body));
+    try {
+      const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
+      Object.assign(ctx, text(body));
+    } catch (err) {
+      if (!(err instanceof NotAdmittedError) || !deps.admission) throw err;
+      await err.recorded;
+      ctx.state.log = { admission: err.status };
+      Object.assign(ctx, text(firstStageWaitScript(deps.admission.mayuUrl, err.serial, err.status, err.retrySeconds)));
+    }
   });
 
   const finalConfig = (route: string, render: (h: Host) => string, type: string): RouterMiddleware => async (ctx) => {
     const data = parseHostData(await readJson(ctx, route));
-    const { body } = await service.recordHostData(data, render);
+    let body: string;
+    try {
+      ({ body } = await service.recordHostData(data, render));
+    } catch (err) {
+      if (!(err instanceof NotAdmittedError)) throw err;
+      await err.recorded;
+      throw new HttpError(403, `${err.message}; it must fetch its first-stage script once admitted`);
+    }
     Object.assign(ctx, text(body, type));
   };
   router.post('/final-cloud-config.yaml', finalConfig('final-cloud-config', (h) => outputs.cloudConfig(h), 'text/yaml; charset=utf-8'));

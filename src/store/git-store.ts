@@ -28,8 +28,8 @@ import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './
 import { isReservedName, isSerialName, readOutsideCommits, type OutsideCommits } from './outside-commits.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import {
-  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HistoryPendingError, HostEditRefusedError, hostCommitMessage, StoreError,
-  type AdoptedChange, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
+  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HistoryPendingError, HostEditRefusedError, hostCommitMessage, RECORD_FOLDERS, StoreError,
+  type AdoptedChange, type RecordWrite, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
 } from './store.ts';
 import { WorkingTree, type FileCheck } from './working-tree.ts';
 
@@ -136,6 +136,8 @@ interface WriteItem {
   undo?: { prev: HostSnapshot };
   /** Set by writeBatch: the commit this item became. */
   commit?: string;
+  /** A commit of files under reserved folders (admission records) instead of a host's. */
+  records?: { writes: readonly RecordWrite[]; undo: { folder: string; name: string; prev: string | undefined }[] };
 }
 
 /** A batch acknowledged from the journal, not yet in git. */
@@ -211,6 +213,10 @@ export class GitStore implements HostStore {
   private readonly refusedEdits = new Map<string, OutsideProblem>();
   private outsideTimer: NodeJS.Timeout | undefined;
   private batchSeq = 0;
+  /** Files of the RECORD_FOLDERS (folder → name → text), as applied so far. */
+  private readonly recordFiles = new Map<string, Map<string, string>>();
+  /** Their trees as the newest commit has them (folder → tree id and entries). */
+  private recordTrees = new Map<string, { oid: string; entries: TreeEntry[] }>();
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
     this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten, opts.observer.batchFailed);
@@ -294,6 +300,48 @@ export class GitStore implements HostStore {
     });
     await this.pending.track(serial, Promise.all(items.map((item) => this.writer.submit(item))));
     return items.at(-1)!.commit;
+  }
+
+  records(folder: string): ReadonlyMap<string, string> {
+    return this.recordFiles.get(folder) ?? new Map();
+  }
+
+  /** One commit of files under reserved folders (admission records); as apply(), memory at once. */
+  async applyRecords(writes: readonly RecordWrite[], message: string): Promise<string | undefined> {
+    if (this.closed) throw new StoreError('store is closed');
+    const undo = writes.map((w) => ({ folder: w.folder, name: w.name, prev: this.setRecord(w.folder, w.name, w.content) }));
+    const item: WriteItem = { message, content: '', records: { writes, undo } };
+    await this.writer.submit(item);
+    return item.commit;
+  }
+
+  /** Sets one record file in memory; returns what it held. */
+  private setRecord(folder: string, name: string, content: string | undefined): string | undefined {
+    if (!RECORD_FOLDERS.includes(folder)) throw new StoreError(`${folder}: not a record folder`);
+    let files = this.recordFiles.get(folder);
+    if (!files) this.recordFiles.set(folder, (files = new Map()));
+    const prev = files.get(name);
+    if (content === undefined) files.delete(name);
+    else files.set(name, content);
+    return prev;
+  }
+
+  /** Reads the record folders as `root` has them (at load, and after outside commits). */
+  private async loadRecords(root: readonly TreeEntry[]): Promise<void> {
+    for (const folder of RECORD_FOLDERS) {
+      const entry = root.find((e) => e.name === folder && e.mode === TREE_MODE);
+      if (this.recordTrees.get(folder)?.oid === entry?.oid && (entry || !this.recordTrees.has(folder))) continue;
+      const files = new Map<string, string>();
+      if (!entry) {
+        this.recordTrees.delete(folder);
+        this.recordFiles.set(folder, files);
+        continue;
+      }
+      const entries = parseTree((await this.reader.read(entry.oid)).content);
+      for (const f of entries) if (f.mode === FILE_MODE) files.set(f.name, (await this.reader.read(f.oid)).content.toString('utf8'));
+      this.recordTrees.set(folder, { oid: entry.oid, entries });
+      this.recordFiles.set(folder, files);
+    }
   }
 
   /** As apply(): memory changes at once, resolves with the removal's commit id once durable. */
@@ -646,6 +694,8 @@ export class GitStore implements HostStore {
     this.root = new RootTree(tree);
     const clusterEntry = tree.find((e) => e.name === CLUSTER_FILE);
     if (clusterEntry) this.cluster = parseClusterJson((await this.reader.read(clusterEntry.oid)).content.toString('utf8'));
+    await this.loadRecords(tree);
+    for (const [folder, files] of this.recordFiles) for (const [name, text] of files) this.tree.writeRecord(folder, name, text, true);
     const hostDirs = tree.filter((e) => e.mode === TREE_MODE && !isReservedName(e.name));
     await forEachLimit(hostDirs, 16, async (e) => {
       try {
@@ -685,6 +735,7 @@ export class GitStore implements HostStore {
   private async writeBatchNow(items: WriteItem[]): Promise<BatchWritten> {
     const startRoot = this.root.clone();
     const startHead = this.head;
+    const startRecordTrees = new Map(this.recordTrees);
     const roots: { oid: string; content: Buffer }[] = [];
     const others = new Map<string, { type: ObjectType; content: Buffer }>();
     const add = (type: ObjectType, content: Buffer) => {
@@ -695,8 +746,10 @@ export class GitStore implements HostStore {
     let unflushed: Unflushed;
     try {
       for (const item of items) {
-        const blobOid = item.remove ? '' : add('blob', Buffer.from(item.content, 'utf8'));
-        if (item.remove) {
+        const blobOid = item.remove || item.records ? '' : add('blob', Buffer.from(item.content, 'utf8'));
+        if (item.records) {
+          this.writeRecordTrees(item.records.writes, add);
+        } else if (item.remove) {
           this.root.remove(item.serial!, TREE_MODE);
         } else if (item.serial === undefined) {
           this.root.set({ mode: FILE_MODE, name: CLUSTER_FILE, oid: blobOid });
@@ -750,6 +803,7 @@ export class GitStore implements HostStore {
     } catch (err) {
       this.root = startRoot;
       this.head = startHead;
+      this.recordTrees = startRecordTrees;
       this.history_.forgetAfter(startHead);
       // disk-full: nothing of the batch stands; the answer is a 507 (src/fs/write-errors.ts).
       throw new NotStoredError(err);
@@ -768,6 +822,26 @@ export class GitStore implements HostStore {
     return { followUp: Promise.all([this.mirrored, toGit]).then(() => undefined) };
   }
 
+  /** The record folders' trees with these files written, set in the root tree. */
+  private writeRecordTrees(writes: readonly RecordWrite[], add: (type: ObjectType, content: Buffer) => string): void {
+    for (const folder of new Set(writes.map((w) => w.folder))) {
+      const entries = new Map((this.recordTrees.get(folder)?.entries ?? []).map((e) => [e.name, e]));
+      for (const w of writes.filter((x) => x.folder === folder)) {
+        if (w.content === undefined) entries.delete(w.name);
+        else entries.set(w.name, { mode: FILE_MODE, name: w.name, oid: add('blob', Buffer.from(w.content, 'utf8')) });
+      }
+      if (entries.size === 0) {
+        this.root.remove(folder, TREE_MODE);
+        this.recordTrees.delete(folder);
+        continue;
+      }
+      const list = [...entries.values()];
+      const oid = add('tree', encodeTree(list));
+      this.root.set({ mode: TREE_MODE, name: folder, oid });
+      this.recordTrees.set(folder, { oid, entries: list });
+    }
+  }
+
   /**
    * Working-tree copies for operators; git is the truth. Each file is rewritten in place with
    * blocking calls (~15 µs a file): a temp file and a rename per host cost ~190 µs of kernel time
@@ -780,6 +854,10 @@ export class GitStore implements HostStore {
     // Per serial: the newest conf.json, and each side file the batch wrote, at its newest.
     const latest = new Map<string, { content: string; sides: Map<string, string> } | undefined>();
     for (const item of items) {
+      if (item.records) {
+        for (const w of item.records.writes) this.tree.writeRecord(w.folder, w.name, w.content);
+        continue;
+      }
       const key = item.serial ?? '';
       if (item.remove) {
         latest.set(key, undefined);
@@ -986,6 +1064,8 @@ export class GitStore implements HostStore {
     }
     if (outside.cluster) this.cluster = outside.cluster;
     this.root = rebased?.root ?? new RootTree(outside.root);
+    // Records an operator committed (an edited inventory): read as the new root has them.
+    await this.loadRecords(parseTree(this.root.bytes)).catch((err: Error) => this.opts.onOutsideError(err));
     this.gitHead = outside.head;
     this.head = rebased?.batch.head ?? outside.head;
     this.history_.forgetAfter(base);
@@ -1031,6 +1111,7 @@ export class GitStore implements HostStore {
 
   private rollback(itemsNewestFirst: WriteItem[]): void {
     for (const item of itemsNewestFirst) {
+      for (const u of [...(item.records?.undo ?? [])].reverse()) this.setRecord(u.folder, u.name, u.prev);
       if (item.serial !== undefined && item.undo) this.table.restore(item.serial, item.undo.prev);
     }
   }

@@ -5,6 +5,7 @@ import { confLines, jsonLineKey, lineDiff, withContext } from './diff.js';
 import { barChart, h } from './dom.js';
 import { createHostTable, failureBadge, formatTime, STATES, stuckBadge } from './host-table.js';
 import { createActions } from './actions.js';
+import { mountPending } from './pending.js';
 
 /** @type {Map<string, any>} serial -> Host as GET /admin/hosts answers it */
 const hosts = new Map();
@@ -199,10 +200,13 @@ function renderOverview() {
     h('section', { class: 'charts' },
       h('figure', { id: 'by-state' }),
       h('figure', { id: 'by-profile' })),
+    h('section', { id: 'pending', hidden: true }),
     h('section', {},
       h('h2', {}, 'Machines ', h('span', { id: 'host-count', class: 'muted' })),
       h('div', { id: 'table' })),
   );
+  // Machines waiting for admission (issue 17): src/ui/pending.js.
+  if (session) mountPending(/** @type {HTMLElement} */ (document.getElementById('pending')), session.signal, failed);
   renderOverviewParts();
 }
 

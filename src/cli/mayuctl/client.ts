@@ -135,6 +135,11 @@ export class MayuClient {
     await this.request('DELETE', `/admin/host/${encodeURIComponent(serial)}`);
   }
 
+  /** Any admin request (admission verbs, src/cli/mayuctl/admission-commands.ts): the answer's text. */
+  admin(method: 'GET' | 'PUT' | 'DELETE', path: string, body?: string): Promise<string> {
+    return this.request(method, `/admin${path}`, body);
+  }
+
   private async getJson(path: string): Promise<unknown> {
     const text = await this.request('GET', path);
     try {
