@@ -798,7 +798,7 @@ export class GitStore implements HostStore {
       unflushed = {
         parent: startHead, head: this.head!, objects, tickets: [ticket], memoryPack,
         commits: items.map((i) => i.commit!), serials: new Set(items.flatMap((i) => (i.serial === undefined ? [] : [i.serial]))), seq: this.batchSeq++,
-        indexChanges: indexChanges(items, { cluster: CLUSTER_FILE, host: HOST_FILE }),
+        indexChanges: this.indexChangesOf(items),
       };
     } catch (err) {
       this.root = startRoot;
@@ -820,6 +820,15 @@ export class GitStore implements HostStore {
     if (!toGit) return { followUp: this.mirrored };
     toGit.catch((err: Error) => this.reportCheckpointError(err));
     return { followUp: Promise.all([this.mirrored, toGit]).then(() => undefined) };
+  }
+
+  /** A batch's tree changes for git's index: hosts and cluster.json, and record folders as the batch leaves them. */
+  private indexChangesOf(items: readonly WriteItem[]): TreeChange[] {
+    const changes = indexChanges(items.filter((i) => !i.records), { cluster: CLUSTER_FILE, host: HOST_FILE });
+    for (const folder of new Set(items.flatMap((i) => i.records?.writes.map((w) => w.folder) ?? []))) {
+      changes.push({ dir: folder, files: new Map((this.recordTrees.get(folder)?.entries ?? []).map((e) => [e.name, e.oid])) });
+    }
+    return changes;
   }
 
   /** The record folders' trees with these files written, set in the root tree. */
