@@ -181,6 +181,33 @@ describe('first-stage script', () => {
     assert.match(never.output, /mayu-installer: ERROR: PUT \S+\/set_installed failed 5 times \(last answer: 502\): not rebooting/);
   });
 
+  it('decompress: bzip2, gzip and zstd by their magic bytes, byte-exact; anything else is a named failure', () => {
+    const script = renderer.firstStageScript(view('singlenic'));
+    const fn = /^decompress\(\) \{\n[\s\S]*?^\}\n/m.exec(script);
+    assert.ok(fn, 'decompress() not found');
+    const image = Buffer.concat([Buffer.from([0xfa, 0x31, 0xc0]), Buffer.alloc(70_000), Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7919) & 255))]);
+    const run = (input: Buffer) => {
+      const dir = path.join(tmp, `decompress-${process.hrtime.bigint()}`);
+      mkdirSync(dir);
+      // busybox sh, as in the installer; dd/od/bunzip2/gunzip/zstd from PATH.
+      const r = spawnSync('busybox', ['sh', '-c', `WORKDIR='${dir}'\nsay() { echo "mayu-installer: $*"; }\n${fn[0]}decompress`], { input, maxBuffer: 1 << 24 });
+      const failed = (() => { try { return readFileSync(path.join(dir, 'failed'), 'utf8'); } catch { return ''; } })();
+      return { out: r.stdout, err: r.stderr.toString(), failed };
+    };
+    for (const [tool, magic] of [['bzip2', '425a6839'], ['gzip', '1f8b0800'], ['zstd', '28b52ffd']] as const) {
+      const packed = execFileSync(tool, ['-c'], { input: image, maxBuffer: 1 << 24 });
+      const r = run(packed);
+      assert.equal(r.failed, '', `${tool}: ${r.err}`);
+      assert.ok(r.out.equals(image), `${tool}: the image comes out byte-exact`);
+      assert.match(r.err, new RegExp(`mayu-installer: image starts with ${magic.slice(0, 4)}`));
+    }
+    const raw = run(image);
+    assert.match(raw.failed, /^decompression: the image is neither bzip2, gzip nor zstd \(first bytes fa31c000\)$/m);
+    assert.equal(raw.out.length, 0);
+    const truncated = run(execFileSync('zstd', ['-c'], { input: image }).subarray(0, 100));
+    assert.match(truncated.failed, /^zstd \(corrupt or truncated image\)$/m);
+  });
+
   it('report requests get extra header lines from one place (report_headers), before the blank line', () => {
     const script = renderer.firstStageScript(view('singlenic'));
     const r = runReportPart(script, ['202'], `printf 'Authorization: Bearer %s\\r\\n' t0ken`);

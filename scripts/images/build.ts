@@ -11,7 +11,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFil
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { writeCpio, type CpioEntry } from './cpio.ts';
-import { fetchPackage, resolveDependency, type DebianPackage } from './debian.ts';
+import { candidateVersions, fetchPackage, resolveDependency, type DebianPackage } from './debian.ts';
 import { testOsDiskLayout } from './disk-layout.ts';
 import { initramfsEntries, type KernelModule } from './initramfs.ts';
 import { driverModules } from './drivers.ts';
@@ -72,7 +72,9 @@ async function fingerprint(version: string, packages: DebianPackage[]): Promise<
   const h = createHash('sha256');
   h.update(`version ${version}\n`);
   for (const p of packages) h.update(`package ${p.name} ${p.version}\n`);
-  for (const f of await filesUnder(HERE)) h.update(`${path.relative(HERE, f)}\n`).update(await readFile(f));
+  // The Debian OS image's own files (debian-os.ts, debian/) are not inputs of these images.
+  const own = (rel: string) => rel !== 'debian-os.ts' && !rel.startsWith('debian/');
+  for (const f of await filesUnder(HERE)) if (own(path.relative(HERE, f))) h.update(`${path.relative(HERE, f)}\n`).update(await readFile(f));
   return h.digest('hex');
 }
 
@@ -189,7 +191,9 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
   const kernelPkg = resolveDependency(KERNEL_META, 'linux-image-');
   const packages: DebianPackage[] = [];
   const firmwareNames = [...new Set(opts.firmwarePackages ?? [])].sort();
-  for (const name of [kernelPkg, 'busybox-static', 'syslinux', 'syslinux-common', 'syslinux-efi', ...ZSTD_PACKAGES, ...firmwareNames]) packages.push(await fetchPackage(name, opts.cacheDir));
+  const names = [kernelPkg, 'busybox-static', 'syslinux', 'syslinux-common', 'syslinux-efi', ...ZSTD_PACKAGES, ...firmwareNames];
+  const versions = candidateVersions(names);
+  for (const name of names) packages.push(await fetchPackage(name, opts.cacheDir, versions[name]));
   const [kernel, busyboxPkg, syslinux, syslinuxCommon, syslinuxEfi] = packages as [DebianPackage, DebianPackage, DebianPackage, DebianPackage, DebianPackage];
   const zstdPackages = packages.slice(5, 5 + ZSTD_PACKAGES.length);
   const firmwarePackages = packages.slice(5 + ZSTD_PACKAGES.length);
