@@ -136,7 +136,7 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     assert.match(vm!.console(), new RegExp(`mayu: ${m.serial} is installed, booting from the local disk`));
   });
 
-  it('answers ssh at its InternalAddr with the rendered hostname, /etc/mayu-env and cloud-init done', async () => {
+  it('answers ssh at its InternalAddr with the rendered hostname, /etc/mayu-env and cloud-init done', async (t: TestContext) => {
     const h = host();
     const lease = (await env!.leases()).find((l) => l.mac === m.mac);
     assert.ok(lease && inBootstrapRange(env!.lab, lease.ip), 'the installer had a bootstrap lease');
@@ -158,6 +158,8 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     assert.match(network!, /^default via 10\.77\.0\.1 dev eth0/m, network);
     assert.match(network!, /Link \d+ \(eth0\): 10\.77\.0\.1$/m, network);
     assert.equal(unit, 'enabled');
+    // Where the first boot's time went (docs/performance.md).
+    t.diagnostic(await ssh('systemd-analyze; systemd-analyze blame | head -n 8; cloud-init analyze blame | head -n 12'));
   });
 
   it('a reboot goes through iPXE exit to the disk and reports boot_complete again: one commit, running → running', async () => {

@@ -23,7 +23,7 @@ printf 'IMAGE_ID=mayu-debian\nIMAGE_VERSION=%s\n' "$version" >"$root/etc/mayu-im
 # The disk layout of scripts/images/debian-os.ts: MBR disk signature 6d617975, ESP = 1, root = 2.
 cat >"$root/etc/fstab" <<'FSTAB'
 PARTUUID=6d617975-02 /         ext4 errors=remount-ro 0 1
-PARTUUID=6d617975-01 /boot/efi vfat umask=0077        0 2
+PARTUUID=6d617975-01 /boot/efi vfat umask=0077,nofail 0 2
 FSTAB
 mkdir -p "$root/boot/efi"
 
@@ -39,7 +39,16 @@ cat >"$root/etc/cloud/cloud.cfg.d/90_mayu.cfg" <<'CFG'
 # mayu: the installer writes user-data and meta-data to /var/lib/cloud/seed/nocloud.
 datasource_list: [NoCloud, None]
 network: {config: disabled}
+# glibc's built-in locale: the image carries no locale sources for locale-gen (en_US.UTF-8 would fail).
+locale: C.UTF-8
+# No GRUB here (syslinux boots it): nothing for debconf's grub-pc questions.
+grub_dpkg: {enabled: false}
 CFG
+# e2scrub_reap removes stale LVM snapshots of e2scrub: there is no LVM; 12 s of the boot under TCG.
+chroot "$root" systemctl mask e2scrub_reap.service
+
+# No server has a floppy drive; QEMU's default one only makes cloud-init's probe log I/O errors.
+echo 'blacklist floppy' >"$root/etc/modprobe.d/mayu-no-floppy.conf"
 
 # Network until the cloud-config's static units exist (first boot) and on NICs they do not
 # match: DHCP, so cloud-init and the boot_complete unit reach mayu. Lower-numbered files of the
