@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import * as yaml from 'js-yaml';
@@ -11,7 +11,7 @@ import { FIXTURES, ROOT, tempDir } from './helpers/mayu-process.ts';
 import { ensureDebianOsImage, ensureNetbootImages } from './helpers/netboot-images.ts';
 import { inBootstrapRange, startNetbootNetns, type Machine, type NetbootNetns } from './helpers/netboot-netns.ts';
 import { netnsUnavailable } from './helpers/netns.ts';
-import type { Vm } from './helpers/qemu.ts';
+import { OVMF_VARS, type Vm, type VmOptions } from './helpers/qemu.ts';
 
 // A real OS consumes the config mayu renders. One VM on the bridge of a private network namespace
 // with mayu's dnsmasq: PXE → installer → the Debian 12 image (zstd) on disk with the cloud-config
@@ -47,7 +47,8 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     const config = yaml.load(await readFile(path.join(FIXTURES, 'netboot-debian-config.yaml'), 'utf8')) as { templates_env: Record<string, unknown> };
     config.templates_env['ssh_authorized_keys'] = [(await readFile(path.join(keyDir, 'id.pub'), 'utf8')).trim()];
     await writeFile(path.join(keyDir, 'config.yaml'), yaml.dump(config));
-    env = await startNetbootNetns({ machines: 1, config: path.join(keyDir, 'config.yaml'), diskMb: 2048, serialPrefix: 'MAYU-DEB' });
+    // Machine 1 boots with SeaBIOS, machine 2 (the last test) with OVMF; one VM at a time.
+    env = await startNetbootNetns({ machines: 2, config: path.join(keyDir, 'config.yaml'), diskMb: 2048, serialPrefix: 'MAYU-DEB' });
     m = env.machines[0]!;
   }, { timeout: 20 * 60_000 });
 
@@ -89,10 +90,10 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
   }
 
   /** Power-on (network first) → installer → reboot; then the disk boot, left running. Returns the timings. */
-  async function installAndBoot(label: string, commitsWhenRunning: number): Promise<Record<string, number>> {
+  async function installAndBoot(label: string, commitsWhenRunning: number, firmware: Partial<VmOptions> = {}): Promise<Record<string, number>> {
     const e = env!;
     const t0 = Date.now();
-    const installer = e.startMachine(m, `${label}-install`, VM);
+    const installer = e.startMachine(m, `${label}-install`, { ...VM, ...firmware });
     const writing = stamp(installer, /mayu-installer: writing /);
     const written = stamp(installer, /mayu-installer: stored cloud-config as NoCloud/);
     const exit = await installer.waitForExit(STEP_TIMEOUT_MS);
@@ -100,7 +101,7 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     assert.match(installer.console(), /mayu-installer: image starts with 28b52ffd: zstd -d -q -c/);
     assert.match(installer.console(), /mayu-installer: installed \(mayu answered 202\); rebooting/, installer.console().slice(-3000));
     const tInstalled = Date.now();
-    vm = e.startMachine(m, `${label}-disk`, VM);
+    vm = e.startMachine(m, `${label}-disk`, { ...VM, ...firmware });
     const kernel = stamp(vm, /Linux version /);
     const cloudInitDone = stamp(vm, /Cloud-init v\. .* finished at/);
     await commits(commitsWhenRunning, vm);
@@ -172,7 +173,7 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     const h = host();
     assert.equal(h.State, 'running');
     assert.notEqual(h.LastBoot, before.LastBoot, 'LastBoot moved');
-    assert.match(vm.console(), new RegExp(`mayu: ${m.serial} is installed, booting from the local disk`));
+    assert.match(vm.console(), new RegExp(`mayu: ${m.serial} is running, booting from the local disk`));
     assert.doesNotMatch(vm.console(), /mayu-installer:/);
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(subjects().length, count + 1, 'exactly one commit for the reboot');
@@ -188,5 +189,19 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     assert.deepEqual(subjects().slice(count), REINSTALL);
     assert.equal(host().State, 'running');
     assert.equal((await ssh('hostname')).trim(), host().Hostname);
+  });
+
+  it('under UEFI (OVMF) too: installer, then syslinux.efi from the disk, cloud-init, running, ssh', async (t: TestContext) => {
+    await vm?.kill(); // one VM at a time: the BIOS machine is done
+    m = env!.machines[1]!;
+    const ovmfVars = path.join(env!.workDir, 'ovmf-vars-2.fd');
+    await copyFile(OVMF_VARS, ovmfVars);
+    const timings = await installAndBoot('uefi', FIRST_INSTALL.length, { firmware: 'uefi', ovmfVars });
+    t.diagnostic(`UEFI timings (s from power-on): ${JSON.stringify(timings)}`);
+    assert.deepEqual(subjects(), FIRST_INSTALL);
+    assert.equal(host().CoreOSVersion, DEBIAN_VERSION);
+    const [hostname, status] = (await ssh('hostname; echo ---; cloud-init status')).split('---\n').map((p) => p.trim());
+    assert.equal(hostname, host().Hostname);
+    assert.equal(status, 'status: done');
   });
 });

@@ -35,15 +35,7 @@ ln -sf /usr/local/sbin/mayu-update-esp "$root/etc/initramfs/post-update.d/zz-may
 
 # cloud-init: config from the NoCloud seed the installer writes (config_store "nocloud"); the
 # network is the cloud-config's business (systemd-networkd units), not cloud-init's fallback DHCP.
-cat >"$root/etc/cloud/cloud.cfg.d/90_mayu.cfg" <<'CFG'
-# mayu: the installer writes user-data and meta-data to /var/lib/cloud/seed/nocloud.
-datasource_list: [NoCloud, None]
-network: {config: disabled}
-# glibc's built-in locale: the image carries no locale sources for locale-gen (en_US.UTF-8 would fail).
-locale: C.UTF-8
-# No GRUB here (syslinux boots it): nothing for debconf's grub-pc questions.
-grub_dpkg: {enabled: false}
-CFG
+install -m 0644 "$here/90_mayu.cfg" "$root/etc/cloud/cloud.cfg.d/90_mayu.cfg"
 # e2scrub_reap removes stale LVM snapshots of e2scrub: there is no LVM; 12 s of the boot under TCG.
 chroot "$root" systemctl mask e2scrub_reap.service
 
