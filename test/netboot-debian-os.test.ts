@@ -107,7 +107,16 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     await commits(commitsWhenRunning, vm);
     const tRunning = Date.now();
     const s = (t: number | undefined) => (t === undefined ? NaN : (t - t0) / 1000);
+    // When mayu answered this VM's requests (one VM at a time: every request since t0 is its).
+    const firstRequest = (re: RegExp) => {
+      const entry = e.mayu.logs.find((l) => l.msg === 'request' && typeof l.time === 'number' && l.time >= t0 && re.test(String(l.url)));
+      return entry ? s(entry.time as number) : NaN;
+    };
     return {
+      bootScript: firstRequest(/^\/ipxebootscript\?/),
+      kernelRequested: firstRequest(/^\/images\/vmlinuz/),
+      initrdRequested: firstRequest(/^\/images\/initrd/),
+      firstStageScript: firstRequest(/^\/first-stage-script\//),
       installerWriting: s(await writing),
       imageWrittenConfigStored: s(await written),
       installed: s(tInstalled),

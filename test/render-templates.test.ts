@@ -81,16 +81,16 @@ describe('iPXE script', () => {
       `chain ${U}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid}`,
     ]);
   });
-  it('local boot script: one echo line naming the host, then exit; a hostile serial stays on its line', () => {
+  it('local boot script: one echo line naming the host, then exit 1 (UEFI goes on to the next boot option); a hostile serial stays on its line', () => {
     assert.deepEqual(renderer.ipxeLocalBoot(buildView(sampleHost({ State: 'running' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
       '#!ipxe',
       'echo mayu: 004b27ed-692e-b32e is running, booting from the local disk',
-      'exit',
+      'exit 1',
     ]);
     for (const value of HOSTILE_VALUES) {
       const lines = renderer.ipxeLocalBoot(buildView(sampleHost({ Serial: value, State: 'installed' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
       assert.equal(lines.length, 3);
-      assert.equal(lines[2], 'exit');
+      assert.equal(lines[2], 'exit 1');
       assert.doesNotMatch(lines[1]!, /\$\{/);
     }
   });
@@ -224,13 +224,13 @@ describe('first-stage script', () => {
   });
 
   for (const value of HOSTILE_VALUES) {
-    it(`a hostile serial, install disk and config path come out byte-identical: ${JSON.stringify(value)}`, () => {
+    it(`a hostile serial, hostname, install disk and config path come out byte-identical: ${JSON.stringify(value)}`, () => {
       const disk = `/dev/${value}`;
       const configPath = `/x/${value}`;
-      const script = renderer.firstStageScript(view('singlenic', { Serial: value }, { install_disk: disk, config_path: configPath }));
+      const script = renderer.firstStageScript(view('singlenic', { Serial: value, Hostname: value }, { install_disk: disk, config_path: configPath }));
       execFileSync('sh', ['-n'], { input: script });
-      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s\\0%s' "$SERIAL" "$INSTALL_DISK" "$CONFIG_PATH"`]);
-      assert.deepEqual(out, Buffer.from(`${value}\0${disk}\0${configPath}`));
+      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s\\0%s\\0%s' "$SERIAL" "$INSTALL_DISK" "$CONFIG_PATH" "$HOSTNAME"`]);
+      assert.deepEqual(out, Buffer.from(`${value}\0${disk}\0${configPath}\0${value}`));
     });
   }
 });
