@@ -1,3 +1,4 @@
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import Router, { type RouterMiddleware } from '@koa/router';
 import { bootsFromLocalDisk } from '../core/boot-identity.ts';
@@ -12,6 +13,11 @@ import { firstStageWaitScript, ipxeWaitScript } from '../render/wait-scripts.ts'
 import { NotAdmittedError, type AdmissionService } from '../service/admission-service.ts';
 
 // Routes the netbooting machine calls, in boot order (protocol section 1).
+
+/** Image files the installer's route serves, in order of preference (fastest to decompress first). */
+const IMAGE_COMPRESSIONS = ['zst', 'gz', 'bz2'] as const;
+
+const exists = (file: string) => access(file).then(() => true, () => false);
 
 export interface MachineRouteDeps {
   service: MayuService;
@@ -77,16 +83,36 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
     router.head('/uefi/snponly.efi', (ctx) => sendFile(ctx, efi, 'tftproot/snponly.efi'));
   }
 
-  const installImage: RouterMiddleware = async (ctx) => {
-    const host = await service.get(ctx.params.serial!);
-    if (!host) throw new HttpError(404, `unknown host ${ctx.params.serial}: it must fetch its first-stage script first`);
+  const imageVersion = async (serial: string): Promise<string> => {
+    const host = await service.get(serial);
+    if (!host) throw new HttpError(404, `unknown host ${serial}: it must fetch its first-stage script first`);
     const version = host.CoreOSVersion || deps.defaultImageVersion;
-    const rel = path.join(version, 'install_image.bin.bz2');
-    if (rel.startsWith('..') || path.isAbsolute(rel)) throw new HttpError(400, `invalid image version ${JSON.stringify(version)}`);
+    if (path.join(version, 'x').startsWith('..') || path.isAbsolute(version)) throw new HttpError(400, `invalid image version ${JSON.stringify(version)}`);
+    return version;
+  };
+  // 0.11's name: the bzip2 image only.
+  const bz2Image: RouterMiddleware = async (ctx) => {
+    const rel = path.join(await imageVersion(ctx.params.serial!), 'install_image.bin.bz2');
     await sendFile(ctx, path.join(imagesDir, rel), `images/${rel}`);
   };
-  router.get('/images/:serial/install_image.bin.bz2', installImage);
-  router.head('/images/:serial/install_image.bin.bz2', installImage);
+  router.get('/images/:serial/install_image.bin.bz2', bz2Image);
+  router.head('/images/:serial/install_image.bin.bz2', bz2Image);
+  // The installer's: the first of .zst, .gz, .bz2 the version has; the installer picks the
+  // decompressor by the magic bytes.
+  const anyImage: RouterMiddleware = async (ctx) => {
+    const version = await imageVersion(ctx.params.serial!);
+    let rel = path.join(version, 'install_image.bin.bz2');
+    for (const ext of IMAGE_COMPRESSIONS) {
+      const candidate = path.join(version, `install_image.bin.${ext}`);
+      if (await exists(path.join(imagesDir, candidate))) {
+        rel = candidate;
+        break;
+      }
+    }
+    await sendFile(ctx, path.join(imagesDir, rel), `images/${rel}`);
+  };
+  router.get('/images/:serial/install_image.bin', anyImage);
+  router.head('/images/:serial/install_image.bin', anyImage);
 
   router.get('/first-stage-script/:serial', async (ctx) => {
     try {
