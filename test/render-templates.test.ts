@@ -279,7 +279,10 @@ describe('cloud-config', () => {
       const doc = yaml.load(text) as { hostname: string; ssh_authorized_keys: string[]; write_files: { content: string }[] };
       assert.equal(doc.hostname, value);
       assert.deepEqual(doc.ssh_authorized_keys, [value, 'k2']);
-      assert.equal(doc.write_files[0]!.content, `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${SAMPLE_REPORT_TOKEN}\n`);
+      // The last line names the etcd discovery URL of the host's token (0.11's templates named it too).
+      const env = doc.write_files[0]!.content;
+      assert.match(env, /\nETCD_DISCOVERY=http:\/\/[^\n]+\/etcd\/[^\n]*\n$/);
+      assert.equal(env.replace(/ETCD_DISCOVERY=[^\n]*\n$/, ''), `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${SAMPLE_REPORT_TOKEN}\n`);
     }
   });
 });
