@@ -157,7 +157,8 @@ describe('Debian 12 + cloud-init installed by mayu reports running itself and is
     const reportKey = Buffer.from((await readFile(path.join(env!.mayu.workDir, 'report-key'), 'utf8')).trim(), 'hex');
     assert.equal(mayuEnv, [
       `SERIAL=${m.serial}`, `MAYU_VERSION=${h.MayuVersion}`, `MAYU_URL=http://${env!.lab.bridgeAddr}:${env!.mayu.port}`,
-      `REPORT_TOKEN=${reportToken(reportKey, m.serial, h.MachineID!)}`, '600',
+      `REPORT_TOKEN=${reportToken(reportKey, m.serial, h.MachineID!)}`,
+      `ETCD_DISCOVERY=http://${env!.lab.bridgeAddr}:${env!.mayu.port}/etcd/${h.EtcdClusterToken}`, '600',
     ].join('\n'));
     assert.match(status!, /^status: done$/m, status);
     assert.match(status!, /DataSourceNoCloud \[seed=\/var\/lib\/cloud\/seed\/nocloud\]/, status);
