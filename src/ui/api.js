@@ -56,7 +56,6 @@ export async function followEvents({ onOpen, onEvent, onError, signal }) {
     try {
       const res = await fetch('/admin/events', { headers: { ...authHeaders(), accept: 'text/event-stream' }, signal, cache: 'no-store' });
       if (res.status === 401) throw new AuthRequired(await res.text());
-  if (res.status === 404) throw new NotFound(`${path}: 404 ${(await res.text()).trim()}`);
       if (!res.ok || !res.body) throw new Error(`/admin/events: ${res.status} ${(await res.text()).trim()}`);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
