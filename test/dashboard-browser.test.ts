@@ -1,24 +1,12 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { hostData, macFor, reportAuth, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import type { Page } from 'playwright-core';
+import { expectText, launchChromium, watchErrors } from './helpers/chromium.ts';
+import { hostData, macFor, reportAuth, startMayu, type MayuProcess } from './helpers/mayu-process.ts';
 
 // The dashboard (GET /ui/) in Debian's headless Chromium, driven by playwright-core, against the
 // real mayu: existing hosts and counts, a host registering and changing state while the page is
 // open (no reload), the host page's audit trail with conf.json diffs, and the admin token prompt.
-
-const CHROMIUM = '/usr/bin/chromium';
-// This machine's network is closed: without the background-networking flags Chromium keeps
-// trying Google's hosts.
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-/** A fresh profile per launch (launchPersistentContext: the user-data-dir is ours, then removed). */
-async function launch(): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
-  const dir = await tempDir('mayu-chromium-');
-  const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 60_000 });
-  return { context, close: async () => { await context.close().catch(() => {}); await rm(dir, { recursive: true, force: true }); } };
-}
 
 /** A machine's first contact (GET /first-stage-script) and, with `final`, its final config POST. */
 async function register(mayu: MayuProcess, serial: string, i: number, final = true) {
@@ -29,32 +17,13 @@ async function register(mayu: MayuProcess, serial: string, i: number, final = tr
   assert.equal(res.status, 200, await res.text());
 }
 
-/** Page errors and failed requests are test failures, not silent. */
-function watchErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
-  return errors;
-}
-
 const row = (page: Page, serial: string) => page.locator(`tr[data-serial="${serial}"]`);
 const stateCount = (page: Page, state: string) => page.locator(`[data-state-count="${state}"]`);
 const profileCount = (page: Page, profile: string) => page.locator(`[data-profile-count="${profile}"]`);
 
-async function expectText(get: () => Promise<string | null>, expected: string | RegExp, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  let last: string | null = null;
-  for (;;) {
-    last = await get().catch(() => null);
-    if (typeof expected === 'string' ? last === expected : last !== null && expected.test(last)) return;
-    if (Date.now() > deadline) assert.fail(`${what}: expected ${expected}, got ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('dashboard in a real browser (open admin API)', () => {
   let mayu: MayuProcess | undefined;
-  let browser: Awaited<ReturnType<typeof launch>> | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let page: Page;
   let errors: string[];
 
@@ -62,7 +31,7 @@ describe('dashboard in a real browser (open admin API)', () => {
     mayu = await startMayu();
     await register(mayu, 'dash-a', 1);
     await register(mayu, 'dash-b', 2, false);
-    browser = await launch();
+    browser = await launchChromium();
     page = await browser.context.newPage();
     errors = watchErrors(page);
   });
@@ -209,13 +178,13 @@ describe('dashboard in a real browser (open admin API)', () => {
 describe('dashboard with an admin token', () => {
   const ADMIN = 'dashboard-admin-token-0123456789';
   let mayu: MayuProcess | undefined;
-  let browser: Awaited<ReturnType<typeof launch>> | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let page: Page;
 
   before(async () => {
     mayu = await startMayu({ env: { MAYU_ADMIN_TOKEN: ADMIN } });
     await register(mayu, 'tok-1', 1);
-    browser = await launch();
+    browser = await launchChromium();
     page = await browser.context.newPage();
   });
   after(async () => {

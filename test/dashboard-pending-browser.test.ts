@@ -1,23 +1,15 @@
 import assert from 'node:assert/strict';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchChromium } from './helpers/chromium.ts';
 import { gitCommitCount, gitSubjects } from './helpers/git.ts';
 import { FIXTURES, startMayu, tempDir, writeText, type MayuProcess } from './helpers/mayu-process.ts';
 
 // The dashboard's list of machines waiting for admission (issue 17) in Debian's headless
 // Chromium against the real mayu in `approve` mode: approve and reject, each after a
 // confirmation, producing the same commits as mayuctl's verbs; a cancelled one writes nothing.
-
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-async function launch(): Promise<{ context: BrowserContext; close: () => Promise<void> }> {
-  const dir = await tempDir('mayu-chromium-');
-  const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 60_000 });
-  return { context, close: async () => { await context.close().catch(() => {}); await rm(dir, { recursive: true, force: true }); } };
-}
 
 async function until(check: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -29,7 +21,7 @@ async function until(check: () => Promise<boolean> | boolean, what: string, ms =
 
 describe('dashboard: machines waiting for admission', () => {
   let mayu: MayuProcess;
-  let browser: Awaited<ReturnType<typeof launch>> | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let page: Page;
   const errors: string[] = [];
 
@@ -38,7 +30,7 @@ describe('dashboard: machines waiting for admission', () => {
     const base = await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8');
     mayu = await startMayu({ workDir: dir, config: await writeText(path.join(dir, 'config.yaml'), `${base}admission:\n  mode: approve\n`) });
     for (const s of ['wait-a', 'wait-b']) assert.equal((await fetch(`${mayu.url}/first-stage-script/${s}`)).status, 200);
-    browser = await launch();
+    browser = await launchChromium();
     page = await browser.context.newPage();
     page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   });
