@@ -12,6 +12,7 @@ import { ensureDebianOsImage, ensureNetbootImages } from './helpers/netboot-imag
 import { inBootstrapRange, startNetbootNetns, type Machine, type NetbootNetns } from './helpers/netboot-netns.ts';
 import { netnsUnavailable } from './helpers/netns.ts';
 import { OVMF_VARS, type Vm, type VmOptions } from './helpers/qemu.ts';
+import { FIRST_INSTALL_SUBJECTS, REINSTALL_SUBJECTS } from './helpers/netboot-history.ts';
 
 // A real OS consumes the config mayu renders. One VM on the bridge of a private network namespace
 // with mayu's dnsmasq: PXE → installer → the Debian 12 image (zstd) on disk with the cloud-config
@@ -25,13 +26,8 @@ const INSTALLER_VERSION = '1010.5.0'; // the installer is built with the test OS
 const VM = { memoryMb: 1024 };
 const STEP_TIMEOUT_MS = 10 * 60_000; // TCG on a shared 2-core machine: generous
 
-const FIRST_INSTALL = [
-  'host created', 'updated with predefined settings', 'updated host InternalAddr',
-  'updated host profile and metadata', 'set default etcd discovery token',
-  'collected host mac addresses', 'updated host connected nic', 'updated host state to installing',
-  'updated state to installed', 'updated state to running',
-];
-const REINSTALL = ['updated host state', 'updated host state to installing', 'updated state to installed', 'updated state to running'];
+const FIRST_INSTALL = FIRST_INSTALL_SUBJECTS;
+const REINSTALL = REINSTALL_SUBJECTS;
 
 describe('Debian 12 + cloud-init installed by mayu reports running itself and is configured as rendered', { skip: netnsUnavailable(), timeout: 45 * 60_000 }, () => {
   let env: NetbootNetns | undefined;

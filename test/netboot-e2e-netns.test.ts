@@ -13,6 +13,7 @@ import { ROOT } from './helpers/mayu-process.ts';
 import { ensureNetbootImages } from './helpers/netboot-images.ts';
 import { inBootstrapRange, NETNS_CONFIG, startNetbootNetns, type Machine, type NetbootNetns, type VmRun } from './helpers/netboot-netns.ts';
 import { netnsUnavailable } from './helpers/netns.ts';
+import { FIRST_INSTALL_SUBJECTS, REINSTALL_SUBJECTS } from './helpers/netboot-history.ts';
 
 // End to end, the way a rack boots, inside a private network namespace (nothing leaves it): the
 // real mayu runs its real dnsmasq on bridge br0; four QEMU VMs (TCG) on tap devices power on at
@@ -26,13 +27,8 @@ const VERSION = '1010.5.0'; // default_coreos_version of the config
 const MACHINES = 4;
 const RUN_TIMEOUT_MS = 6 * 60_000; // per QEMU run; TCG on a shared 2-core machine: generous
 
-const FIRST_INSTALL = [
-  'host created', 'updated with predefined settings', 'updated host InternalAddr',
-  'updated host profile and metadata', 'set default etcd discovery token',
-  'collected host mac addresses', 'updated host connected nic', 'updated host state to installing',
-  'updated state to installed', 'updated state to running',
-];
-const REINSTALL = ['updated host state', 'updated host state to installing', 'updated state to installed', 'updated state to running'];
+const FIRST_INSTALL = FIRST_INSTALL_SUBJECTS;
+const REINSTALL = REINSTALL_SUBJECTS;
 
 const consoleValue = (run: VmRun, pattern: RegExp) => pattern.exec(run.vm.console())?.[1];
 

@@ -12,6 +12,7 @@ import { git, gitSubjects } from './helpers/git.ts';
 import { FIXTURES, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 import { ensureNetbootImages, IMAGES_DIR } from './helpers/netboot-images.ts';
 import { createBlankDisk, OVMF_VARS, startVm, userNetdev, type Vm, type VmOptions } from './helpers/qemu.ts';
+import { FIRST_INSTALL_SUBJECTS } from './helpers/netboot-history.ts';
 
 // One VM (TCG, QEMU user networking with restrict=on: no packet leaves QEMU except TCP to mayu on
 // 127.0.0.1) netboots the real installer from the real mayu, installs the test OS, and boots it
@@ -95,12 +96,7 @@ describe('netboot over QEMU user networking: install, then boot from disk', { ti
     assert.deepEqual(bootAnswers, ['installer', 'local-disk']);
 
     // The exact audit trail, read with the native git.
-    assert.deepEqual(gitSubjects(mayu.clusterDir).filter((s) => s.startsWith(`${serial}: `)), [
-      'host created', 'updated with predefined settings', 'updated host InternalAddr',
-      'updated host profile and metadata', 'set default etcd discovery token',
-      'collected host mac addresses', 'updated host connected nic', 'updated host state to installing',
-      'updated state to installed', 'updated state to running',
-    ].map((m) => `${serial}: ${m}`));
+    assert.deepEqual(gitSubjects(mayu.clusterDir).filter((s) => s.startsWith(`${serial}: `)), FIRST_INSTALL_SUBJECTS.map((m) => `${serial}: ${m}`));
     const host = decodeHost(JSON.parse(git(mayu.clusterDir, 'show', `HEAD:${serial}/conf.json`)));
     assert.equal(host.State, 'running');
     assert.deepEqual(host.MacAddresses, [MAC]);
