@@ -54,6 +54,23 @@ export interface VmDisk {
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
+/**
+ * VmOptions of a UEFI machine that HTTP boots with OVMF's own network stack: the NIC's iPXE
+ * option ROM left out, PXE (v4 and v6) and IPv6 switched off through OVMF's fw_cfg knobs, so its
+ * network entries are HTTPv4 only and iPXE's `exit 1` leads straight to the disk (with IPv6 on,
+ * OVMF tries an HTTPv6 entry before the disk and waits there for a DHCPv6 server). `ovmfVars`: a
+ * writable copy of OVMF_VARS. Pure.
+ */
+export function uefiHttpBootVm(ovmfVars: string): Partial<VmOptions> {
+  const knob = (name: string) => ['-fw_cfg', `name=opt/org.tianocore/${name},string=n`];
+  return {
+    firmware: 'uefi',
+    ovmfVars,
+    nicModel: 'virtio-net-pci,romfile=',
+    extraArgs: [...knob('IPv4PXESupport'), ...knob('IPv6PXESupport'), ...knob('IPv6Support')],
+  };
+}
+
 /** -device/-drive arguments of one disk with its own controller. Pure. */
 export function diskArgs(d: VmDisk, index: number): string[] {
   const drive = `file=${d.file},if=none,id=disk${index},format=raw`;
