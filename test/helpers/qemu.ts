@@ -71,6 +71,21 @@ export function uefiHttpBootVm(ovmfVars: string): Partial<VmOptions> {
   };
 }
 
+/**
+ * VmOptions of a UEFI machine that PXE boots with OVMF's own network stack (no iPXE option ROM):
+ * DHCP, then iPXE's snponly.efi over TFTP from mayu's dnsmasq, as a rack's UEFI server does.
+ * IPv6 off (no PXEv6/HTTPv6 entry waiting for DHCPv6); OVMF's HTTPv4 entry stays, so after
+ * iPXE's `exit 1` it HTTP boots iPXE once more before the disk. Pure.
+ */
+export function uefiPxeBootVm(ovmfVars: string): Partial<VmOptions> {
+  return {
+    firmware: 'uefi',
+    ovmfVars,
+    nicModel: 'virtio-net-pci,romfile=',
+    extraArgs: ['-fw_cfg', 'name=opt/org.tianocore/IPv6Support,string=n'],
+  };
+}
+
 /** -device/-drive arguments of one disk with its own controller. Pure. */
 export function diskArgs(d: VmDisk, index: number): string[] {
   const drive = `file=${d.file},if=none,id=disk${index},format=raw`;
