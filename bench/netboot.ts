@@ -148,10 +148,13 @@ interface VmResult extends Milestones {
   /** The request for the installer kernel answered; the initramfs fully sent (mayu logs a request at its end). */
   kernelFetched: number;
   initrdFetched: number;
-  /** Console: the installer's /init started. */
+  /** Console: the installer's /init started; its network up (drivers loaded, DHCP); it starts writing the image. */
   installerStarted: number;
-  /** From the disk run's QEMU start; console: the test OS's /init started. */
+  installerNetworkUp: number;
+  installerWriting: number;
+  /** From the disk run's QEMU start; console: the test OS's /init started; its network up. */
   osStarted: number;
+  osNetworkUp: number;
 }
 
 /** VmOptions of `firmware` for machine `m` (UEFI: its own copy of OVMF's variables, kept across its runs). */
@@ -185,8 +188,8 @@ async function netnsRun({ firmware, count }: Scenario): Promise<{ vms: VmResult[
     return { vm, exit, startedAt, marks: await Promise.all(marks) };
   };
   const one = async (m: Machine): Promise<VmResult> => {
-    const install = await runOnce(m, 'install', [/mayu-installer: started/]);
-    const disk = await runOnce(m, 'disk-boot', [/mayu-test-os: started/]);
+    const install = await runOnce(m, 'install', [/mayu-installer: started/, /mayu-installer: network up/, /mayu-installer: writing /]);
+    const disk = await runOnce(m, 'disk-boot', [/mayu-test-os: started/, /mayu-test-os: network up/]);
     if (!/mayu-test-os: boot_complete reported/.test(disk.vm.console())) throw new Error(`${m.serial}: no boot_complete:\n${disk.vm.console().slice(-2000)}`);
     const requests = logs.filter((l) => l.msg === 'request');
     const chained = requests.find((l) => String(l.url).startsWith(`/ipxebootscript?serial=${m.smbiosSerial}&`));
@@ -211,12 +214,15 @@ async function netnsRun({ firmware, count }: Scenario): Promise<{ vms: VmResult[
       kernelFetched: s(at('kernel', fromVm('GET', (u) => u.startsWith('/images/vmlinuz')), i0), i0),
       initrdFetched: s(at('initramfs', fromVm('GET', (u) => u.startsWith('/images/initrd')), i0), i0),
       installerStarted: s(install.marks[0]!, i0),
+      installerNetworkUp: s(install.marks[1]!, i0),
+      installerWriting: s(install.marks[2]!, i0),
       firstStageScript: s(at('first-stage script', req('GET', (u) => u.toLowerCase() === `/first-stage-script/${m.serial}`), i0), i0),
       firstPost: s(at('final-config POST', fromVm('POST', (u) => u.startsWith('/final-')), i0), i0),
       setInstalled: s(at('set_installed', req('PUT', (u) => u === `/admin/host/${m.serial}/set_installed`), i0), i0),
       installExit: round(install.exit.seconds, 1),
       localDiskAnswer: s(at('local-disk answer', (l) => l.msg === 'request' && l.boot === 'local-disk' && String(l.url).startsWith(`/ipxebootscript?serial=${m.smbiosSerial}&`), d0), d0),
       osStarted: s(disk.marks[0]!, d0),
+      osNetworkUp: s(disk.marks[1]!, d0),
       bootComplete: s(bootComplete, d0),
       diskBootExit: round(disk.exit.seconds, 1),
       powerOnToRunning: round(install.exit.seconds + (bootComplete - d0) / 1000, 1),
@@ -251,8 +257,12 @@ const NETNS_MILESTONES = [
   ['install run: installer kernel sent', 'kernelFetched'],
   ['install run: installer initramfs sent', 'initrdFetched'],
   ['install run: installer /init started (console)', 'installerStarted'],
-  ...LATER_MILESTONES.slice(0, 5),
+  ['install run: installer network up: drivers, DHCP (console)', 'installerNetworkUp'],
+  ...LATER_MILESTONES.slice(0, 2),
+  ['install run: installer starts writing the image (console)', 'installerWriting'],
+  ...LATER_MILESTONES.slice(2, 5),
   ['disk run: test OS /init started (console)', 'osStarted'],
+  ['disk run: test OS network up: drivers, config read, DHCP (console)', 'osNetworkUp'],
   ...LATER_MILESTONES.slice(5),
 ] as const;
 
