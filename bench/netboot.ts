@@ -1,12 +1,18 @@
 // Power-on → `running` of VMs netbooting through mayu (TCG), and the sizes of the images they boot.
 //   npm run bench:netboot -- [--runs 1] [--max-wait 120]            one VM, QEMU user networking
-//   npm run bench:netboot -- --netns [--vms 1,4] [--runs 1]         mayu's own dnsmasq in a network
-//                                                                   namespace: 1 VM alone, then 4 at once
+//   npm run bench:netboot -- --netns [--scenarios bios:1,uefi:1,uefi-http:1,bios:4] [--runs 1]
+//                                                                   mayu's own dnsmasq in a network
+//                                                                   namespace, one scenario after another
 //
 // --netns (root): as test/netboot-e2e-netns.test.ts, a fresh namespace, mayu and cluster per run;
 // the VMs sit on taps of bridge br0 and get DHCP from mayu's dnsmasq; all VMs of a run power on
 // at once. Per VM: install run, then disk run, as below; milestones from mayu's log (requests
-// attributed to a VM by its serial, or by its leased address for the URLs that carry none).
+// attributed to a VM by its serial, or by its leased address for the URLs that carry none) and
+// from the console. A scenario is FIRMWARE:VMS, FIRMWARE one of
+//   bios       SeaBIOS, QEMU's iPXE option ROM (the lab's default machine)
+//   uefi       OVMF's own PXE: DHCP, snponly.efi over TFTP, iPXE (uefiPxeBootVm: IPv6 off)
+//   uefi-http  OVMF's own HTTP boot: snponly.efi from mayu's /uefi/snponly.efi (uefiHttpBootVm)
+// `--vms 1,4` (older form) is bios:1,bios:4.
 //
 // Default mode:
 // Per run: a fresh cluster and blank disk; QEMU run 1 (netboot → installer → image + config on
@@ -15,15 +21,15 @@
 // QEMU's start and exit. "power-on → running" adds run 1's whole time to run 2's time up to
 // boot_complete (the moment between the two runs is not counted). Same images and VM as
 // test/netboot-user-net.test.ts.
-import { rm } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { copyFile, rm } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FIXTURES, startMayu, tempDir, type MayuProcess } from '../test/helpers/mayu-process.ts';
 import { ensureNetbootImages, IMAGES_DIR } from '../test/helpers/netboot-images.ts';
 import { startNetbootNetns, type Machine, type NetbootNetns } from '../test/helpers/netboot-netns.ts';
 import { netnsUnavailable } from '../test/helpers/netns.ts';
-import { createBlankDisk, startVm, userNetdev, type Vm } from '../test/helpers/qemu.ts';
+import { createBlankDisk, OVMF_VARS, startVm, uefiHttpBootVm, uefiPxeBootVm, userNetdev, type Vm, type VmOptions } from '../test/helpers/qemu.ts';
 import { Cleanup, machineBusySeconds, median, round, runBench, selfAndChildrenCpuSeconds, table, waitForQuiet } from './bench-util.ts';
 
 const { values: flags } = parseArgs({
@@ -31,10 +37,24 @@ const { values: flags } = parseArgs({
     runs: { type: 'string', default: '1' },
     'max-wait': { type: 'string', default: '120' }, // seconds to wait for a quiet machine first
     netns: { type: 'boolean', default: false },
-    vms: { type: 'string', default: '1,4' }, // --netns: VMs powered on at once, one scenario each
+    scenarios: { type: 'string', default: 'bios:1,uefi:1,uefi-http:1,bios:4' }, // --netns: FIRMWARE:VMS, one after another
+    vms: { type: 'string' }, // --netns, older form: bios with these VM counts
   },
 });
-const VM_COUNTS = flags.vms.split(',').map(Number).filter((n) => Number.isInteger(n) && n >= 1 && n <= 16);
+const FIRMWARES = ['bios', 'uefi', 'uefi-http'] as const;
+type Firmware = (typeof FIRMWARES)[number];
+interface Scenario {
+  firmware: Firmware;
+  count: number;
+}
+const SCENARIOS: Scenario[] = (flags.vms ? flags.vms.split(',').map((n) => `bios:${n}`) : flags.scenarios.split(',')).map((text) => {
+  const [firmware, n] = text.split(':');
+  const count = Number(n);
+  if (!FIRMWARES.includes(firmware as Firmware) || !Number.isInteger(count) || count < 1 || count > 16) {
+    throw new Error(`--scenarios: ${JSON.stringify(text)} is not FIRMWARE:VMS (firmware ${FIRMWARES.join(', ')}; 1-16 VMs)`);
+  }
+  return { firmware: firmware as Firmware, count };
+});
 const RUNS = Math.min(10, Math.max(1, Number(flags.runs)));
 const VERSION = '1010.5.0'; // default_coreos_version of test/fixtures/netboot-config.yaml
 const RUN_TIMEOUT_MS = 10 * 60_000;
@@ -125,10 +145,28 @@ interface VmResult extends Milestones {
   serial: string;
   /** From the install run's QEMU start. */
   dhcpAck: number;
+  /** The request for the installer kernel answered; the initramfs fully sent (mayu logs a request at its end). */
+  kernelFetched: number;
+  initrdFetched: number;
+  /** Console: the installer's /init started; its network up (drivers loaded, DHCP); it starts writing the image. */
+  installerStarted: number;
+  installerNetworkUp: number;
+  installerWriting: number;
+  /** From the disk run's QEMU start; console: the test OS's /init started; its network up. */
+  osStarted: number;
+  osNetworkUp: number;
+}
+
+/** VmOptions of `firmware` for machine `m` (UEFI: its own copy of OVMF's variables, kept across its runs). */
+async function firmwareVm(firmware: Firmware, m: Machine, workDir: string): Promise<Partial<VmOptions>> {
+  if (firmware === 'bios') return {};
+  const ovmfVars = path.join(workDir, `ovmf-vars-${m.index}.fd`);
+  await copyFile(OVMF_VARS, ovmfVars);
+  return firmware === 'uefi' ? uefiPxeBootVm(ovmfVars) : uefiHttpBootVm(ovmfVars);
 }
 
 /** All VMs of one scenario power on at once; each goes install run → disk run → running. */
-async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: number; otherCores: number }> {
+async function netnsRun({ firmware, count }: Scenario): Promise<{ vms: VmResult[]; wallSeconds: number; otherCores: number }> {
   // CPU the rest of the machine used meanwhile: everything busy minus this process and what it
   // started (QEMU, mayu and its dnsmasq; counted once they have exited, i.e. after env.cleanup()).
   const busy0 = machineBusySeconds();
@@ -138,10 +176,20 @@ async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: 
   cleanup.add(`netns lab of ${count} VM(s)`, () => env.cleanup());
   cleanup.watchPid(env.mayu.proc.pid);
   const logs = env.mayu.logs;
+  const vmOptions = await Promise.all(env.machines.map((m) => firmwareVm(firmware, m, env.workDir)));
   const t0 = Date.now();
+  /** One QEMU run; `marks`: epoch ms of the first console line matching each pattern. */
+  const runOnce = async (m: Machine, label: string, patterns: RegExp[]) => {
+    const startedAt = Date.now();
+    const vm = env.startMachine(m, label, vmOptions[m.index - 1]);
+    const marks = patterns.map((p) => vm.waitForLine(p, RUN_TIMEOUT_MS).then(() => Date.now(), () => NaN));
+    const exit = await vm.waitForExit(RUN_TIMEOUT_MS);
+    if (exit.code !== 0) throw new Error(`${vm.name}: QEMU exit ${exit.code}/${exit.signal}; console tail:\n${vm.console().slice(-2000)}`);
+    return { vm, exit, startedAt, marks: await Promise.all(marks) };
+  };
   const one = async (m: Machine): Promise<VmResult> => {
-    const install = await env.runVm(m, 'install', RUN_TIMEOUT_MS);
-    const disk = await env.runVm(m, 'disk-boot', RUN_TIMEOUT_MS);
+    const install = await runOnce(m, 'install', [/mayu-installer: started/, /mayu-installer: network up/, /mayu-installer: writing /]);
+    const disk = await runOnce(m, 'disk-boot', [/mayu-test-os: started/, /mayu-test-os: network up/]);
     if (!/mayu-test-os: boot_complete reported/.test(disk.vm.console())) throw new Error(`${m.serial}: no boot_complete:\n${disk.vm.console().slice(-2000)}`);
     const requests = logs.filter((l) => l.msg === 'request');
     const chained = requests.find((l) => String(l.url).startsWith(`/ipxebootscript?serial=${m.smbiosSerial}&`));
@@ -154,6 +202,7 @@ async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: 
     const req = (method: string, test: (url: string) => boolean) => (l: Record<string, unknown>) =>
       l.msg === 'request' && l.method === method && test(String(l.url));
     const ip = remote.replace(/^::ffff:/, '');
+    const fromVm = (method: string, test: (url: string) => boolean) => (l: Record<string, unknown>) => req(method, test)(l) && String(l.remote).replace(/^::ffff:/, '') === ip;
     const s = (t: number, from: number) => round((t - from) / 1000, 1);
     const i0 = install.startedAt;
     const d0 = disk.startedAt;
@@ -162,11 +211,18 @@ async function netnsRun(count: number): Promise<{ vms: VmResult[]; wallSeconds: 
       serial: m.serial,
       dhcpAck: s(at('DHCPACK', (l) => l.component === 'dnsmasq' && /DHCPACK\(br0\) \S+ (\S+)/.exec(String(l.msg))?.[1] === m.mac, i0), i0),
       ipxeBootScript: s(at('chained /ipxebootscript', (l) => l === chained, i0), i0),
+      kernelFetched: s(at('kernel', fromVm('GET', (u) => u.startsWith('/images/vmlinuz')), i0), i0),
+      initrdFetched: s(at('initramfs', fromVm('GET', (u) => u.startsWith('/images/initrd')), i0), i0),
+      installerStarted: s(install.marks[0]!, i0),
+      installerNetworkUp: s(install.marks[1]!, i0),
+      installerWriting: s(install.marks[2]!, i0),
       firstStageScript: s(at('first-stage script', req('GET', (u) => u.toLowerCase() === `/first-stage-script/${m.serial}`), i0), i0),
-      firstPost: s(at('final-config POST', (l) => req('POST', (u) => u.startsWith('/final-'))(l) && String(l.remote).replace(/^::ffff:/, '') === ip, i0), i0),
+      firstPost: s(at('final-config POST', fromVm('POST', (u) => u.startsWith('/final-')), i0), i0),
       setInstalled: s(at('set_installed', req('PUT', (u) => u === `/admin/host/${m.serial}/set_installed`), i0), i0),
       installExit: round(install.exit.seconds, 1),
       localDiskAnswer: s(at('local-disk answer', (l) => l.msg === 'request' && l.boot === 'local-disk' && String(l.url).startsWith(`/ipxebootscript?serial=${m.smbiosSerial}&`), d0), d0),
+      osStarted: s(disk.marks[0]!, d0),
+      osNetworkUp: s(disk.marks[1]!, d0),
       bootComplete: s(bootComplete, d0),
       diskBootExit: round(disk.exit.seconds, 1),
       powerOnToRunning: round(install.exit.seconds + (bootComplete - d0) / 1000, 1),
@@ -198,37 +254,53 @@ const LATER_MILESTONES = [
 const NETNS_MILESTONES = [
   ['install run: dnsmasq DHCPACK (first)', 'dhcpAck'],
   ['install run: iPXE fetches /ipxebootscript?serial=…', 'ipxeBootScript'],
-  ...LATER_MILESTONES,
+  ['install run: installer kernel sent', 'kernelFetched'],
+  ['install run: installer initramfs sent', 'initrdFetched'],
+  ['install run: installer /init started (console)', 'installerStarted'],
+  ['install run: installer network up: drivers, DHCP (console)', 'installerNetworkUp'],
+  ...LATER_MILESTONES.slice(0, 2),
+  ['install run: installer starts writing the image (console)', 'installerWriting'],
+  ...LATER_MILESTONES.slice(2, 5),
+  ['disk run: test OS /init started (console)', 'osStarted'],
+  ['disk run: test OS network up: drivers, config read, DHCP (console)', 'osNetworkUp'],
+  ...LATER_MILESTONES.slice(5),
 ] as const;
 
 async function netnsMain(): Promise<void> {
-  for (const count of VM_COUNTS) {
+  const summary: string[] = [];
+  for (const [i, scenario] of SCENARIOS.entries()) {
+    const { firmware, count } = scenario;
     const runs: VmResult[][] = [];
     const walls: number[] = [];
     const others: number[] = [];
+    const loads: string[] = [];
     for (let run = 1; run <= RUNS; run++) {
       // Other work on the machine skews TCG times: wait for quiet before every run, not only the first.
-      if (run > 1 || count !== VM_COUNTS[0]) {
+      if (run > 1 || i > 0) {
         const q = await waitForQuiet(Number(flags['max-wait']));
         if (!q.quiet) console.log(`NOT quiet before this run (${q.busyCores} cores busy)`);
       }
-      const r = await netnsRun(count);
+      const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+      const r = await netnsRun(scenario);
       walls.push(r.wallSeconds);
       others.push(r.otherCores);
+      loads.push(load);
       runs.push(r.vms);
-      console.log(`${count} VM(s) at once, run ${run}: power-on → running ${r.vms.map((v) => `${v.serial} ${v.powerOnToRunning} s`).join(', ')}; all QEMU runs done after ${r.wallSeconds} s; other processes kept ${r.otherCores} cores busy meanwhile`);
+      console.log(`${firmware}, ${count} VM(s) at once, run ${run} (load average before: ${load}): power-on → running ${r.vms.map((v) => `${v.serial} ${v.powerOnToRunning} s`).join(', ')}; all QEMU runs done after ${r.wallSeconds} s; other processes kept ${r.otherCores} cores busy meanwhile`);
     }
     // One column per run: the median over that run's VMs (the per-VM power-on → running is printed above).
-    console.log(`\n${count} VM(s) powered on at once, netns + mayu's dnsmasq, TCG, ${RUNS} run(s): seconds since each VM's QEMU start${count > 1 ? ', median of the VMs of a run' : ''}`);
+    console.log(`\n${firmware}: ${count} VM(s) powered on at once, netns + mayu's dnsmasq, TCG, ${RUNS} run(s): seconds since each VM's QEMU start${count > 1 ? ', median of the VMs of a run' : ''}`);
     const all = runs.flat();
     const col = (k: keyof VmResult) => all.map((v) => v[k] as number);
     const perRun = (k: keyof VmResult) => runs.map((vms) => round(median(vms.map((v) => v[k] as number)), 1));
     console.log(table(
-      ['milestone', ...runs.map((_, i) => `run ${i + 1}`), 'median (all VMs)', 'max (all VMs)'],
+      ['milestone', ...runs.map((_, r) => `run ${r + 1}`), 'median (all VMs)', 'max (all VMs)'],
       NETNS_MILESTONES.map(([label, k]) => [label, ...perRun(k), round(median(col(k)), 1), Math.max(...col(k))]),
     ));
-    console.log(`all VMs' QEMU runs done (wall): ${walls.join(', ')} s; other processes' load meanwhile: ${others.join(', ')} cores\n`);
+    console.log(`all VMs' QEMU runs done (wall): ${walls.join(', ')} s; other processes' load meanwhile: ${others.join(', ')} cores; load average before each run: ${loads.join(' | ')}\n`);
+    summary.push(`${firmware} × ${count}: power-on → running median ${round(median(col('powerOnToRunning')), 1)} s, max ${Math.max(...col('powerOnToRunning'))} s`);
   }
+  console.log(summary.join('\n'));
 }
 
 async function main(): Promise<void> {

@@ -3,7 +3,8 @@
 // the caller's (-netdev string): QEMU user networking here, a tap in a namespace elsewhere.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 
 export interface VmOptions {
   /** For messages only. */
@@ -25,9 +26,11 @@ export interface VmOptions {
   disks?: VmDisk[];
   /**
    * NICs placed before the boot NIC (so they come first on the PCI bus and in the guest's names),
-   * each on a dead segment: a QEMU hub with nothing else on it (link up, no DHCP answer).
+   * each on a dead segment: a QEMU hub with nothing else on it (link up, no DHCP answer), or with
+   * `link: 'down'` no carrier at all (a cable unplugged): QEMU starts paused, `set_link <id> off`
+   * goes through its monitor socket before the guest runs (see startVm).
    */
-  deadNicsBefore?: { model: string; mac: string }[];
+  deadNicsBefore?: { model: string; mac: string; link?: 'up' | 'down' }[];
   /** Firmware: SeaBIOS (default) or OVMF (UEFI); OVMF needs `ovmfVars`, a writable copy of OVMF_VARS. */
   firmware?: 'bios' | 'uefi';
   ovmfVars?: string;
@@ -54,6 +57,38 @@ export interface VmDisk {
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
+/**
+ * VmOptions of a UEFI machine that HTTP boots with OVMF's own network stack: the NIC's iPXE
+ * option ROM left out, PXE (v4 and v6) and IPv6 switched off through OVMF's fw_cfg knobs, so its
+ * network entries are HTTPv4 only and iPXE's `exit 1` leads straight to the disk (with IPv6 on,
+ * OVMF tries an HTTPv6 entry before the disk and waits there for a DHCPv6 server). `ovmfVars`: a
+ * writable copy of OVMF_VARS. Pure.
+ */
+export function uefiHttpBootVm(ovmfVars: string): Partial<VmOptions> {
+  const knob = (name: string) => ['-fw_cfg', `name=opt/org.tianocore/${name},string=n`];
+  return {
+    firmware: 'uefi',
+    ovmfVars,
+    nicModel: 'virtio-net-pci,romfile=',
+    extraArgs: [...knob('IPv4PXESupport'), ...knob('IPv6PXESupport'), ...knob('IPv6Support')],
+  };
+}
+
+/**
+ * VmOptions of a UEFI machine that PXE boots with OVMF's own network stack (no iPXE option ROM):
+ * DHCP, then iPXE's snponly.efi over TFTP from mayu's dnsmasq, as a rack's UEFI server does.
+ * IPv6 off (no PXEv6/HTTPv6 entry waiting for DHCPv6); OVMF's HTTPv4 entry stays, so after
+ * iPXE's `exit 1` it HTTP boots iPXE once more before the disk. Pure.
+ */
+export function uefiPxeBootVm(ovmfVars: string): Partial<VmOptions> {
+  return {
+    firmware: 'uefi',
+    ovmfVars,
+    nicModel: 'virtio-net-pci,romfile=',
+    extraArgs: ['-fw_cfg', 'name=opt/org.tianocore/IPv6Support,string=n'],
+  };
+}
+
 /** -device/-drive arguments of one disk with its own controller. Pure. */
 export function diskArgs(d: VmDisk, index: number): string[] {
   const drive = `file=${d.file},if=none,id=disk${index},format=raw`;
@@ -68,6 +103,14 @@ export function diskArgs(d: VmDisk, index: number): string[] {
   }
 }
 
+/** Device ids of the NICs that start without link (VmOptions.deadNicsBefore). Pure. */
+export function linkDownNics(opts: VmOptions): string[] {
+  return (opts.deadNicsBefore ?? []).flatMap((n, i) => (n.link === 'down' ? [`deadnic${i}`] : []));
+}
+
+/** The monitor socket of a VM that needs one (beside its console log). */
+const monitorSocket = (opts: VmOptions) => `${opts.consoleLog}.monitor`;
+
 /** The qemu-system-x86_64 arguments for `opts`. Pure. */
 export function qemuArgs(opts: VmOptions): string[] {
   const id = opts.netdevId ?? 'n0';
@@ -81,7 +124,8 @@ export function qemuArgs(opts: VmOptions): string[] {
     ...(uefi ? ['-drive', `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,file=${opts.ovmfVars}`] : []),
     ...(opts.serial !== undefined ? ['-smbios', `type=1,serial=${opts.serial.replace(/,/g, ',,')}`] : []),
     ...(opts.uuid ? ['-uuid', opts.uuid] : []),
-    ...(opts.deadNicsBefore ?? []).flatMap((n, i) => ['-netdev', `hubport,id=dead${i},hubid=${90 + i}`, '-device', `${n.model},netdev=dead${i},mac=${n.mac},romfile=`]),
+    ...(opts.deadNicsBefore ?? []).flatMap((n, i) => ['-netdev', `hubport,id=dead${i},hubid=${90 + i}`, '-device', `${n.model},id=deadnic${i},netdev=dead${i},mac=${n.mac},romfile=`]),
+    ...(linkDownNics(opts).length ? ['-S', '-chardev', `socket,id=mon0,path=${monitorSocket(opts)},server=on,wait=off`, '-mon', 'chardev=mon0,mode=readline'] : []),
     '-netdev', opts.netdev,
     // OVMF keeps its own boot order (it ignores -boot order=): bootindex puts the NIC first, as
     // on a rack's servers, then the disk.
@@ -173,6 +217,14 @@ export function startVm(opts: VmOptions): Vm {
     });
   });
   const tail = () => text.split('\n').slice(-25).join('\n');
+  // Paused (-S) for NICs without link: set their links off through the monitor, then run.
+  const downs = linkDownNics(opts);
+  if (downs.length) {
+    void setLinksOffAndRun(monitorSocket(opts), downs).catch((err: Error) => {
+      onData(Buffer.from(`\ntest harness: ${opts.name}: set_link through the monitor failed: ${err.message}\n`));
+      if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, 'SIGKILL');
+    });
+  }
   const kill = async () => {
     if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid!, 'SIGKILL');
     await exited;
@@ -216,4 +268,29 @@ export function startVm(opts: VmOptions): Vm {
     },
     kill,
   };
+}
+
+/** Over QEMU's human monitor at `socket` (waits up to 10 s for it): `set_link <id> off` for each id, then `cont`. */
+async function setLinksOffAndRun(socket: string, ids: string[]): Promise<void> {
+  for (const until = Date.now() + 10_000; !(await stat(socket).then((st) => st.isSocket(), () => false));) {
+    if (Date.now() > until) throw new Error(`no monitor socket ${socket} after 10 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise<void>((resolve, reject) => {
+    const conn = createConnection(socket);
+    let answer = '';
+    const timer = setTimeout(() => { conn.destroy(); reject(new Error(`monitor: no answer to cont within 10 s: ${answer}`)); }, 10_000);
+    conn.on('error', (err) => { clearTimeout(timer); reject(err); });
+    conn.on('data', (d) => {
+      answer += d.toString('latin1');
+      // The readline monitor echoes each command and prompts "(qemu)" again once it is done.
+      if ((answer.match(/\(qemu\)/g) ?? []).length > ids.length + 1) {
+        clearTimeout(timer);
+        conn.end();
+        if (/Error|not found|could not/i.test(answer)) reject(new Error(`monitor: ${answer.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')}`));
+        else resolve();
+      }
+    });
+    conn.write([...ids.map((id) => `set_link ${id} off`), 'cont', ''].join('\n'));
+  });
 }

@@ -66,6 +66,7 @@ bring_up_network() {
     n=$((n + 1))
   done
   nodriver=$(pci_without_driver 02 | sed 's/@.*//' | tr '\n' ' ')
+  nodriver=${nodriver% }
   [ -n "$nics" ] || halt_with "no network interface: no driver for network controller(s) ${nodriver:-none found} (PCI vendor:device)"
   ordered=''
   for name in $nics; do
@@ -91,6 +92,6 @@ bring_up_network() {
     fi
     say "$name ($(cat "/sys/class/net/$name/address")): no DHCP answer"
   done
-  [ -n "$nodriver" ] && halt_with "no driver for network controller(s) ${nodriver% } (PCI vendor:device); no DHCP answer on$ordered"
+  [ -n "$nodriver" ] && halt_with "no driver for network controller(s) $nodriver (PCI vendor:device); no DHCP answer on$ordered"
   halt_with "no DHCP answer on any network interface:$ordered"
 }
