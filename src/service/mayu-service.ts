@@ -111,7 +111,8 @@ export class MayuService {
    * elsewhere, its answer is the installer.
    */
   async findBootHost(query: BootQuery): Promise<Readonly<Host> | undefined> {
-    const find = () => findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan());
+    const index = this.deps.store.index();
+    const find = () => findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan(), (mac) => index.serialByMac(mac));
     const serial = bootSerial(query);
     if (serial !== undefined) await this.deps.store.settledFor(serial);
     const found = find();
@@ -296,6 +297,7 @@ export class MayuService {
       ipRange: this.deps.ipRange,
       defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
       randomBytes: this.deps.randomBytes(16),
+      index: this.deps.store.index(),
     });
   }
 
