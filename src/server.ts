@@ -17,6 +17,7 @@ import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
+import { loadGateFor } from './http/load-gate-config.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
 import type { AccessPolicy } from './http/auth.ts';
 import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
@@ -355,6 +356,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
   };
 
+  // One gate for both ports: in-flight counts and registration buckets are the server's.
+  const gate = loadGateFor(config.limits, () => store.writeQueueDepth());
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
       adminToken: security.adminToken,
@@ -374,6 +377,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
       discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },
       observeRequest: metrics.request,
+      gate,
     });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.

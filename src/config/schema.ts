@@ -90,6 +90,35 @@ export const storageSchema = z
   })
   .prefault({});
 
+const bucket = (rate: number, burst: number) =>
+  z.strictObject({ rate: z.number().min(0).max(1e6).default(rate), burst: z.number().int().min(1).max(1e7).default(burst) }).prefault({});
+
+/**
+ * Registration limits and overload bounds (README "Limits and overload"; src/http/load-shedding.ts).
+ * The defaults never touch a rack booting normally (reasons in the README): a machine registers
+ * once per install from its own address, and a whole rack powering on at once is far below
+ * what the bounds let through.
+ */
+export const limitsSchema = z
+  .strictObject({
+    /** New registrations per source address: token bucket; rate 0 turns it off. */
+    new_hosts_per_source: bucket(2, 20),
+    /** Sources the per-source bucket leaves alone (the overall one still counts them): mayu's own host. */
+    exempt_sources: z.array(z.string().min(1)).default(['127.0.0.1', '::1', '::ffff:127.0.0.1']),
+    /** New registrations from everybody together; rate 0 turns it off. */
+    new_hosts: bucket(500, 2000),
+    /** New registrations get 503 while more requests than this are in flight. */
+    max_in_flight_new: z.number().int().min(1).default(256),
+    /** ... or while more changes than this wait to be stored. */
+    max_write_queue_new: z.number().int().min(1).default(1000),
+    /** Every machine request gets 503 past this many in flight (known hosts keep priority below it). */
+    max_in_flight: z.number().int().min(1).default(1024),
+    /** Retry-After of a 503: between this and twice it. */
+    retry_after_seconds: z.number().int().min(1).max(3600).default(5),
+  })
+  .prefault({})
+  .refine((l) => l.max_in_flight >= l.max_in_flight_new, { message: 'max_in_flight must not be below max_in_flight_new (known hosts keep priority)', path: ['max_in_flight'] });
+
 export const configSchema = z
   .looseObject({
     default_coreos_version: z.coerce.string().min(1),
@@ -100,6 +129,7 @@ export const configSchema = z
     use_ignition: z.boolean().default(false),
     security: securitySchema,
     storage: storageSchema,
+    limits: limitsSchema,
     /** Command run when a reinstall is requested (README "Host lifecycle"). */
     power_hook: z
       .strictObject({
@@ -152,9 +182,10 @@ export type NetworkConfig = z.infer<typeof networkSchema>;
 export type MayuConfig = z.infer<typeof configSchema>;
 export type SecurityConfig = z.infer<typeof securitySchema>;
 export type StorageConfig = z.infer<typeof storageSchema>;
+export type LimitsConfig = z.infer<typeof limitsSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'limits'],
   network: Object.keys(networkSchema.shape),
 };

@@ -6,6 +6,7 @@ import type { AccessPolicy } from './auth.ts';
 import { discoveryRoutes, type DiscoveryRouteDeps } from './discovery-routes.ts';
 import { HttpError, statusFor } from './errors.ts';
 import { eventRoutes, type EventStreamDeps } from './event-stream.ts';
+import { RefusalError, type LoadGate } from './load-shedding.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
 import { opsRoutes, type OpsDeps } from './ops-routes.ts';
 import { uiRoutes } from './ui-routes.ts';
@@ -26,6 +27,8 @@ export interface AppDeps extends MachineRouteDeps {
   unavailable?: () => string | undefined;
   /** Told about every answered request: method, the router's path pattern ("(unmatched)" if none), status. */
   observeRequest?: (method: string, route: string, status: number) => void;
+  /** Overload protection and registration limits (load-shedding.ts); absent: no bounds. */
+  gate?: LoadGate;
 }
 
 /** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
@@ -45,6 +48,7 @@ export function createApp(deps: AppDeps): Koa {
       if (err instanceof HttpError) ctx.set(err.headers);
       ctx.type = 'text/plain; charset=utf-8';
       ctx.body = status ? message : `internal error: ${message}`;
+      if (err instanceof RefusalError) ctx.message = err.reasonPhrase;
       if (!status) logger.error({ err, method: ctx.method, url: ctx.url }, 'request failed');
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -56,6 +60,9 @@ export function createApp(deps: AppDeps): Koa {
       logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip, ...extra }, 'request');
     }
   });
+
+  // Bounded work in flight (load-shedding.ts): past the bound, a 503 before any route runs.
+  if (deps.gate) app.use(deps.gate.middleware());
 
   // Memory may be behind what other replicas did (etcd store without etcd): answer nothing from it.
   if (deps.unavailable) {

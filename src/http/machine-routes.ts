@@ -8,6 +8,7 @@ import { readJson } from './body.ts';
 import { HttpError } from './errors.ts';
 import { sendFile } from './file-response.ts';
 import type { Outputs } from '../render/outputs.ts';
+import type { LoadGate } from './load-shedding.ts';
 
 // Routes the netbooting machine calls, in boot order (protocol section 1).
 
@@ -20,6 +21,8 @@ export interface MachineRouteDeps {
   version: string;
   /** OS image version of a host without its own (config default_coreos_version). */
   defaultImageVersion: string;
+  /** Refuses a new registration (429 rate limit, 503 overload) before anything is read or written. */
+  gate?: Pick<LoadGate, 'admitNewHost'>;
 }
 
 export function machineRoutes(deps: MachineRouteDeps): Router {
@@ -75,13 +78,20 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
   router.get('/images/:serial/install_image.bin.bz2', installImage);
   router.head('/images/:serial/install_image.bin.bz2', installImage);
 
+  // Limits and overload: only a serial mayu does not know is a new registration (load-shedding.ts).
+  const admitIfNew = (serial: string, source: string) => {
+    if (deps.gate && !service.find(serial)) deps.gate.admitNewHost(source);
+  };
+
   router.get('/first-stage-script/:serial', async (ctx) => {
+    admitIfNew(ctx.params.serial!, ctx.ip);
     const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
     Object.assign(ctx, text(body));
   });
 
   const finalConfig = (route: string, render: (h: Host) => string, type: string): RouterMiddleware => async (ctx) => {
     const data = parseHostData(await readJson(ctx, route));
+    admitIfNew(data.Serial, ctx.ip);
     const { body } = await service.recordHostData(data, render);
     Object.assign(ctx, text(body, type));
   };

@@ -111,6 +111,10 @@ export interface StormResult {
   /** Machines that could not finish: serial → reason. */
   failures: Map<string, string>;
   successes: number;
+  /** 429/503 answers with Retry-After (the machine waited as told, then asked again), per route and status. */
+  refusals: Map<string, number>;
+  /** Latencies in ms of those refusals: answered requests too. */
+  refusalLatencies: number[];
 }
 
 export const serialFor = (i: number) => `storm-${String(i).padStart(6, '0')}`;
@@ -122,7 +126,12 @@ export const BOOT_COMPLETE_BODY = { CoreOSVersion: 'x', State: 'unknown' };
 interface Reply {
   status: number;
   body: string;
+  /** Seconds of a Retry-After header, if the answer had one. */
+  retryAfter?: number;
 }
+
+/** Refusals a machine sits out before it gives up (each waits Retry-After: minutes in all). */
+const MAX_REFUSALS = 200;
 
 /** Runs `machines` simulated machines concurrently to the end of the protocol. */
 export async function runStorm(target: Target, opts: StormOptions): Promise<StormResult> {
@@ -133,6 +142,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   const failures = new Map<string, string>();
   const errorSamples = new Map<string, string>();
   const acks: Ack[] = [];
+  const refusals = new Map<string, number>();
+  const refusalLatencies: number[] = [];
   let successes = 0;
 
   const send = (method: string, url: string, body?: string, auth?: string): Promise<Reply> =>
@@ -142,7 +153,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       const req = http.request(url, { method, agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        const retryAfter = Number(res.headers['retry-after']);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ...(retryAfter >= 0 ? { retryAfter } : {}) }));
         res.on('error', reject);
       });
       req.setTimeout(opts.requestTimeoutMs, () => req.destroy(new Error(`timeout after ${opts.requestTimeoutMs} ms`)));
@@ -152,6 +164,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
 
   /** One protocol request, retried until it answers `expect` (or a non-retryable status). */
   const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string): Promise<Reply> => {
+    let refused = 0;
     for (let attempt = 1; ; attempt++) {
       const stop = opts.stopReason?.();
       if (stop) throw new Error(`${method} ${pathName}: stopped: ${stop}`);
@@ -179,6 +192,16 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
         }
         successes++;
         return reply;
+      }
+      // Told to come back later (rate limit, overload): wait what the server says plus up to half
+      // as much again, as the installer and iPXE scripts do; not a failed attempt.
+      if (reply && (reply.status === 429 || reply.status === 503) && reply.retryAfter !== undefined) {
+        refusalLatencies.push(performance.now() - t0);
+        refusals.set(`${route} ${reply.status}`, (refusals.get(`${route} ${reply.status}`) ?? 0) + 1);
+        if (++refused > MAX_REFUSALS) throw new Error(`${method} ${pathName}: refused ${refused} times, last: ${reply.status} ${reply.body.slice(0, 200)}`);
+        attempt--;
+        await sleep(reply.retryAfter * 1000 * (1 + Math.random() / 2));
+        continue;
       }
       if (reply && reply.status < 500) throw new Error(`${method} ${pathName}: ${reply.status} ${reply.body.slice(0, 200)}`);
       retries.set(`${route} ${cause}`, (retries.get(`${route} ${cause}`) ?? 0) + 1);
@@ -222,7 +245,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(i)));
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
-  return { seconds, latencies, acks, retries, errorSamples, failures, successes };
+  return { seconds, latencies, acks, retries, errorSamples, failures, successes, refusals, refusalLatencies };
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,0 +1,128 @@
+import type { Context, Middleware } from 'koa';
+import { HttpError } from './errors.ts';
+import type { RegistrationLimiter } from './rate-limit.ts';
+
+// Overload protection (README "Limits and overload"). Requests in flight and the store's writer
+// queue are bounded: past the lower bounds a NEW registration (a serial mayu does not know) is
+// answered 503 at once, while the requests of known hosts (boot scripts, reports, their final
+// config) are admitted up to a higher bound, so machines half-way through an install finish
+// first. Refusals are cheap (nothing read from the store, nothing written) and carry Retry-After,
+// also in the status line's reason phrase and the body: busybox wget, which the installer uses,
+// prints only the status line of a refused request (README "Machines retry").
+
+export interface OverloadLimits {
+  /** New registrations are refused while more requests than this are in flight. */
+  maxInFlightNew: number;
+  /** ... or while more changes than this wait to become durable (the store's writer queue). */
+  maxWriteQueueNew: number;
+  /** Every counted request is refused past this: known hosts' requests keep priority up to here. */
+  maxInFlight: number;
+  /** A 503's Retry-After is drawn between this and twice this (spreads the retries). */
+  retryAfterSeconds: number;
+}
+
+export interface LoadGateDeps {
+  limits: OverloadLimits;
+  /** Absent: no rate limit on registrations. */
+  limiter?: RegistrationLimiter;
+  writeQueueDepth: () => number;
+  /** [0, 1); injected for tests. */
+  random?: () => number;
+}
+
+/**
+ * Requests that do not count: long-lived ones (event streams, etcd watches, file downloads of
+ * any size), probes and the dashboard's files. What counts is the work that competes for the
+ * event loop and the store.
+ */
+function counted(ctx: Context): boolean {
+  const p = ctx.path;
+  if (p.startsWith('/images/') || p.startsWith('/uefi/') || p.startsWith('/ui/') || p.startsWith('/etcd/')) return false;
+  return !(p === '/admin/events' || p === '/healthz' || p === '/readyz' || p === '/metrics' || p === '/hostinfo-helper');
+}
+
+export class LoadGate {
+  private inFlightNow = 0;
+  private readonly random: () => number;
+
+  constructor(private readonly deps: LoadGateDeps) {
+    this.random = deps.random ?? Math.random;
+  }
+
+  get inFlight(): number {
+    return this.inFlightNow;
+  }
+
+  /** Counts requests in flight; past maxInFlight, refuses every counted request at once. */
+  middleware(): Middleware {
+    return async (ctx, next) => {
+      if (!counted(ctx)) return next();
+      if (this.inFlightNow >= this.deps.limits.maxInFlight) {
+        refuse(ctx, 503, `mayu is overloaded: ${this.inFlightNow} requests in flight (limit ${this.deps.limits.maxInFlight}); nothing was done`, this.retryAfter());
+        return;
+      }
+      this.inFlightNow++;
+      try {
+        await next();
+      } finally {
+        this.inFlightNow--;
+      }
+    };
+  }
+
+  /**
+   * A registration of a serial mayu does not know, from `source`: throws a 503 (overload) or a
+   * 429 (rate limit) to refuse it; nothing has been read or written yet.
+   */
+  admitNewHost(source: string): void {
+    const { limits } = this.deps;
+    // The request asking counts itself among those in flight.
+    const inFlight = this.inFlightNow - 1;
+    if (inFlight >= limits.maxInFlightNew) {
+      throw refusal(503, `mayu is busy: ${inFlight} requests in flight (new machines wait above ${limits.maxInFlightNew}); this machine was not registered`, this.retryAfter());
+    }
+    const depth = this.deps.writeQueueDepth();
+    if (depth >= limits.maxWriteQueueNew) {
+      throw refusal(503, `mayu is busy: ${depth} changes waiting to be stored (new machines wait above ${limits.maxWriteQueueNew}); this machine was not registered`, this.retryAfter());
+    }
+    const verdict = this.deps.limiter?.take(source);
+    if (verdict && !verdict.ok) {
+      const what = verdict.scope === 'source' ? `from ${source}` : 'from all sources';
+      // The bucket's own wait, plus up to half of it again: refused machines do not come back together.
+      const seconds = Math.ceil(verdict.retryAfterSeconds * (1 + this.random() / 2));
+      throw refusal(429, `too many new machines ${what}: limit ${verdict.limit.rate}/s, burst ${verdict.limit.burst}; this machine was not registered`, seconds);
+    }
+  }
+
+  private retryAfter(): number {
+    const base = this.deps.limits.retryAfterSeconds;
+    return base + Math.floor(this.random() * (base + 1));
+  }
+}
+
+const REASON = { 429: 'Too Many Requests', 503: 'Service Unavailable' } as const;
+
+function refusal(status: 429 | 503, message: string, seconds: number): HttpError {
+  return new RefusalError(status, `${message}; retry after ${seconds} s\n`, seconds);
+}
+
+/** A 429/503 refusal: the app's error handler sends its headers and reason phrase. */
+export class RefusalError extends HttpError {
+  constructor(status: 429 | 503, message: string, readonly retryAfterSeconds: number) {
+    super(status, message, { 'Retry-After': String(retryAfterSeconds) });
+  }
+
+  /** "Service Unavailable, retry after 7 s": what busybox wget prints of a refused request. */
+  get reasonPhrase(): string {
+    return `${REASON[this.status as 429 | 503]}, retry after ${this.retryAfterSeconds} s`;
+  }
+}
+
+function refuse(ctx: Context, status: 429 | 503, message: string, seconds: number): void {
+  const err = refusal(status, message, seconds) as RefusalError;
+  ctx.status = status;
+  ctx.set(err.headers);
+  ctx.message = err.reasonPhrase;
+  ctx.type = 'text/plain; charset=utf-8';
+  ctx.body = err.message;
+}
