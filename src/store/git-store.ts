@@ -19,6 +19,7 @@ import {
 import { writeCheckpoint } from '../git/checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
 import { PackBuilder } from '../git/pack.ts';
+import { RootChain } from '../git/root-chain.ts';
 import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/refs.ts';
 import { packRecords, replayCommits, stillNeeded } from '../git/replay.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
@@ -667,7 +668,7 @@ export class GitStore implements HostStore {
   private async writeBatchNow(items: WriteItem[]): Promise<BatchWritten> {
     const startRoot = this.root.clone();
     const startHead = this.head;
-    const roots: { oid: string; content: Buffer }[] = [];
+    const roots = new RootChain();
     const others = new Map<string, { type: ObjectType; content: Buffer }>();
     const add = (type: ObjectType, content: Buffer) => {
       const oid = objectId(type, content);
@@ -689,7 +690,7 @@ export class GitStore implements HostStore {
         }
         const rootBytes = this.root.bytes;
         const tree = objectId('tree', rootBytes);
-        roots.push({ oid: tree, content: rootBytes });
+        roots.push(tree, rootBytes);
         const timestamp = Math.floor(this.opts.now().getTime() / 1000);
         this.head = add('commit', encodeCommit({
           tree,
@@ -700,22 +701,18 @@ export class GitStore implements HostStore {
         this.history_.record(this.head, item.message, timestamp);
         item.commit = this.head;
       }
-      // Root trees newest first, each older one a delta of its newer neighbour.
-      const rootsNewestFirst = [...new Map(roots.reverse().map((r) => [r.oid, r])).values()].filter((r) => !others.has(r.oid));
-      const pack = new PackBuilder(rootsNewestFirst.length + others.size);
+      // Root trees newest first, each older one a delta of its newer neighbour (root-chain.ts).
+      // A root tree is never a blob's or host tree's twin (it lists host folders, they do not).
+      const pack = new PackBuilder(roots.size + others.size);
       const chunks = [pack.header()];
       const objects: JournalObject[] = [];
       const put = (oid: string, record: Buffer, baseOid?: string) => {
         chunks.push(record);
         objects.push({ oid, record, crc: pack.lastCrc, baseOid });
       };
-      let depth = 0;
-      let newer: { oid: string; content: Buffer } | undefined;
-      for (const r of rootsNewestFirst) {
-        const base = newer && depth < MAX_DEPTH ? newer : undefined;
-        depth = base ? depth + 1 : 0;
-        put(r.oid, pack.add(r.oid, 'tree', r.content, base, STORED), base?.oid);
-        newer = r;
+      for (const r of roots.newestFirst(MAX_DEPTH)) {
+        if (r.delta) put(r.oid, pack.addDelta(r.oid, r.baseOid, r.delta, STORED), r.baseOid);
+        else put(r.oid, pack.add(r.oid, 'tree', r.content, undefined, STORED));
       }
       for (const [oid, o] of others) put(oid, pack.add(oid, o.type, o.content, undefined, STORED));
       const { checksum, index } = pack.finish();
