@@ -108,9 +108,9 @@ export const limitsSchema = z
     /** New registrations from everybody together; rate 0 turns it off. */
     new_hosts: bucket(500, 2000),
     /** New registrations get 503 while more requests than this are in flight. */
-    max_in_flight_new: z.number().int().min(1).default(256),
+    max_in_flight_new: z.number().int().min(1).default(128),
     /** ... or while more changes than this wait to be stored. */
-    max_write_queue_new: z.number().int().min(1).default(1000),
+    max_write_queue_new: z.number().int().min(1).default(200),
     /** Every machine request gets 503 past this many in flight (known hosts keep priority below it). */
     max_in_flight: z.number().int().min(1).default(1024),
     /** Retry-After of a 503: between this and twice it. */
