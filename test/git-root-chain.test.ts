@@ -15,9 +15,10 @@ test('every root tree of a batch comes back exactly; depth bounded; a tree met a
   const made = new Map<string, Buffer>();
   const add = () => {
     const bytes = root.bytes;
-    const id = objectId('tree', bytes);
+    const id = root.oid();
+    assert.equal(id, objectId('tree', bytes), 'the saved hash states give the tree\'s id');
     made.set(id, bytes);
-    chain.push(id, bytes);
+    chain.push(id, bytes, root.lastSplice);
   };
   for (let i = 0; i < 57; i++) {
     root.set({ mode: TREE_MODE, name: `host-${String((i * 37) % 230).padStart(4, '0')}`, oid: oid(1000 + i) });
@@ -53,4 +54,23 @@ test('every root tree of a batch comes back exactly; depth bounded; a tree met a
   }
   assert.equal(records, made.size);
   assert.ok([...placed.values()].filter((p) => p.depth === 0).length >= Math.ceil(made.size / (maxDepth + 1)));
+});
+
+test('a root tree\'s id from saved hash states equals hashing it whole, across replaces, inserts, removals and clones', () => {
+  const root = new RootTree();
+  const oid = (i: number) => i.toString(16).padStart(40, '0');
+  let seed = 11;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  let saved: RootTree | undefined;
+  for (let i = 0; i < 3000; i++) {
+    const name = `h-${String(rnd(900)).padStart(4, '0')}`;
+    if (rnd(10) === 0) root.remove(name, TREE_MODE);
+    else root.set({ mode: TREE_MODE, name, oid: oid(i) });
+    if (i % 7 === 0) assert.equal(root.oid(), objectId('tree', root.bytes), `step ${i}`);
+    if (i === 1500) saved = root.clone();
+  }
+  assert.equal(root.oid(), objectId('tree', root.bytes));
+  // A clone (the store's rollback copy) goes on from its own states.
+  saved!.set({ mode: TREE_MODE, name: 'h-0001', oid: oid(99999) });
+  assert.equal(saved!.oid(), objectId('tree', saved!.bytes));
 });

@@ -67,6 +67,14 @@ export function computeDelta(base: Buffer, target: Buffer): Buffer {
   const max = Math.min(base.length, target.length);
   const prefix = commonPrefix(base, target, max);
   const suffix = commonSuffix(base, target, max - prefix);
+  return spliceDelta(base, target, prefix, suffix);
+}
+
+/**
+ * The same, when the caller knows that the first `prefix` and the last `suffix` bytes of both
+ * are equal (a root tree with one entry spliced in: RootTree.lastSplice). Not checked.
+ */
+export function spliceDelta(base: Buffer, target: Buffer, prefix: number, suffix: number): Buffer {
   const out: number[] = [...sizeVarint(base.length), ...sizeVarint(target.length)];
   const copy = (offset: number, size: number) => {
     for (let done = 0; done < size; done += 0xffff) out.push(...copyOp(offset + done, Math.min(0xffff, size - done)));

@@ -1,4 +1,5 @@
-import { applyDelta, computeDelta } from './delta.ts';
+import { applyDelta, computeDelta, spliceDelta } from './delta.ts';
+import type { TreeSplice } from './objects.ts';
 
 // The root trees of one batch of commits, as they are made (oldest first). Every commit has its
 // own root tree, one entry per host: 400 KB at 10 000 hosts. Keeping each whole until the batch
@@ -15,12 +16,27 @@ export class RootChain {
   /** Oldest first; each a delta against the next newer tree (or `newest`). */
   private readonly older: { oid: string; delta: Buffer }[] = [];
   private readonly oids = new Set<string>();
+  /** TreeSplice.seq of the newest tree, when it came with one. */
+  private newestSeq: number | undefined;
 
-  push(oid: string, content: Buffer): void {
+  /** `splice`: where `content` differs from the tree pushed before (RootTree.lastSplice), if known. */
+  push(oid: string, content: Buffer, splice?: TreeSplice): void {
     if (this.newest?.oid === oid) return;
-    if (this.newest) this.older.push({ oid: this.newest.oid, delta: computeDelta(content, this.newest.content) });
+    // A splice describes one change: it fits only if the newest tree is the one just before it.
+    const fits = splice && this.newestSeq !== undefined && splice.seq === this.newestSeq + 1 ? splice : undefined;
+    if (this.newest) this.older.push({ oid: this.newest.oid, delta: this.deltaOfNewest(content, fits) });
     this.newest = { oid, content };
+    this.newestSeq = splice?.seq;
     this.oids.add(oid);
+  }
+
+  /** The newest tree as a delta of `content`: from the splice when it fits, else by comparing. */
+  private deltaOfNewest(content: Buffer, splice: TreeSplice | undefined): Buffer {
+    const older = this.newest!.content;
+    if (splice && older.length - splice.removed === content.length - splice.inserted && splice.offset + splice.inserted <= content.length) {
+      return spliceDelta(content, older, splice.offset, content.length - splice.offset - splice.inserted);
+    }
+    return computeDelta(content, older);
   }
 
   /** Distinct trees: the pack's count for them. */

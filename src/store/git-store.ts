@@ -689,8 +689,8 @@ export class GitStore implements HostStore {
           this.root.set({ mode: TREE_MODE, name: item.serial, oid: hostTree });
         }
         const rootBytes = this.root.bytes;
-        const tree = objectId('tree', rootBytes);
-        roots.push(tree, rootBytes);
+        const tree = this.root.oid();
+        roots.push(tree, rootBytes, this.root.lastSplice);
         const timestamp = Math.floor(this.opts.now().getTime() / 1000);
         this.head = add('commit', encodeCommit({
           tree,
