@@ -287,6 +287,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     renderer, config, mayuUrl, version: opts.version, useIgnition,
     reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem, etcdDiscoveryUrl: discovery.externalUrl,
   });
+  // One gate for both ports: in-flight counts, load signals and registration buckets are the server's.
+  const gate = loadGateFor(config.limits, () => store.writeQueueDepth());
+  gate.start();
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
@@ -306,7 +309,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     },
     onChange: (e) => onHostChange!(e),
-    observeCommit: metrics.commit,
+    observeCommit: (seconds) => {
+      metrics.commit(seconds);
+      gate.observeCommit(seconds);
+    },
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
     admitNewHost: () => storage.admitNewHost(),
   });
@@ -356,8 +362,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
   };
 
-  // One gate for both ports: in-flight counts and registration buckets are the server's.
-  const gate = loadGateFor(config.limits, () => store.writeQueueDepth());
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
       adminToken: security.adminToken,
@@ -412,6 +416,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dnsmasq,
     pushStatus: () => auditPush?.status(),
     async close() {
+      gate.close();
       for (const s of [server, tlsServer]) {
         s?.close();
         s?.closeAllConnections();

@@ -15,9 +15,11 @@ after(async () => {
   for (const m of started) await m.stop();
 });
 
+/** The latency signals off unless asked for: a test on a busy machine must not trip them by chance. */
 async function mayuWithLimits(limits: string): Promise<MayuProcess> {
   const workDir = await tempDir();
-  const config = await writeText(path.join(workDir, 'config.yaml'), `${readFileSync(path.join(FIXTURES, 'config.yaml'), 'utf8')}\nlimits:\n${limits}\n`);
+  const signals = limits.includes('max_lag_ms_new') ? '' : '  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n';
+  const config = await writeText(path.join(workDir, 'config.yaml'), `${readFileSync(path.join(FIXTURES, 'config.yaml'), 'utf8')}\nlimits:\n${signals}${limits}\n`);
   const m = await startMayu({ workDir, config });
   started.push(m);
   return m;
@@ -151,4 +153,32 @@ test('past the higher bound every machine request gets 503, probes still answer'
   assert.equal((await request(`${m.url}/healthz`)).status, 200);
   held.end(body.slice(10));
   assert.equal(await heldAnswer, 200);
+});
+
+test('while changes take longer than max_commit_ms_new to be stored, a new registration gets 503; the signal fades once none come', async () => {
+  const { LoadGate } = await import('../src/http/load-shedding.ts');
+  const gate = new LoadGate({
+    limits: { maxInFlightNew: 100, maxWriteQueueNew: 100, maxInFlight: 100, retryAfterSeconds: 2, maxLagMsNew: 0, maxCommitMsNew: 300 },
+    writeQueueDepth: () => 0,
+  });
+  gate.start();
+  try {
+    const admit = () => gate.admitNewHost('10.0.3.17');
+    admit();
+    for (let i = 0; i < 30; i++) gate.observeCommit(1.5);
+    assert.throws(admit, (err: Error & { status?: number }) => err.status === 503 && /changes take \d+ ms to be stored \(new machines wait above 300 ms\)/.test(err.message));
+    // No change stored for a while: the average fades and new machines get in again.
+    const until = Date.now() + 5000;
+    for (;;) {
+      try {
+        admit();
+        break;
+      } catch (err) {
+        if (Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } finally {
+    gate.close();
+  }
 });

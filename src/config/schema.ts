@@ -111,6 +111,9 @@ export const limitsSchema = z
     max_in_flight_new: z.number().int().min(1).default(128),
     /** ... or while more changes than this wait to be stored. */
     max_write_queue_new: z.number().int().min(1).default(200),
+    /** ... or while the event loop runs this late, or changes take this long to be stored (ms; 0: off). */
+    max_lag_ms_new: z.number().int().min(0).default(300),
+    max_commit_ms_new: z.number().int().min(0).default(500),
     /** Every machine request gets 503 past this many in flight (known hosts keep priority below it). */
     max_in_flight: z.number().int().min(1).default(1024),
     /** Retry-After of a 503: between this and twice it. */

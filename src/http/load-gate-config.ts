@@ -13,6 +13,8 @@ export function loadGateFor(limits: LimitsConfig, writeQueueDepth: () => number)
       maxWriteQueueNew: limits.max_write_queue_new,
       maxInFlight: limits.max_in_flight,
       retryAfterSeconds: limits.retry_after_seconds,
+      maxLagMsNew: limits.max_lag_ms_new,
+      maxCommitMsNew: limits.max_commit_ms_new,
     },
     limiter,
     writeQueueDepth,

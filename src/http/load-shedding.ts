@@ -19,6 +19,13 @@ export interface OverloadLimits {
   maxInFlight: number;
   /** A 503's Retry-After is drawn between this and twice this (spreads the retries). */
   retryAfterSeconds: number;
+  /**
+   * ... or while the event loop runs this many ms late (every answer waits that long), or changes
+   * take this many ms to become durable (recent average): the queue's length alone does not say
+   * how fast it drains on a CPU shared with others. 0 turns either off.
+   */
+  maxLagMsNew: number;
+  maxCommitMsNew: number;
 }
 
 export interface LoadGateDeps {
@@ -41,12 +48,47 @@ function counted(ctx: Context): boolean {
   return !(p === '/admin/events' || p === '/healthz' || p === '/readyz' || p === '/metrics' || p === '/hostinfo-helper');
 }
 
+/** How often the event loop's lateness is sampled. */
+const LAG_SAMPLE_MS = 50;
+
 export class LoadGate {
   private inFlightNow = 0;
   private readonly random: () => number;
+  /** Recent event-loop lateness: the worst sample, fading by 30 % a sample. */
+  private lagMs = 0;
+  /** Recent time for a change to become durable (moving average). */
+  private commitMs = 0;
+  private lastCommitAt = 0;
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: LoadGateDeps) {
     this.random = deps.random ?? Math.random;
+  }
+
+  /** Starts sampling the event loop's lateness (a timer that does not keep the process alive). */
+  start(): void {
+    const { limits } = this.deps;
+    if (this.sampler || (limits.maxLagMsNew <= 0 && limits.maxCommitMsNew <= 0)) return;
+    let expected = performance.now() + LAG_SAMPLE_MS;
+    this.sampler = setInterval(() => {
+      const now = performance.now();
+      this.lagMs = Math.max(now - expected, this.lagMs * 0.7);
+      expected = now + LAG_SAMPLE_MS;
+      // No change stored for a while: the last slow ones say nothing about now (and refused
+      // registrations must not keep the average up forever).
+      if (now - this.lastCommitAt > 500) this.commitMs *= 0.7;
+    }, LAG_SAMPLE_MS).unref();
+  }
+
+  close(): void {
+    clearInterval(this.sampler);
+    this.sampler = undefined;
+  }
+
+  /** A change took this long from the request until durable (MayuService's observeCommit). */
+  observeCommit(seconds: number): void {
+    this.commitMs = this.commitMs * 0.9 + seconds * 1000 * 0.1;
+    this.lastCommitAt = performance.now();
   }
 
   get inFlight(): number {
@@ -84,6 +126,12 @@ export class LoadGate {
     const depth = this.deps.writeQueueDepth();
     if (depth >= limits.maxWriteQueueNew) {
       throw refusal(503, `mayu is busy: ${depth} changes waiting to be stored (new machines wait above ${limits.maxWriteQueueNew}); this machine was not registered`, this.retryAfter());
+    }
+    if (limits.maxLagMsNew > 0 && this.lagMs >= limits.maxLagMsNew) {
+      throw refusal(503, `mayu is busy: answers run ${Math.round(this.lagMs)} ms late (new machines wait above ${limits.maxLagMsNew} ms); this machine was not registered`, this.retryAfter());
+    }
+    if (limits.maxCommitMsNew > 0 && this.commitMs >= limits.maxCommitMsNew) {
+      throw refusal(503, `mayu is busy: changes take ${Math.round(this.commitMs)} ms to be stored (new machines wait above ${limits.maxCommitMsNew} ms); this machine was not registered`, this.retryAfter());
     }
     const verdict = this.deps.limiter?.take(source);
     if (verdict && !verdict.ok) {
