@@ -262,7 +262,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
   const listen = async (server: Server, port: number) => {
-    server.listen(port, opts.httpBindAddress);
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): with node's 511, a rack
+    // powering on at once overflowed it, and a dropped SYN is retried by the machine's TCP after
+    // 1, 3, 7, ... 63 s (10 000-machine storm: 60 s timeouts on the first request).
+    server.listen({ port, host: opts.httpBindAddress, backlog: 4096 });
     await once(server, 'listening');
     return (server.address() as AddressInfo).port;
   };
