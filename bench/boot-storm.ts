@@ -25,7 +25,7 @@ import { spawnSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs, gitSubjectCounts, strayRefs } from '../test/helpers/storm-checks.ts';
+import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs, gitStatusPorcelain, gitSubjectCounts, strayRefs } from '../test/helpers/storm-checks.ts';
 import { BOOT_PACE, getJson, ROUTES, runStorm, serialFor, Target } from '../test/helpers/storm-client.ts';
 import { processStats, PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from '../test/helpers/storm-env.ts';
 import { replayAsMayu011, type AnchorResult, type AnchorWindow } from './storm/anchor.ts';
@@ -111,6 +111,8 @@ if (commits !== expectedCommits) violations.push(`git rev-list --count HEAD = ${
 const fsck = gitFsckResult(env.clusterDir);
 if (!fsck.ok) violations.push(`git fsck --full failed:\n${fsck.output}`);
 for (const ref of strayRefs(env.clusterDir)) violations.push(`stray ref: ${ref}`);
+const status = gitStatusPorcelain(env.clusterDir);
+if (status) violations.push(`git status --porcelain not empty after the stop:\n${status.split('\n').slice(0, 5).join('\n')}`);
 const serials = Array.from({ length: machines }, (_, i) => serialFor(i));
 const confs = gitHeadConfs(env.clusterDir, serials);
 const floodSet = new Set(flood?.created ?? []);

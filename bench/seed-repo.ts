@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { creationSteps } from '../src/core/host-changes.ts';
-import { encodeHost } from '../src/core/host.ts';
+import { encodeHost, type Host } from '../src/core/host.ts';
 import { encodeClusterJson } from '../src/store/cluster-json.ts';
 
 export const BENCH_ETCD_TOKEN = 'e94768ef0f948b0c2e53536d9c5eeb8f';
@@ -18,6 +18,8 @@ export interface SeedOptions {
   ipRange?: { start: string; end: string };
   /** Serial of host i (default `bench-000042-<16 hex>`). */
   serial?: (i: number) => string;
+  /** Changes host i before it is written (a state, a profile). */
+  edit?: (host: Host, i: number) => void;
 }
 
 const toInt = (ip: string) => ip.split('.').reduce((n, part) => n * 256 + Number(part), 0);
@@ -38,6 +40,7 @@ export async function seedRepo(dir: string, hosts: number, opts: SeedOptions = {
       defaultEtcdToken: BENCH_ETCD_TOKEN, randomBytes: randomBytes(16),
     }).at(-1)!.host;
     host.InternalAddr = toIp(first + i);
+    opts.edit?.(host, i);
     await mkdir(path.join(dir, serial));
     await writeFile(path.join(dir, serial, 'conf.json'), encodeHost(host));
     serials.push(serial);

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # namespace (iproute2) with busybox's udhcpc as client; ipxe gives the TFTP boot files. The VM
 # tests boot QEMU (TCG) with its iPXE ROMs and busybox nc for the port forward; the image build
 # (scripts/images) needs cpio, mkfs.vfat, mtools and bzip2, and apt's package lists for
-# `apt-get download` of the kernel, busybox-static and syslinux (never installed). The dashboard
+# `apt-get download` of the kernel, busybox-static, syslinux and zstd (never installed). The dashboard
 # test drives Debian's chromium (never a downloaded browser) with playwright-core.
 missing=()
 command -v git >/dev/null || missing+=(git)
@@ -25,6 +25,14 @@ command -v cpio >/dev/null || missing+=(cpio)
 command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 command -v mcopy >/dev/null || missing+=(mtools)
 command -v bzip2 >/dev/null || missing+=(bzip2)
+# The Debian OS image of the Debian VM test (build:images --os debian, root): mmdebstrap, ext4 made
+# from a folder, zstd; the test reaches the VM with Debian's ssh. cloud-init gives `cloud-init
+# schema` for the render tests (CI only: on a real host the package would configure that host).
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v ssh >/dev/null || missing+=(openssh-client)
+command -v cloud-init >/dev/null || missing+=(cloud-init)
 command -v chromium >/dev/null || missing+=(chromium)
 # etcd discovery tests: real etcd members (etcd-server) and etcdctl (etcd-client), both etcd 3.4
 command -v etcd >/dev/null || missing+=(etcd-server)

@@ -27,7 +27,9 @@ import { compileShellCommand, ShellCommandError } from './render/shell-command.t
 import { loadTemplates, RenderError, type TemplateKey } from './render/renderer.ts';
 import { resolveSecurity, type SecurityOptions } from './security/settings.ts';
 import { HostEventHub } from './service/host-events.ts';
+import { openAdmission } from './service/open-admission.ts';
 import { MayuService, type HostChangeEvent } from './service/mayu-service.ts';
+import { StuckWatch } from './service/stuck-watch.ts';
 import { AuditPusher, type AuditPushStatus } from './store/audit-push.ts';
 import { StorageWatch } from './store/disk-space.ts';
 import { FileStore } from './store/file-store.ts';
@@ -139,6 +141,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Made once the store is open; only in git mode (--no-git ignores audit_push).
   let auditPush: AuditPusher | undefined;
   let outsideProblems: OutsideProblem[] = [];
+  // Stuck installs (README "Stuck installs"); made once the store is open.
+  let stuckWatch: StuckWatch | undefined;
   // The cluster directory's disk: failed writes, free space, the new-host guard (README "Full or failing disk").
   const storage = new StorageWatch({
     dir: opts.clusterDir,
@@ -154,6 +158,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dnsmasq: runsDnsmasq ? () => ({ restarts: dnsmasq?.supervisor.restarts ?? 0, up: dnsmasq?.supervisor.serving ?? false }) : undefined,
     auditPush: config.audit_push && (opts.useGit || opts.etcdStore) ? () => auditPush?.status() : undefined,
     refusedOutsideChanges: opts.useGit ? () => outsideProblems.length : undefined,
+    stuckHosts: () => stuckWatch?.counts() ?? new Map(),
     storage: () => {
       storage.sample();
       return storage.status();
@@ -223,6 +228,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         // Logged once per episode (start and end) by the storage watch, not once per batch.
         onMirrorError: (err) => storage.mirrorFailed(err),
         onCheckpointError: (err) => storage.checkpointFailed(err),
+        onIndexError: (err) => logger.warn({ err }, 'git\'s index (.git/index) not written yet (retried; the changes are in git)'),
         // Pushed once git has them: under load git trails the answers by ~0.1 s.
         onCheckpoint: () => {
           storage.checkpointSucceeded();
@@ -318,12 +324,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
     admitNewHost: () => storage.admitNewHost(),
+    admission: { admit: (serial, data) => admission?.admit(serial, data) ?? {} },
   });
+  // issue 17: admission modes, the inventory, selectors' facts (src/service/open-admission.ts).
+  const admission = await openAdmission({ store, clusterDir: opts.clusterDir, config, configFile: opts.configFile, profiles: loaded.profiles, service, now: opts.now, logger })
+    .catch(async (err: unknown) => {
+      for (const s of [server, tlsServer]) s?.close();
+      await store.close();
+      throw err;
+    });
   onHostChange = (e) => {
       logger.info({ serial: e.serial, from: e.from, to: e.to, changes: e.messages, commit: e.commit, deleted: e.deleted }, 'host changed');
       if (e.installFailure) logger.warn({ serial: e.serial, stage: e.installFailure.Stage, reason: e.installFailure.Reason, state: e.installFailure.State, commit: e.commit }, 'install failed');
       // Any change may touch MACs or the state; an unchanged hostsfile is not rewritten.
       dnsmasq?.hostsChanged();
+      stuckWatch?.observe(e);
       events.publish(e);
       // A reinstall was requested: the site's hook may netboot the machine (README "Host lifecycle").
       if (powerHook && !e.deleted && e.to === 'configured' && (e.from === 'installed' || e.from === 'running')) void powerHook.run(e.host);
@@ -332,8 +347,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const host = c.after ?? c.before;
     if (!host) return;
     dnsmasq?.hostsChanged();
-    events.publish({ serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) });
+    const e = { serial: c.serial, from: c.before?.State, to: host.State, messages: c.messages, host, ...(c.after ? {} : { deleted: true as const }) };
+    stuckWatch?.observe(e);
+    events.publish(e);
   };
+  // Stuck installs: every change published (mayu's, operators', other replicas': observe() above)
+  // moves its since-times; it publishes one event per episode itself.
+  stuckWatch = new StuckWatch({
+    store,
+    afterMs: config.stuck_installs.after_seconds * 1000,
+    now: opts.now && (() => opts.now!().getTime()),
+    publish: (e) => events.publish(e),
+    onStuck: (s) => logger.warn({ serial: s.Serial, state: s.State, since: s.Since, seconds: s.Seconds }, 'install stuck'),
+    onRebuildError: (err) => logger.error({ err }, 'stuck installs: could not read since-times from history'),
+  });
+  const watch = stuckWatch;
+  watch.start();
   // The store is loaded before any port opens, so only dnsmasq can hold readiness back.
   const dnsmasqNotReady = () => {
     if (!runsDnsmasq) return [];
@@ -377,8 +406,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       adminApiPort: tlsPort,
     };
     return createApp({
-      service, outputs, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
-      admin: { powerHook, auditPush },
+      service, outputs, admission: admission && { service: admission, mayuUrl }, imagesDir: opts.imagesDir, tftpRoot: opts.tftpRoot, version: opts.version, defaultImageVersion: config.default_coreos_version, logger, access,
+      admin: { powerHook, auditPush, stuck: watch },
       unavailable: () => etcdStore?.notReadyReasons()[0],
       ops: { notReadyReasons, readiness, scrapeMetrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }) },
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
@@ -427,6 +456,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await dnsmasq?.close();
       await discovery.backend?.close();
       await powerHook?.close();
+      watch.close();
       await auditPush?.close();
       await store.close();
       await storage.close();

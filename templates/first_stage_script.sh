@@ -18,6 +18,8 @@ CONFIG_KIND='{{#use_ignition}}ignition{{/use_ignition}}{{^use_ignition}}cloud-co
 CONFIG_STORE='{{config_store}}'
 CONFIG_PARTITION='{{config_partition}}'
 CONFIG_PATH='{{config_path}}'
+MACHINE_ID='{{host.machine_id}}'
+HOSTNAME='{{host.hostname}}'
 # --- end of values ---
 
 HTTP_TIMEOUT=15     # seconds per API request (busybox wget -T segfaults: wrap with timeout)
@@ -45,6 +47,8 @@ say() { echo "mayu-installer: $*"; }
 
 # --- reports to mayu ---
 json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
+# A YAML double-quoted scalar's content: as JSON, without control characters.
+yaml_str() { json_str "$1" | tr -d '\000-\037\177'; }
 
 # Extra header lines of the reports to mayu, one printf each, e.g. an Authorization header.
 report_headers() {
@@ -154,7 +158,9 @@ done
 say "received $CONFIG_KIND: $(wc -c <"$WORKDIR/config") bytes, sha256 $(sha256sum "$WORKDIR/config" 2>/dev/null | cut -d ' ' -f 1)"
 
 # --- install disk ---
-image_url="$MAYU_URL/images/$SERIAL/install_image.bin.bz2"
+# mayu serves the host's image, bzip2, gzip or zstd (the first it has of .zst, .gz, .bz2): the
+# decompressor is chosen by the file's magic bytes below.
+image_url="$MAYU_URL/images/$SERIAL/install_image.bin"
 # Storage drivers bind as the devices show up: go round the coldplug once more (the installer's
 # /bin/mayu-coldplug; absent on other installers), then wait up to 10 s for a disk.
 command -v mayu-coldplug >/dev/null 2>&1 && mayu-coldplug 2
@@ -261,9 +267,24 @@ say "install disk: $INSTALL_DISK (install_disk $install_disk_setting)"
 # --- OS image ---
 say "writing $image_url to $INSTALL_DISK"
 rm -f "$WORKDIR/failed"
+# decompress: reads the image on stdin, picks the decompressor by its first bytes (read one at a
+# time with dd, so none past them is consumed) and puts them back in front of the rest.
+decompress() {
+  dd bs=1 count=4 of="$WORKDIR/magic" 2>/dev/null
+  magic=$(od -A n -t x1 "$WORKDIR/magic" | tr -d ' \n')
+  case $magic in
+    425a68*) set -- bunzip2 -c ;;
+    1f8b*) set -- gunzip -c ;;
+    28b52ffd) set -- zstd -d -q -c ;;
+    *) echo "decompression: the image is neither bzip2, gzip nor zstd (first bytes ${magic:-none})" >>"$WORKDIR/failed"; cat >/dev/null; return ;;
+  esac
+  command -v "$1" >/dev/null 2>&1 || { echo "decompression: this installer has no $1" >>"$WORKDIR/failed"; cat >/dev/null; return; }
+  say "image starts with $magic: $*" >&2
+  { cat "$WORKDIR/magic" && cat; } | "$@" || echo "$1 (corrupt or truncated image)" >>"$WORKDIR/failed"
+}
 # No pipefail in every sh: each stage records its own failure.
 { timeout "$IMAGE_TIMEOUT" wget -q -O - "$image_url" || echo "download of $image_url" >>"$WORKDIR/failed"; } |
-  { bunzip2 -c || echo "bunzip2 (corrupt or truncated image)" >>"$WORKDIR/failed"; } |
+  decompress |
   { dd of="$INSTALL_DISK" bs=1M conv=fsync 2>/dev/null || echo "writing to $INSTALL_DISK" >>"$WORKDIR/failed"; }
 [ -e "$WORKDIR/failed" ] && fail image "image not installed: $(head -n 1 "$WORKDIR/failed") failed"
 sync
@@ -299,7 +320,23 @@ case $CONFIG_STORE in
     umount "$WORKDIR/mnt" || fail config "cannot unmount $part"
     say "stored $CONFIG_KIND as $CONFIG_PATH on $part"
     ;;
-  *) fail config "unknown config_store '$CONFIG_STORE' (file or tar)" ;;
+  nocloud)
+    # cloud-init's NoCloud seed folder (config_path, /var/lib/cloud/seed/nocloud) in the root
+    # filesystem: user-data = the cloud-config, meta-data = instance-id (the machine ID: a
+    # reinstall with a new one is a new instance) and local-hostname. 0600: it holds the token.
+    [ "$CONFIG_KIND" = cloud-config ] || fail config "config_store nocloud takes a cloud-config, not Ignition (use_ignition is set)"
+    mount "$part" "$WORKDIR/mnt" || fail config "cannot mount $part to write the NoCloud seed"
+    seed="$WORKDIR/mnt$CONFIG_PATH"
+    if ! { mkdir -p "$seed" && cp "$WORKDIR/config" "$seed/user-data" &&
+      printf 'instance-id: "%s"\nlocal-hostname: "%s"\n' "$(yaml_str "$MACHINE_ID")" "$(yaml_str "$HOSTNAME")" >"$seed/meta-data" &&
+      chmod 0700 "$seed" && chmod 0600 "$seed/user-data" "$seed/meta-data"; }; then
+      umount "$WORKDIR/mnt"
+      fail config "cannot write the NoCloud seed $CONFIG_PATH on $part"
+    fi
+    umount "$WORKDIR/mnt" || fail config "cannot unmount $part"
+    say "stored $CONFIG_KIND as NoCloud user-data and meta-data (instance-id $MACHINE_ID, hostname $HOSTNAME) in $CONFIG_PATH on $part"
+    ;;
+  *) fail config "unknown config_store '$CONFIG_STORE' (file, tar or nocloud)" ;;
 esac
 sync
 

@@ -133,7 +133,7 @@ describe('mayu usage errors and one-shot flags', () => {
     const [heading, ...rest] = r.stdout.split('\n');
     assert.equal(heading, 'last stage cloud config:');
     assert.match(rest.join('\n'), /^#cloud-config\n/);
-    assert.match(r.stdout, /discovery: "http:\/\/127\.0\.0\.1:4181\/etcd\/"/);
+    assert.match(r.stdout, /MAYU_URL=http:\/\/127\.0\.0\.1:4181\\n/);
     assert.match(r.stdout, /hostname: ""/);
     assert.equal(existsSync(path.join(dir, 'c')), false);
   });

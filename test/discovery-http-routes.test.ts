@@ -174,7 +174,7 @@ describe('etcd discovery modes', () => {
       assert.equal((await fetch(`${mayu.url}/etcd/${token}`, { redirect: 'manual' })).status, 404);
       assert.equal((await fetch(`${mayu.url}/first-stage-script/ext-1`)).status, 200);
       const cc = await (await fetch(`${mayu.url}/admin/host/ext-1/render/cloud-config`)).text();
-      assert.match(cc, new RegExp(`discovery: "https://discovery\\.example\\.test/${token}"`));
+      assert.match(cc, new RegExp(`ETCD_DISCOVERY=https://discovery\\.example\\.test/${token}\\\\n`));
     } finally {
       await mayu.stop();
     }
@@ -186,7 +186,7 @@ describe('etcd discovery modes', () => {
       const token = await defaultToken(mayu);
       await fetch(`${mayu.url}/first-stage-script/int-1`);
       const cc = await (await fetch(`${mayu.url}/admin/host/int-1/render/cloud-config`)).text();
-      assert.match(cc, new RegExp(`discovery: "http://[0-9.]+:${mayu.port}/etcd/${token}"`));
+      assert.match(cc, new RegExp(`ETCD_DISCOVERY=http://[0-9.]+:${mayu.port}/etcd/${token}\\\\n`));
     } finally {
       await mayu.stop();
     }

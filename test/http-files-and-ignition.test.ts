@@ -14,6 +14,9 @@ describe('image files', () => {
     await mkdir(path.join(images, '835.13.0'), { recursive: true });
     await writeFile(path.join(images, 'vmlinuz'), kernel);
     await writeFile(path.join(images, '835.13.0', 'install_image.bin.bz2'), 'core image');
+    await mkdir(path.join(images, 'debian-12'), { recursive: true });
+    await writeFile(path.join(images, 'debian-12', 'install_image.bin.bz2'), 'debian bz2');
+    await writeFile(path.join(images, 'debian-12', 'install_image.bin.zst'), 'debian zst');
     mayu = await startMayu({ workDir });
   });
   after(() => mayu.stop());
@@ -51,6 +54,26 @@ describe('image files', () => {
     assert.equal(await res.text(), 'core image');
     for (let i = 2; i <= 4; i++) await fetch(`${mayu.url}/first-stage-script/img-${i}`); // img-4: default profile
     const missing = await fetch(`${mayu.url}/images/img-4/install_image.bin.bz2`);
+    assert.equal(missing.status, 404);
+    assert.equal(await missing.text(), 'file not found: images/1010.5.0/install_image.bin.bz2');
+  });
+
+  it("serves the installer's install_image.bin: the first of .zst, .gz, .bz2 the version has", async () => {
+    await fetch(`${mayu.url}/first-stage-script/img-1`);
+    assert.equal(await (await fetch(`${mayu.url}/images/img-1/install_image.bin`)).text(), 'core image');
+    // A host whose image version has zstd and bzip2 images gets zstd on the new route, bzip2 on 0.11's.
+    const script = await (await fetch(`${mayu.url}/first-stage-script/img-5`)).text();
+    const token = /^REPORT_TOKEN='([0-9a-f]+)'$/m.exec(script)![1];
+    await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData('img-5', '52:54:00:00:10:05')) });
+    const installed = await fetch(`${mayu.url}/admin/host/img-5/set_installed`, { method: 'PUT', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(installed.status, 202);
+    const put = await fetch(`${mayu.url}/admin/host/img-5/boot_complete`, { method: 'PUT', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ ConnectedNIC: '', LastBoot: '0001-01-01T00:00:00Z', State: 'unknown', CoreOSVersion: 'debian-12' }) });
+    assert.equal(put.status, 202, await put.clone().text());
+    assert.equal(await (await fetch(`${mayu.url}/images/img-5/install_image.bin`)).text(), 'debian zst');
+    assert.equal(await (await fetch(`${mayu.url}/images/img-5/install_image.bin.bz2`)).text(), 'debian bz2');
+    const head = await fetch(`${mayu.url}/images/img-5/install_image.bin`, { method: 'HEAD' });
+    assert.equal(head.headers.get('content-length'), '10');
+    const missing = await fetch(`${mayu.url}/images/img-4/install_image.bin`);
     assert.equal(missing.status, 404);
     assert.equal(await missing.text(), 'file not found: images/1010.5.0/install_image.bin.bz2');
   });

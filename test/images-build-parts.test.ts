@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CpioError, writeCpio } from '../scripts/images/cpio.ts';
-import { testOsDiskLayout } from '../scripts/images/disk-layout.ts';
+import { osDiskLayout, testOsDiskLayout } from '../scripts/images/disk-layout.ts';
+import { ROOT } from './helpers/mayu-process.ts';
 import { initramfsEntries } from '../scripts/images/initramfs.ts';
 import { loadOrder, moduleAliases, ModuleError, moduleDepends, moduleFirmware, modulesAliasFile, modulesDepFile } from '../scripts/images/kernel-modules.ts';
 import { MbrError, mbrSector } from '../scripts/images/mbr.ts';
@@ -157,5 +159,20 @@ describe('coldplug tables', () => {
     const deps: Record<string, string[]> = { ahci: ['libahci', 'libata'], libahci: ['libata'], libata: ['scsi_mod'], scsi_mod: ['scsi_common'], scsi_common: [] };
     assert.equal(modulesDepFile(['scsi_common', 'ahci'], (n) => deps[n]), 'ahci: scsi_common scsi_mod libata libahci\nscsi_common:\n');
     assert.throws(() => modulesDepFile(['nope'], (n) => deps[n]), ModuleError);
+  });
+});
+
+describe('Debian OS image parts', () => {
+  it("the image's cloud-init config passes cloud-init's own schema check", () => {
+    const r = spawnSync('/usr/bin/cloud-init', ['schema', '--config-file', path.join(ROOT, 'scripts/images/debian/90_mayu.cfg')], { encoding: 'utf8' });
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  });
+
+  it('layout: ESP first (0xef, active), ext4 root last (0x83) so growpart can grow it, 1 MiB aligned', () => {
+    const layout = osDiskLayout(33 * 1024 * 1024 + 1, 500 * 1024 * 1024);
+    assert.deepEqual(layout.boot, { start: 2048, sectors: 34 * 2048, type: 0xef, bootable: true });
+    assert.deepEqual(layout.root, { start: 2048 + 34 * 2048, sectors: 500 * 2048, type: 0x83 });
+    assert.equal(layout.totalSectors, layout.root.start + layout.root.sectors);
   });
 });

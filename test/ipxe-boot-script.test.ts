@@ -62,7 +62,7 @@ describe('GET /ipxebootscript against the real server', () => {
     return res.text();
   };
   const isInstaller = (s: string) => /^kernel \S+\/images\/vmlinuz .*next-script=\S+\/first-stage-script\/__SERIAL__ && initrd /m.test(s);
-  const isLocalBoot = (s: string) => /^exit$/m.test(s) && !s.includes('kernel ');
+  const isLocalBoot = (s: string) => /^exit 1$/m.test(s) && !s.includes('kernel ');
   /** A machine's report, with its report token. */
   const put = async (serial: string, route: string, body?: string) => fetch(`${mayu.url}/admin/host/${serial}/${route}`, { method: 'PUT', body, headers: await reportAuth(mayu, serial) });
   const install = async (serial: string, mac: string) => {

@@ -42,7 +42,9 @@ describe('machines wait for a busy mayu and ask again', () => {
       const lines = script.trimEnd().split('\n');
       assert.equal(lines[0], '#!ipxe');
       assert.ok(lines.includes(`chain ${mayu.url}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid} && exit ||`), script);
-      assert.ok(lines.includes('iseq ${mayu_tries} 10 && exit ||'));
+      assert.ok(lines.includes('iseq ${mayu_tries} 10 && exit 1 ||'));
+      // The local boot answer's exit 1 is not a failed request: iPXE ends with it at once.
+      assert.ok(lines.includes('iseq ${mayu_answer} local-disk && exit 1 ||'));
       assert.ok(lines.includes('goto mayu_ask') && lines.includes(':mayu_ask'));
       const wait = Number(/^sleep (\d+)$/m.exec(script)?.[1]);
       assert.ok(wait >= RETRY && wait <= 2 * RETRY, `sleep ${wait}`);

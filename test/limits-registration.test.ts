@@ -182,3 +182,21 @@ test('while changes take longer than max_commit_ms_new to be stored, a new regis
     gate.close();
   }
 });
+
+test('admission: machines that must wait (discovered, pending) are new machines for the limits; a refused one is not recorded', async () => {
+  const m = await mayuWithLimits('  new_hosts_per_source: {rate: 0.01, burst: 2}\n  new_hosts: {rate: 0}\n  exempt_sources: []\nadmission:\n  mode: approve\n  retry_seconds: 20');
+  const ipxe = (serial: string) => request(`${m.url}/ipxebootscript?serial=${serial}&mac=52-54-00-bb-00-01&uuid=x`, { from: '127.0.0.3' });
+  const first = await ipxe('wait-1');
+  assert.equal(first.status, 200, first.body);
+  assert.match(first.body, /waits for an operator to approve it/);
+  assert.equal((await request(`${m.url}/first-stage-script/wait-1`, { from: '127.0.0.3' })).status, 200, 'a pending machine asking again uses the second token');
+  const commits = gitCommitCount(m.clusterDir);
+
+  assertRefusal(await ipxe('wait-2'), 429, /too many new machines from 127\.0\.0\.3/);
+  assertRefusal(await request(`${m.url}/first-stage-script/wait-3`, { from: '127.0.0.3' }), 429, /too many new machines from 127\.0\.0\.3/);
+  assert.equal(gitCommitCount(m.clusterDir), commits, 'no admission record for a refused machine');
+  const pending = (await (await fetch(`${m.url}/admin/pending`)).json()) as { Machines: { Serial: string }[] };
+  assert.deepEqual(pending.Machines.map((p) => p.Serial), ['wait-1']);
+  // Another source is not limited by this one's bucket.
+  assert.equal((await request(`${m.url}/ipxebootscript?serial=wait-4&mac=52-54-00-bb-00-04&uuid=x`, { from: '127.0.0.4' })).status, 200);
+});

@@ -84,8 +84,11 @@ describe('cloud-config', () => {
         assert.deepEqual(Object.keys(doc), Object.keys(reference));
         assert.equal(doc.hostname, hostname);
         assert.deepEqual(doc.ssh_authorized_keys, ['k1', key]);
-        assert.equal(doc.write_files.length, 1);
-        assert.equal(doc.write_files[0]!.content, `SERIAL=${serial}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${token}\n`);
+        assert.equal(doc.write_files.length, (reference as { write_files: unknown[] }).write_files.length);
+        // The last line names the etcd discovery URL of the host's token (0.11's templates named it too).
+        const env = doc.write_files[0]!.content;
+        assert.match(env, /\nETCD_DISCOVERY=http:\/\/[^\n]+\/etcd\/[^\n]*\n$/);
+        assert.equal(env.replace(/ETCD_DISCOVERY=[^\n]*\n$/, ''), `SERIAL=${serial}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${token}\n`);
       }),
       { numRuns: 300 },
     );

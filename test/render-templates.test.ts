@@ -32,6 +32,17 @@ async function ignitionValidate(json: string): Promise<void> {
   assert.equal(res.status, 0, `ignition-validate: ${res.stdout}${res.stderr}`);
 }
 
+// CI installs Debian's `cloud-init` too: its own schema check of the rendered cloud-config.
+const CLOUD_INIT = '/usr/bin/cloud-init';
+
+async function cloudInitSchema(text: string): Promise<void> {
+  const file = path.join(tmp, `cloud-config-${process.hrtime.bigint()}.yaml`);
+  await writeFile(file, text);
+  const res = spawnSync(CLOUD_INIT, ['schema', '--config-file', file], { encoding: 'utf8' });
+  assert.equal(res.error, undefined, `cannot run ${CLOUD_INIT}: ${String(res.error)}`);
+  if (res.status !== 0) throw new Error(`cloud-init schema: ${res.stdout}${res.stderr}`);
+}
+
 function dataUrlContent(source: string): string {
   assert.match(source, /^data:,/);
   return decodeURIComponent(source.slice('data:,'.length));
@@ -75,24 +86,28 @@ describe('iPXE script', () => {
       '#!ipxe',
       ':mayu_ask',
       `chain ${U}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid} && exit ||`,
+      // The local boot answer fails on purpose (exit 1, see below): iPXE ends with it.
+      'iseq ${mayu_answer} local-disk && exit 1 ||',
       // mayu busy (503), restarting or unreachable: wait, ask again, 10 times at most, then the next boot device.
       'inc mayu_tries',
-      'iseq ${mayu_tries} 10 && exit ||',
+      'iseq ${mayu_tries} 10 && exit 1 ||',
       'echo mayu did not answer (${errno}): asking again in 5 s',
       'sleep 5',
       'goto mayu_ask',
     ]);
   });
-  it('local boot script: one echo line naming the host, then exit; a hostile serial stays on its line', () => {
+  it('local boot script: one echo line naming the host, then exit 1 (UEFI goes on to the next boot option); a hostile serial stays on its line', () => {
     assert.deepEqual(renderer.ipxeLocalBoot(buildView(sampleHost({ State: 'running' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
       '#!ipxe',
       'echo mayu: 004b27ed-692e-b32e is running, booting from the local disk',
-      'exit',
+      // Read by the chain script: this exit 1 is the answer, not a failed request.
+      'set mayu_answer local-disk',
+      'exit 1',
     ]);
     for (const value of HOSTILE_VALUES) {
       const lines = renderer.ipxeLocalBoot(buildView(sampleHost({ Serial: value, State: 'installed' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
-      assert.equal(lines.length, 3);
-      assert.equal(lines[2], 'exit');
+      assert.equal(lines.length, 4);
+      assert.equal(lines[3], 'exit 1');
       assert.doesNotMatch(lines[1]!, /\$\{/);
     }
   });
@@ -193,6 +208,33 @@ describe('first-stage script', () => {
     assert.match(r.output, /answered 500, retrying in 5 s[\s\S]*installed \(mayu answered 202\); rebooting\nREBOOTED\n$/);
   });
 
+  it('decompress: bzip2, gzip and zstd by their magic bytes, byte-exact; anything else is a named failure', () => {
+    const script = renderer.firstStageScript(view('singlenic'));
+    const fn = /^decompress\(\) \{\n[\s\S]*?^\}\n/m.exec(script);
+    assert.ok(fn, 'decompress() not found');
+    const image = Buffer.concat([Buffer.from([0xfa, 0x31, 0xc0]), Buffer.alloc(70_000), Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7919) & 255))]);
+    const run = (input: Buffer) => {
+      const dir = path.join(tmp, `decompress-${process.hrtime.bigint()}`);
+      mkdirSync(dir);
+      // busybox sh, as in the installer; dd/od/bunzip2/gunzip/zstd from PATH.
+      const r = spawnSync('busybox', ['sh', '-c', `WORKDIR='${dir}'\nsay() { echo "mayu-installer: $*"; }\n${fn[0]}decompress`], { input, maxBuffer: 1 << 24 });
+      const failed = (() => { try { return readFileSync(path.join(dir, 'failed'), 'utf8'); } catch { return ''; } })();
+      return { out: r.stdout, err: r.stderr.toString(), failed };
+    };
+    for (const [tool, magic] of [['bzip2', '425a6839'], ['gzip', '1f8b0800'], ['zstd', '28b52ffd']] as const) {
+      const packed = execFileSync(tool, ['-c'], { input: image, maxBuffer: 1 << 24 });
+      const r = run(packed);
+      assert.equal(r.failed, '', `${tool}: ${r.err}`);
+      assert.ok(r.out.equals(image), `${tool}: the image comes out byte-exact`);
+      assert.match(r.err, new RegExp(`mayu-installer: image starts with ${magic.slice(0, 4)}`));
+    }
+    const raw = run(image);
+    assert.match(raw.failed, /^decompression: the image is neither bzip2, gzip nor zstd \(first bytes fa31c000\)$/m);
+    assert.equal(raw.out.length, 0);
+    const truncated = run(execFileSync('zstd', ['-c'], { input: image }).subarray(0, 100));
+    assert.match(truncated.failed, /^zstd \(corrupt or truncated image\)$/m);
+  });
+
   it('report requests get extra header lines from one place (report_headers), before the blank line', () => {
     const script = renderer.firstStageScript(view('singlenic'));
     const r = runReportPart(script, ['202'], `printf 'Authorization: Bearer %s\\r\\n' t0ken`);
@@ -200,45 +242,63 @@ describe('first-stage script', () => {
     assert.match(r.requests[0]!, /\r\nContent-Length: 0\r\nAuthorization: Bearer t0ken\r\n\r\n$/);
   });
 
-  it('config placement: CoreOS places by default, the test OS tar partition from templates_env', () => {
+  it("config placement: the NoCloud seed of the Debian image and Flatcar's OEM partition by default, the test OS tar partition from templates_env", () => {
     const values = (script: string) =>
-      execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s|%s|%s' "$CONFIG_STORE" "$CONFIG_PARTITION" "$CONFIG_PATH"`], { encoding: 'utf8' });
-    assert.equal(values(renderer.firstStageScript(view('singlenic'))), 'file|9|/var/lib/coreos-install/user_data');
-    assert.equal(values(renderer.firstStageScript(buildView(sampleHost(), sampleConfig(), { ...VIEW_OPTS, useIgnition: true }))), 'file|6|/config.ign');
-    assert.equal(values(renderer.firstStageScript(view('singlenic', {}, { config_store: 'tar', config_partition: 2 }))), 'tar|2|/var/lib/coreos-install/user_data');
+      execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s|%s|%s|%s|%s' "$CONFIG_STORE" "$CONFIG_PARTITION" "$CONFIG_PATH" "$MACHINE_ID" "$HOSTNAME"`], { encoding: 'utf8' });
+    assert.equal(values(renderer.firstStageScript(view('singlenic'))), 'nocloud|2|/var/lib/cloud/seed/nocloud|00006811af601fe8e1d3f37902021ae0|00006811af601fe8');
+    assert.match(values(renderer.firstStageScript(buildView(sampleHost(), sampleConfig(), { ...VIEW_OPTS, useIgnition: true }))), /^file\|6\|\/config\.ign\|/);
+    assert.match(values(renderer.firstStageScript(view('singlenic', {}, { config_store: 'tar', config_partition: 2 }))), /^tar\|2\|\/var\/lib\/cloud\/seed\/nocloud\|/);
   });
 
   for (const value of HOSTILE_VALUES) {
-    it(`a hostile serial, install disk and config path come out byte-identical: ${JSON.stringify(value)}`, () => {
+    it(`a hostile serial, hostname, install disk and config path come out byte-identical: ${JSON.stringify(value)}`, () => {
       const disk = `/dev/${value}`;
       const configPath = `/x/${value}`;
-      const script = renderer.firstStageScript(view('singlenic', { Serial: value }, { install_disk: disk, config_path: configPath }));
+      const script = renderer.firstStageScript(view('singlenic', { Serial: value, Hostname: value }, { install_disk: disk, config_path: configPath }));
       execFileSync('sh', ['-n'], { input: script });
-      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s\\0%s' "$SERIAL" "$INSTALL_DISK" "$CONFIG_PATH"`]);
-      assert.deepEqual(out, Buffer.from(`${value}\0${disk}\0${configPath}`));
+      const out = execFileSync('sh', ['-c', `${valuesBlock(script)}printf '%s\\0%s\\0%s\\0%s' "$SERIAL" "$INSTALL_DISK" "$CONFIG_PATH" "$HOSTNAME"`]);
+      assert.deepEqual(out, Buffer.from(`${value}\0${disk}\0${configPath}\0${value}`));
     });
   }
 });
 
 describe('cloud-config', () => {
+  interface CloudConfig {
+    hostname: string;
+    ssh_authorized_keys: string[];
+    write_files: { path: string; content: string; permissions?: string }[];
+    runcmd: string[][];
+  }
   for (const model of MODELS) {
-    it(`renders valid YAML for network_model ${model}`, () => {
+    it(`renders valid YAML that cloud-init's own schema check accepts, for network_model ${model}`, async () => {
       const text = renderer.cloudConfig(view(model));
       assert.match(text, /^#cloud-config\n/);
-      const doc = yaml.load(text) as { hostname: string; coreos: { units: { name: string; content?: string }[] }; ssh_authorized_keys: string[] };
+      const doc = yaml.load(text) as CloudConfig;
       assert.equal(doc.hostname, '00006811af601fe8');
       assert.deepEqual(doc.ssh_authorized_keys, ['ssh-ed25519 AAAAC3Nza core@example']);
-      const names = doc.coreos.units.map((u) => u.name);
+      const files = new Map(doc.write_files.map((f) => [f.path, f]));
+      assert.equal(files.get('/etc/mayu-env')!.permissions, '0600', 'the report token is for root only');
+      assert.match(files.get('/etc/systemd/system/mayu-boot-complete.service')!.content, /^ExecStart=\/usr\/local\/sbin\/mayu-boot-complete$/m);
+      assert.match(files.get('/usr/local/sbin/mayu-boot-complete')!.content, /^#!\/usr\/bin\/python3\n/);
+      assert.deepEqual(doc.runcmd, [['networkctl', 'reload'], ['systemctl', 'enable', 'mayu-boot-complete.service'], ['systemctl', 'start', '--no-block', 'mayu-boot-complete.service']]);
+      const network = [...files.keys()].filter((f) => f.startsWith('/etc/systemd/network/'));
       if (model === 'singlenic') {
-        assert.deepEqual(names, ['etcd2.service', 'fleet.service', '10-static.network']);
-        assert.match(doc.coreos.units[2]!.content!, /^\[Match\]\nName=ens3\n\n\[Network\]\nAddress=10\.0\.3\.31\/22\nGateway=10\.0\.3\.1\nDNS=8\.8\.8\.8\nDNS=1\.1\.1\.1\n$/);
+        assert.deepEqual(network, ['/etc/systemd/network/10-static.network']);
+        assert.match(files.get(network[0]!)!.content, /^\[Match\]\nName=ens3\n\n\[Network\]\nAddress=10\.0\.3\.31\/22\nGateway=10\.0\.3\.1\nDNS=8\.8\.8\.8\nDNS=1\.1\.1\.1\n$/);
       } else {
-        assert.deepEqual(names, ['etcd2.service', 'fleet.service', '10-bond0.netdev', '20-bond0-members.network', '30-bond0.network']);
-        assert.match(doc.coreos.units[3]!.content!, /MACAddress=00:16:3e:a0:b7:df\nMACAddress=00:16:3e:a0:b7:e0\n/);
-        assert.match(doc.coreos.units[4]!.content!, /Address=10\.0\.3\.31\/22/);
+        assert.deepEqual(network, ['10-bond0.netdev', '20-bond0-members.network', '30-bond0.network'].map((f) => `/etc/systemd/network/${f}`));
+        assert.match(files.get(network[1]!)!.content, /MACAddress=00:16:3e:a0:b7:df\nMACAddress=00:16:3e:a0:b7:e0\n/);
+        assert.match(files.get(network[2]!)!.content, /Address=10\.0\.3\.31\/22/);
       }
+      await cloudInitSchema(text);
     });
   }
+
+  it("cloud-init's schema check rejects what it must: a broken config never passes as valid", async () => {
+    const text = renderer.cloudConfig(view('singlenic'));
+    await assert.rejects(cloudInitSchema(text.replace('runcmd:', 'runcmd: 42\nx_runcmd:')), /cloud-init schema/);
+    await assert.rejects(cloudInitSchema(text.replace('permissions: "0600"', 'permissions: [0600]')), /cloud-init schema/);
+  });
 
   it('hostile values parse back unchanged', () => {
     for (const value of HOSTILE_VALUES) {
@@ -246,7 +306,10 @@ describe('cloud-config', () => {
       const doc = yaml.load(text) as { hostname: string; ssh_authorized_keys: string[]; write_files: { content: string }[] };
       assert.equal(doc.hostname, value);
       assert.deepEqual(doc.ssh_authorized_keys, [value, 'k2']);
-      assert.equal(doc.write_files[0]!.content, `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${SAMPLE_REPORT_TOKEN}\n`);
+      // The last line names the etcd discovery URL of the host's token (0.11's templates named it too).
+      const env = doc.write_files[0]!.content;
+      assert.match(env, /\nETCD_DISCOVERY=http:\/\/[^\n]+\/etcd\/[^\n]*\n$/);
+      assert.equal(env.replace(/ETCD_DISCOVERY=[^\n]*\n$/, ''), `SERIAL=${value}\nMAYU_VERSION=0.12.0\nMAYU_URL=${VIEW_OPTS.mayuUrl}\nREPORT_TOKEN=${SAMPLE_REPORT_TOKEN}\n`);
     }
   });
 });

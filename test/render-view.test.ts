@@ -59,18 +59,20 @@ describe('buildView', () => {
     }
   });
 
-  it('config placement: CoreOS places by kind, then templates_env, then host overrides (strings from mayuctl)', () => {
+  it('config placement: default places by kind (Debian NoCloud seed, Flatcar OEM), then templates_env, then host overrides (strings from mayuctl)', () => {
     const place = (v: ReturnType<typeof buildView>) => [v.config_store, v.config_partition, v.config_path];
-    assert.deepEqual(place(buildView(sampleHost(), sampleConfig(), VIEW_OPTS)), ['file', 9, '/var/lib/coreos-install/user_data']);
+    assert.deepEqual(place(buildView(sampleHost(), sampleConfig(), VIEW_OPTS)), ['nocloud', 2, '/var/lib/cloud/seed/nocloud']);
     assert.deepEqual(place(buildView(sampleHost(), sampleConfig(), { ...VIEW_OPTS, useIgnition: true })), ['file', 6, '/config.ign']);
     const config = sampleConfig({ templates_env: { config_store: 'tar', config_partition: 2 } });
-    assert.deepEqual(place(buildView(sampleHost(), config, VIEW_OPTS)), ['tar', 2, '/var/lib/coreos-install/user_data']);
+    assert.deepEqual(place(buildView(sampleHost(), config, VIEW_OPTS)), ['tar', 2, '/var/lib/cloud/seed/nocloud']);
     const overridden = sampleHost({ Overrides: { config_store: 'file', config_partition: '3', config_path: '/etc/config.yaml' } });
     assert.deepEqual(place(buildView(overridden, config, VIEW_OPTS)), ['file', 3, '/etc/config.yaml']);
     const bads: Record<string, string>[] = [{ config_store: 'ext4' }, { config_partition: '0' }, { config_partition: '2; reboot' }, { config_path: 'relative' }, { config_path: '/dir/' }];
     for (const bad of bads) {
       assert.throws(() => buildView(sampleHost({ Overrides: bad }), config, VIEW_OPTS), RenderError, JSON.stringify(bad));
     }
+    // NoCloud is cloud-init's: an Ignition install with it is refused, not written where nothing reads it.
+    assert.throws(() => buildView(sampleHost({ Overrides: { config_store: 'nocloud' } }), sampleConfig(), { ...VIEW_OPTS, useIgnition: true }), /nocloud is for cloud-config/);
   });
 
   it('bond members: host bond interfaces, then config ones, then the host MACs, then en*', () => {

@@ -38,6 +38,7 @@ describe('admin token', () => {
     ['GET', '/admin/hosts'],
     ['GET', '/admin/host/sec-a'],
     ['GET', '/admin/host/sec-a/history'],
+    ['GET', '/admin/stuck'],
     ['PUT', '/admin/host/sec-a/set_metadata', '{"FleetMetadata":["a=b"]}'],
     ['PUT', '/admin/host/sec-a/set_provider_id', '{"ProviderId":"p"}'],
     ['PUT', '/admin/host/sec-a/set_ipmi_addr', '{"IPMIAddr":"10.0.9.1"}'],

@@ -68,8 +68,6 @@ describe('host side files in the git store', () => {
     await store.close();
     await writeFile(path.join(dir, 'h1', FILE), '{ torn');
     await writeFile(path.join(dir, 'h1', 'notes.txt'), 'rack 4, slot 7\n');
-    // mayu keeps no index: build one from HEAD first, as an operator would have to.
-    git(dir, 'read-tree', 'HEAD');
     git(dir, 'add', `h1/${FILE}`, 'h1/notes.txt');
     git(dir, '-c', 'user.name=op', '-c', 'user.email=op@example.com', 'commit', '-q', '-m', 'h1: operator notes');
     const again = await GitStore.open({ dir, randomBytes: rng });

@@ -11,12 +11,13 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFil
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { writeCpio, type CpioEntry } from './cpio.ts';
-import { fetchPackage, resolveDependency, type DebianPackage } from './debian.ts';
+import { candidateVersions, fetchPackage, resolveDependency, type DebianPackage } from './debian.ts';
 import { testOsDiskLayout } from './disk-layout.ts';
 import { initramfsEntries, type KernelModule } from './initramfs.ts';
 import { driverModules } from './drivers.ts';
 import { loadOrder, moduleAliases, moduleDepends, moduleFirmware, moduleName, modulesAliasFile, modulesDepFile } from './kernel-modules.ts';
 import { mbrSector, SECTOR } from './mbr.ts';
+import { BOOT_PARTITION_OVERHEAD, buildBootPartition, syslinuxConfig, syslinuxMbrCode } from './boot-partition.ts';
 
 const HERE = import.meta.dirname;
 const SHELL_DIR = path.join(HERE, 'initramfs');
@@ -71,7 +72,9 @@ async function fingerprint(version: string, packages: DebianPackage[]): Promise<
   const h = createHash('sha256');
   h.update(`version ${version}\n`);
   for (const p of packages) h.update(`package ${p.name} ${p.version}\n`);
-  for (const f of await filesUnder(HERE)) h.update(`${path.relative(HERE, f)}\n`).update(await readFile(f));
+  // The Debian OS image's own files (debian-os.ts, debian/) are not inputs of these images.
+  const own = (rel: string) => rel !== 'debian-os.ts' && !rel.startsWith('debian/');
+  for (const f of await filesUnder(HERE)) if (own(path.relative(HERE, f))) h.update(`${path.relative(HERE, f)}\n`).update(await readFile(f));
   return h.digest('hex');
 }
 
@@ -148,6 +151,30 @@ async function firmwareEntries(set: ModuleSet, packages: readonly DebianPackage[
   return entries;
 }
 
+/**
+ * Debian's zstd and the shared libraries it links (busybox decompresses bzip2 and gzip, not
+ * zstd): the installer writes zstd-compressed OS images, which decompress several times faster.
+ */
+const ZSTD_PACKAGES = ['zstd', 'libzstd1', 'liblzma5', 'liblz4-1', 'zlib1g', 'libc6'];
+
+async function zstdEntries(packages: readonly DebianPackage[]): Promise<CpioEntry[]> {
+  const find = (name: string) => {
+    for (const p of packages) {
+      for (const dir of ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu', 'usr/bin']) {
+        if (existsSync(path.join(p.root, dir, name))) return path.join(p.root, dir, name);
+      }
+    }
+    throw new Error(`no ${name} in ${packages.map((p) => p.name).join(', ')}`);
+  };
+  const entries: CpioEntry[] = [{ type: 'file', path: 'bin/zstd', data: await readFile(find('zstd')), mode: 0o755 }];
+  for (const lib of ['libzstd.so.1', 'liblzma.so.5', 'liblz4.so.1', 'libz.so.1', 'libc.so.6']) {
+    entries.push({ type: 'file', path: `lib/x86_64-linux-gnu/${lib}`, data: await readFile(find(lib)), mode: 0o755 });
+  }
+  // The program interpreter every dynamic binary names (PT_INTERP).
+  entries.push({ type: 'file', path: 'lib64/ld-linux-x86-64.so.2', data: await readFile(find('ld-linux-x86-64.so.2')), mode: 0o755 });
+  return entries;
+}
+
 async function shellFile(name: string): Promise<Buffer> {
   return readFile(path.join(SHELL_DIR, name));
 }
@@ -164,9 +191,12 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
   const kernelPkg = resolveDependency(KERNEL_META, 'linux-image-');
   const packages: DebianPackage[] = [];
   const firmwareNames = [...new Set(opts.firmwarePackages ?? [])].sort();
-  for (const name of [kernelPkg, 'busybox-static', 'syslinux', 'syslinux-common', 'syslinux-efi', ...firmwareNames]) packages.push(await fetchPackage(name, opts.cacheDir));
+  const names = [kernelPkg, 'busybox-static', 'syslinux', 'syslinux-common', 'syslinux-efi', ...ZSTD_PACKAGES, ...firmwareNames];
+  const versions = candidateVersions(names);
+  for (const name of names) packages.push(await fetchPackage(name, opts.cacheDir, versions[name]));
   const [kernel, busyboxPkg, syslinux, syslinuxCommon, syslinuxEfi] = packages as [DebianPackage, DebianPackage, DebianPackage, DebianPackage, DebianPackage];
-  const firmwarePackages = packages.slice(5);
+  const zstdPackages = packages.slice(5, 5 + ZSTD_PACKAGES.length);
+  const firmwarePackages = packages.slice(5 + ZSTD_PACKAGES.length);
   const print = await fingerprint(opts.version, packages);
   const infoFile = path.join(opts.imagesDir, 'build-info.json');
   const imageRel = path.join(opts.version, 'install_image.bin.bz2');
@@ -200,6 +230,7 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
     const installer = initramfs(busybox, applets, modules, [
       { type: 'file', path: 'init', data: await shellFile('installer-init'), mode: 0o755 },
       ...common,
+      ...(await zstdEntries(zstdPackages)),
       ...firmware,
     ]);
     const testOs = initramfs(busybox, applets, modules, [
@@ -208,38 +239,17 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
       ...common,
     ]);
 
-    // The test OS disk boots under BIOS and UEFI alike, from one FAT partition of type EF (an EFI
-    // system partition): SeaBIOS → MBR code → syslinux (ldlinux.sys); UEFI → the removable-media
-    // path EFI/BOOT/BOOTX64.EFI = syslinux.efi. Both read the same syslinux.cfg, kernel and
-    // initramfs. Made with mkfs.vfat + mcopy and syslinux's mtools-based installer (works on an
-    // image file: no mount, no root).
-    const syslinuxCfg = [
-      'SERIAL 0 115200',
-      'PROMPT 0',
-      'TIMEOUT 0',
-      'DEFAULT mayu-test-os',
-      'LABEL mayu-test-os',
-      '  LINUX /vmlinuz',
-      '  INITRD /initrd.gz',
-      '  APPEND console=ttyS0,115200n8 panic=1 quiet',
-      '',
-    ].join('\n');
+    // The test OS disk: the FAT EFI system partition of boot-partition.ts (BIOS and UEFI), then
+    // the raw config partition.
     await writeFile(path.join(work, 'initrd.gz'), testOs.gz);
-    await writeFile(path.join(work, 'syslinux.cfg'), syslinuxCfg);
     await copyFile(kernelFile, path.join(work, 'vmlinuz'));
     const kernelBytes = (await stat(kernelFile)).size;
-    // FAT16 overhead (FATs, root dir, cluster slack), ldlinux.sys/.c32 (~140 KB) and the EFI
-    // loader (syslinux.efi + ldlinux.e64, ~300 KB): 2 MiB of room.
-    const layout = testOsDiskLayout(kernelBytes + testOs.gz.length + 2 * 1024 * 1024, CONFIG_PARTITION_BYTES);
-    const bootImg = path.join(work, 'boot.img');
-    run('mkfs.vfat', ['-C', '-F', '16', '-n', 'MAYUBOOT', '-i', '6d617975', '-h', String(layout.boot.start), bootImg, String((layout.boot.sectors * SECTOR) / 1024)]);
-    run('mcopy', ['-i', bootImg, path.join(work, 'vmlinuz'), path.join(work, 'initrd.gz'), path.join(work, 'syslinux.cfg'), '::/']);
-    run(path.join(syslinux.root, 'usr/bin/syslinux'), ['--install', bootImg]);
-    run('mmd', ['-i', bootImg, '::/EFI', '::/EFI/BOOT']);
-    await copyFile(path.join(syslinuxEfi.root, 'usr/lib/SYSLINUX.EFI/efi64/syslinux.efi'), path.join(work, 'BOOTX64.EFI'));
-    run('mcopy', ['-i', bootImg, path.join(work, 'BOOTX64.EFI'), path.join(syslinuxCommon.root, 'usr/lib/syslinux/modules/efi64/ldlinux.e64'), path.join(work, 'syslinux.cfg'), '::/EFI/BOOT/']);
+    const layout = testOsDiskLayout(kernelBytes + testOs.gz.length + BOOT_PARTITION_OVERHEAD, CONFIG_PARTITION_BYTES);
+    const syslinuxPkgs = { syslinux, syslinuxCommon, syslinuxEfi };
+    const bootImg = await buildBootPartition(work, layout.boot, 'MAYUBOOT', [path.join(work, 'vmlinuz'), path.join(work, 'initrd.gz')],
+      syslinuxConfig('mayu-test-os', 'initrd.gz', 'console=ttyS0,115200n8 panic=1 quiet'), syslinuxPkgs);
 
-    const mbrCode = await readFile(path.join(syslinuxCommon.root, 'usr/lib/syslinux/mbr/mbr.bin'));
+    const mbrCode = await syslinuxMbrCode(syslinuxPkgs);
     const disk = Buffer.alloc(layout.totalSectors * SECTOR);
     mbrSector(mbrCode, [layout.boot, layout.config], 0x6d617975).copy(disk, 0);
     (await readFile(bootImg)).copy(disk, layout.boot.start * SECTOR);

@@ -18,3 +18,21 @@ export function testOsDiskLayout(bootBytes: number, configBytes: number): DiskLa
   const config: MbrPartition = { start: boot.start + boot.sectors, sectors: mib(configBytes), type: 0xda };
   return { boot, config, totalSectors: config.start + config.sectors };
 }
+
+export interface OsDiskLayout {
+  boot: MbrPartition;
+  root: MbrPartition;
+  totalSectors: number;
+}
+
+/**
+ * Layout of the Debian OS image: partition 1 = FAT EFI system partition (syslinux, kernel,
+ * initramfs; BIOS boots it through the MBR code too), partition 2 = the ext4 root (0x83), last,
+ * so cloud-init's growpart can grow it to the end of the install disk. 1 MiB aligned.
+ */
+export function osDiskLayout(bootBytes: number, rootBytes: number): OsDiskLayout {
+  const mib = (bytes: number) => Math.max(1, Math.ceil(bytes / (1024 * 1024))) * MIB_SECTORS;
+  const boot: MbrPartition = { start: MIB_SECTORS, sectors: mib(bootBytes), type: 0xef, bootable: true };
+  const root: MbrPartition = { start: boot.start + boot.sectors, sectors: mib(rootBytes), type: 0x83 };
+  return { boot, root, totalSectors: root.start + root.sectors };
+}

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ipv4ToInt, isIpv4 } from '../core/addresses.ts';
+import { admissionSchema, selectorSchema } from './selector-schema.ts';
 
 // mayu 0.11's config.yaml, accepted unchanged, plus a few documented additions (README).
 // Keys we do not know are reported as warnings, not errors, so configs of later 0.x versions load.
@@ -24,6 +25,8 @@ export const profileSchema = z.strictObject({
   etcd_cluster_token: z.string().optional(),
   /** Only in profiles/*.yaml: position among the profile files (lower first). */
   order: z.number().optional(),
+  /** Which machines the profile may take (issue 17, src/config/selector-schema.ts). */
+  selector: selectorSchema.optional(),
 });
 
 export const networkSchema = z.looseObject({
@@ -133,6 +136,8 @@ export const configSchema = z
     security: securitySchema,
     storage: storageSchema,
     limits: limitsSchema,
+    /** Which machines get a host (issue 17, src/config/selector-schema.ts). */
+    admission: admissionSchema,
     /** Command run when a reinstall is requested (README "Host lifecycle"). */
     power_hook: z
       .strictObject({
@@ -151,6 +156,10 @@ export const configSchema = z
         timeout_ms: z.number().int().min(1_000).default(120_000),
       })
       .optional(),
+    /** Stuck-install detection (README "Stuck installs"): the threshold; default an hour. */
+    stuck_installs: z
+      .strictObject({ after_seconds: z.number().min(1).max(7 * 24 * 3600).default(3600) })
+      .prefault({}),
     /** The etcd store (`mayu serve --store etcd`, README "Replicas with etcd"). */
     etcd: z
       .strictObject({
@@ -189,6 +198,6 @@ export type LimitsConfig = z.infer<typeof limitsSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'limits'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'stuck_installs', 'admission', 'limits'],
   network: Object.keys(networkSchema.shape),
 };

@@ -5,6 +5,7 @@ import { cloneHost, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostSta
 import type { HostData } from './host-data.ts';
 import type { HostIndexView } from './host-index.ts';
 import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from './profiles.ts';
+import type { MachineFacts } from './selectors.ts';
 import { assertTransition } from './states.ts';
 
 export interface Step {
@@ -35,6 +36,8 @@ export interface CreationContext {
   profile?: Profile;
   /** The hosts' free addresses and profile counts, kept in step: then `hosts` is not scanned. */
   index?: HostIndexView;
+  /** What is known about the machine beyond its serial (MACs, NICs), for profile selectors. */
+  facts?: Omit<MachineFacts, 'serial'>;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -61,7 +64,7 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   host = { ...host, InternalAddr: address };
   steps.push({ message: 'updated host InternalAddr', host });
 
-  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, ctx.index ? ctx.index.profileCounts() : countByProfile(hosts)));
+  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, ctx.index ? ctx.index.profileCounts() : countByProfile(hosts), { ...ctx.facts, serial }));
   steps.push({ message: 'updated host profile and metadata', host });
 
   if (!host.EtcdClusterToken) {

@@ -5,6 +5,8 @@ import { isIpv4 } from './addresses.ts';
 export interface NetDev {
   Name: string;
   MacAddress: string;
+  /** Kernel driver of the NIC, when the installer sends it (profile selectors, issue 17); not stored. */
+  Driver?: string;
 }
 
 export interface HostData {
@@ -39,7 +41,11 @@ export function parseHostData(raw: unknown): HostData {
       throw new HostDataError(`NetDevs[${i}] must be {"Name": string, "MacAddress": string}`);
     }
     if (!NIC.test(dev.Name)) throw new HostDataError(`NetDevs[${i}].Name: invalid interface name ${JSON.stringify(dev.Name.slice(0, 40))}`);
-    return { Name: dev.Name, MacAddress: normalizeMac(dev.MacAddress) };
+    const driver = (dev as { Driver?: unknown }).Driver;
+    if (driver !== undefined && (typeof driver !== 'string' || !/^[A-Za-z0-9_-]{0,32}$/.test(driver))) {
+      throw new HostDataError(`NetDevs[${i}].Driver: invalid driver name ${JSON.stringify(String(driver).slice(0, 40))}`);
+    }
+    return { Name: dev.Name, MacAddress: normalizeMac(dev.MacAddress), ...(driver ? { Driver: driver } : {}) };
   });
   const ipmi = o.IPMIAddress ?? '';
   if (typeof ipmi !== 'string' || (ipmi !== '' && !isIpv4(ipmi))) throw new HostDataError(`IPMIAddress: invalid IPv4 address ${JSON.stringify(ipmi)}`);

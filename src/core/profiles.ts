@@ -1,4 +1,5 @@
 import type { Host } from './host.ts';
+import { selectorMatches, type MachineFacts, type Selector } from './selectors.ts';
 
 export interface Profile {
   name: string;
@@ -8,6 +9,8 @@ export interface Profile {
   coreos_version?: string;
   disable_engine: boolean;
   etcd_cluster_token?: string;
+  /** Which machines this profile may take (issue 17); absent: any machine, as in 0.11. */
+  selector?: Selector;
 }
 
 export const DEFAULT_PROFILE = 'default';
@@ -18,10 +21,14 @@ export function countByProfile(hosts: Iterable<Host>): Map<string, number> {
   return counts;
 }
 
-/** First profile, in config order, still below its quantity; otherwise `default`. */
-export function chooseProfile(profiles: readonly Profile[], counts: ReadonlyMap<string, number>): Profile {
+/**
+ * First profile, in config order, still below its quantity and whose selector (if it has one)
+ * matches the machine; otherwise `default`. Without facts, profiles with a selector never match.
+ */
+export function chooseProfile(profiles: readonly Profile[], counts: ReadonlyMap<string, number>, facts?: MachineFacts): Profile {
   for (const p of profiles) {
     if (p.name === DEFAULT_PROFILE) continue;
+    if (p.selector && (!facts || !selectorMatches(p.selector, facts))) continue;
     if ((counts.get(p.name) ?? 0) < (p.quantity ?? 0)) return p;
   }
   return profiles.find((p) => p.name === DEFAULT_PROFILE) ?? { name: DEFAULT_PROFILE, tags: [], disable_engine: false };

@@ -26,6 +26,8 @@ export interface AdminExtras {
   powerHook?: { lastResult(serial: string): object | undefined };
   /** The audit push (config audit_push); absent when none is configured. */
   auditPush?: { status(): object };
+  /** Hosts stuck in installing / configured (README "Stuck installs"). */
+  stuck?: { list(): object[] };
 }
 
 /** 404 for a serial mayu does not know (the new routes' answer; 0.11's routes keep their 400). */
@@ -82,6 +84,11 @@ export function adminRoutes(service: MayuService, outputs: Outputs, policy: Acce
   });
   router.get('/install-failures', admin, async (ctx) => {
     ctx.body = await service.currentInstallFailures();
+  });
+
+  // Stuck installs now: [{Serial, State, Since, Seconds, From}] by serial.
+  router.get('/stuck', admin, async (ctx) => {
+    ctx.body = extras.stuck?.list() ?? [];
   });
 
   router.get('/audit-push', admin, async (ctx) => {

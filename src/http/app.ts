@@ -2,6 +2,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import type { MayuService } from '../service/mayu-service.ts';
 import { adminRoutes, type AdminExtras } from './admin-routes.ts';
+import { admissionRoutes } from './admission-routes.ts';
 import type { AccessPolicy } from './auth.ts';
 import { discoveryRoutes, type DiscoveryRouteDeps } from './discovery-routes.ts';
 import { HttpError, statusFor } from './errors.ts';
@@ -82,6 +83,7 @@ export function createApp(deps: AppDeps): Koa {
   const routers = [
     machineRoutes(deps), opsRoutes(deps.ops, deps.access), eventRoutes(deps.events, deps.access),
     adminRoutes(deps.service, deps.outputs, deps.access, deps.admin), uiRoutes(),
+    ...(deps.admission ? [admissionRoutes(deps.admission.service, deps.access)] : []),
   ];
   for (const router of routers) {
     app.use(router.routes());

@@ -14,7 +14,8 @@ export interface EventStreamDeps {
 /**
  * The wire form of a change: `from` is null for a host this change created; a deletion has
  * `to: null` and `deleted: true` (`from` is the state the host had), other changes no `deleted`.
- * An install failure report has `installFailure` ({Time, Stage, Reason, Details?, State}).
+ * An install failure report has `installFailure` ({Time, Stage, Reason, Details?, State}); a
+ * host that became stuck (nothing written) has `stuck` ({Serial, State, Since, Seconds, From}).
  */
 export function eventJson(e: HostChangeEvent): string {
   return JSON.stringify({
@@ -22,6 +23,7 @@ export function eventJson(e: HostChangeEvent): string {
     ...(e.commit === undefined ? {} : { commit: e.commit }),
     ...(e.deleted ? { deleted: true } : {}),
     ...(e.installFailure ? { installFailure: e.installFailure } : {}),
+    ...(e.stuck ? { stuck: e.stuck } : {}),
   });
 }
 

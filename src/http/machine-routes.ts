@@ -1,3 +1,4 @@
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import Router, { type RouterMiddleware } from '@koa/router';
 import { bootsFromLocalDisk } from '../core/boot-identity.ts';
@@ -9,8 +10,15 @@ import { HttpError } from './errors.ts';
 import { sendFile } from './file-response.ts';
 import type { Outputs } from '../render/outputs.ts';
 import type { LoadGate } from './load-shedding.ts';
+import { firstStageWaitScript, ipxeWaitScript } from '../render/wait-scripts.ts';
+import { NotAdmittedError, type AdmissionService } from '../service/admission-service.ts';
 
 // Routes the netbooting machine calls, in boot order (protocol section 1).
+
+/** Image files the installer's route serves, in order of preference (fastest to decompress first). */
+const IMAGE_COMPRESSIONS = ['zst', 'gz', 'bz2'] as const;
+
+const exists = (file: string) => access(file).then(() => true, () => false);
 
 export interface MachineRouteDeps {
   service: MayuService;
@@ -23,6 +31,8 @@ export interface MachineRouteDeps {
   defaultImageVersion: string;
   /** Refuses a new registration (429 rate limit, 503 overload) before anything is read or written. */
   gate?: Pick<LoadGate, 'admitNewHost'>;
+  /** Admission control (issue 17): machines not admitted are answered scripts that wait and ask again. */
+  admission?: { service: AdmissionService; mayuUrl: string };
 }
 
 export function machineRoutes(deps: MachineRouteDeps): Router {
@@ -47,7 +57,17 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
       const v = ctx.query[name];
       return Array.isArray(v) ? v[0] : v;
     };
-    const host = await service.findBootHost({ serial: param('serial'), mac: param('mac'), uuid: param('uuid') });
+    const query = { serial: param('serial'), mac: param('mac'), uuid: param('uuid') };
+    const host = await service.findBootHost(query);
+    // issue 17: a machine with no host that may not install yet loops in iPXE (waits, asks again).
+    // A machine that must wait is a new machine for the limits and overload bounds, like a first stage's.
+    const waits = host ? undefined : deps.admission?.service.checkBoot(query, ctx.ip, deps.gate && (() => deps.gate!.admitNewHost(ctx.ip)));
+    if (waits) {
+      await waits.recorded;
+      ctx.state.log = { boot: 'wait', admission: waits.status, host: waits.serial };
+      Object.assign(ctx, text(ipxeWaitScript(deps.admission!.mayuUrl, waits.serial, waits.status, waits.retrySeconds)));
+      return;
+    }
     const localDisk = bootsFromLocalDisk(host);
     ctx.state.log = { boot: localDisk ? 'local-disk' : 'installer', host: host?.Serial ?? null };
     Object.assign(ctx, text(localDisk ? outputs.ipxeLocalBoot(host!) : outputs.ipxeScript()));
@@ -67,32 +87,67 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
     router.head('/uefi/snponly.efi', (ctx) => sendFile(ctx, efi, 'tftproot/snponly.efi'));
   }
 
-  const installImage: RouterMiddleware = async (ctx) => {
-    const host = await service.get(ctx.params.serial!);
-    if (!host) throw new HttpError(404, `unknown host ${ctx.params.serial}: it must fetch its first-stage script first`);
+  const imageVersion = async (serial: string): Promise<string> => {
+    const host = await service.get(serial);
+    if (!host) throw new HttpError(404, `unknown host ${serial}: it must fetch its first-stage script first`);
     const version = host.CoreOSVersion || deps.defaultImageVersion;
-    const rel = path.join(version, 'install_image.bin.bz2');
-    if (rel.startsWith('..') || path.isAbsolute(rel)) throw new HttpError(400, `invalid image version ${JSON.stringify(version)}`);
+    if (path.join(version, 'x').startsWith('..') || path.isAbsolute(version)) throw new HttpError(400, `invalid image version ${JSON.stringify(version)}`);
+    return version;
+  };
+  // 0.11's name: the bzip2 image only.
+  const bz2Image: RouterMiddleware = async (ctx) => {
+    const rel = path.join(await imageVersion(ctx.params.serial!), 'install_image.bin.bz2');
     await sendFile(ctx, path.join(imagesDir, rel), `images/${rel}`);
   };
-  router.get('/images/:serial/install_image.bin.bz2', installImage);
-  router.head('/images/:serial/install_image.bin.bz2', installImage);
+  router.get('/images/:serial/install_image.bin.bz2', bz2Image);
+  router.head('/images/:serial/install_image.bin.bz2', bz2Image);
+  // The installer's: the first of .zst, .gz, .bz2 the version has; the installer picks the
+  // decompressor by the magic bytes.
+  const anyImage: RouterMiddleware = async (ctx) => {
+    const version = await imageVersion(ctx.params.serial!);
+    let rel = path.join(version, 'install_image.bin.bz2');
+    for (const ext of IMAGE_COMPRESSIONS) {
+      const candidate = path.join(version, `install_image.bin.${ext}`);
+      if (await exists(path.join(imagesDir, candidate))) {
+        rel = candidate;
+        break;
+      }
+    }
+    await sendFile(ctx, path.join(imagesDir, rel), `images/${rel}`);
+  };
+  router.get('/images/:serial/install_image.bin', anyImage);
+  router.head('/images/:serial/install_image.bin', anyImage);
 
-  // Limits and overload: only a serial mayu does not know is a new registration (load-shedding.ts).
+  // Limits and overload: only a serial mayu has no host for is a new registration (load-shedding.ts);
+  // admission's discovered and pending machines have none, so they are limited as new machines.
   const admitIfNew = (serial: string, source: string) => {
     if (deps.gate && !service.find(serial)) deps.gate.admitNewHost(source);
   };
 
   router.get('/first-stage-script/:serial', async (ctx) => {
     admitIfNew(ctx.params.serial!, ctx.ip);
-    const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
-    Object.assign(ctx, text(body));
+    try {
+      const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
+      Object.assign(ctx, text(body));
+    } catch (err) {
+      if (!(err instanceof NotAdmittedError) || !deps.admission) throw err;
+      await err.recorded;
+      ctx.state.log = { admission: err.status };
+      Object.assign(ctx, text(firstStageWaitScript(deps.admission.mayuUrl, err.serial, err.status, err.retrySeconds)));
+    }
   });
 
   const finalConfig = (route: string, render: (h: Host) => string, type: string): RouterMiddleware => async (ctx) => {
     const data = parseHostData(await readJson(ctx, route));
     admitIfNew(data.Serial, ctx.ip);
-    const { body } = await service.recordHostData(data, render);
+    let body: string;
+    try {
+      ({ body } = await service.recordHostData(data, render));
+    } catch (err) {
+      if (!(err instanceof NotAdmittedError)) throw err;
+      await err.recorded;
+      throw new HttpError(403, `${err.message}; it must fetch its first-stage script once admitted`);
+    }
     Object.assign(ctx, text(body, type));
   };
   router.post('/final-cloud-config.yaml', finalConfig('final-cloud-config', (h) => outputs.cloudConfig(h), 'text/yaml; charset=utf-8'));

@@ -19,6 +19,8 @@ export interface MetricSources {
   refusedOutsideChanges?: () => number;
   /** Present only when an audit push is configured (git mode): its status now. */
   auditPush?: () => Pick<AuditPushStatus, 'state' | 'consecutiveFailures' | 'lastSuccessAt'> | undefined;
+  /** Stuck installs now, per state (README "Stuck installs"). */
+  stuckHosts?: () => Map<string, number>;
   /** The cluster directory's disk now (free space sampled at scrape) and the writes refused since start. */
   storage?: () => {
     freeBytes: number | null;
@@ -172,6 +174,20 @@ export function createMetrics(registry: Registry, sources: MetricSources): Metri
       collect() {
         const at = auditPush()?.lastSuccessAt;
         this.set(at === undefined ? 0 : Date.parse(at) / 1000);
+      },
+    });
+  }
+
+  const stuckHosts = sources.stuckHosts;
+  if (stuckHosts) {
+    new Gauge({
+      name: 'mayu_hosts_stuck',
+      help: 'Hosts in installing, or configured after a reinstall request, for longer than stuck_installs.after_seconds.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [state, n] of stuckHosts()) this.set({ state }, n);
       },
     });
   }

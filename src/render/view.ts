@@ -96,11 +96,13 @@ export interface TemplateView {
    * writes the config to config_path (CoreOS: the OEM partition's /config.ign, or ROOT's
    * /var/lib/coreos-install/user_data); `tar` writes a tar archive holding `config` and
    * `mayu-env` raw onto that partition (no filesystem or kernel module needed to read it: the
-   * test OS of scripts/images does).
+   * test OS of scripts/images does); `nocloud` mounts config_partition and writes cloud-init's
+   * NoCloud seed into the folder config_path: user-data (the cloud-config) and meta-data
+   * (instance-id = the machine ID, local-hostname).
    */
   config_store: ConfigStore;
   config_partition: number;
-  /** Path inside the mounted partition (config_store `file` only). */
+  /** Path inside the mounted partition: the config file (`file`) or the seed folder (`nocloud`). */
   config_path: string;
   etcd_discovery_url: string;
   /** Seconds the iPXE scripts wait before asking mayu again after a failed request (README "Limits and overload"). */
@@ -113,13 +115,17 @@ export interface TemplateView {
   ssh_keys: SshKeyView[];
 }
 
-export const CONFIG_STORES = ['file', 'tar'] as const;
+export const CONFIG_STORES = ['file', 'tar', 'nocloud'] as const;
 export type ConfigStore = (typeof CONFIG_STORES)[number];
 
-/** CoreOS's own places: Ignition reads the OEM partition (6), coreos-cloudinit ROOT's (9) user_data. */
-const COREOS_CONFIG_PLACES = {
+/**
+ * Default places: Ignition (Flatcar/CoreOS) reads /config.ign on the OEM partition (6); the
+ * cloud-config goes to cloud-init's NoCloud seed folder in the root filesystem of the Debian
+ * image (partition 2, see scripts/images/debian-os.ts).
+ */
+const DEFAULT_CONFIG_PLACES = {
   ignition: { config_store: 'file', config_partition: 6, config_path: '/config.ign' },
-  cloudConfig: { config_store: 'file', config_partition: 9, config_path: '/var/lib/coreos-install/user_data' },
+  cloudConfig: { config_store: 'nocloud', config_partition: 2, config_path: '/var/lib/cloud/seed/nocloud' },
 } as const;
 
 /** env keys the shipped templates read, so a config without them still renders. */
@@ -139,11 +145,12 @@ function sshKeys(raw: unknown): SshKeyView[] {
 }
 
 function configPlace(env: Record<string, unknown>, useIgnition: boolean): Pick<TemplateView, 'config_store' | 'config_partition' | 'config_path'> {
-  const defaults = useIgnition ? COREOS_CONFIG_PLACES.ignition : COREOS_CONFIG_PLACES.cloudConfig;
+  const defaults = useIgnition ? DEFAULT_CONFIG_PLACES.ignition : DEFAULT_CONFIG_PLACES.cloudConfig;
   const store = env['config_store'] ?? defaults.config_store;
   if (!CONFIG_STORES.includes(store as ConfigStore)) {
     throw viewError(`env.config_store must be one of ${CONFIG_STORES.join(', ')} (templates_env or a host override)`);
   }
+  if (store === 'nocloud' && useIgnition) throw viewError('env.config_store nocloud is for cloud-config (cloud-init), not Ignition (templates_env or a host override)');
   // Overrides set with mayuctl arrive as strings.
   const partition = env['config_partition'] ?? defaults.config_partition;
   if (!/^[1-9][0-9]{0,2}$/.test(String(partition))) {

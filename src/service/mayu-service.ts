@@ -15,7 +15,9 @@ import {
 } from '../core/install-failures.ts';
 import type { Host, HostState, OverrideValue } from '../core/host.ts';
 import type { Profile } from '../core/profiles.ts';
+import type { MachineFacts } from '../core/selectors.ts';
 import { normalizeSerial } from '../core/serial.ts';
+import type { StuckHost } from '../core/stuck.ts';
 import type { CommitInfo, HostStore } from '../store/store.ts';
 
 /** 400 `host doesn't exist`, verbatim from 0.11. */
@@ -37,6 +39,8 @@ export interface HostChangeEvent {
   commit?: string;
   /** The change is an install failure the installer reported (the host itself is unchanged). */
   installFailure?: InstallFailure;
+  /** Not a change: the host became stuck in its state (service/stuck-watch.ts); nothing was written. */
+  stuck?: StuckHost;
 }
 
 /** GET /admin/host/<serial>/install-failures: the host's failure log and the one that still stands. */
@@ -68,7 +72,26 @@ export interface ServiceDeps {
    * kept for the changes of known hosts (store/disk-space.ts). Changes of known hosts never ask.
    */
   admitNewHost?: () => void;
+  /** Admission control and selector facts (issue 17). */
+  admission?: AdmissionGate;
 }
+
+/** What the creation of an admitted machine's host uses (issue 17). */
+export interface AdmittedAs {
+  /** The profile it gets outright (inventory, operator); absent: selectors and quantities decide. */
+  profile?: Profile;
+  /** What is known of the machine for profile selectors. */
+  facts?: Omit<MachineFacts, 'serial'>;
+}
+
+/** Who gets a host (src/service/admission-service.ts); absent: every machine, as in 0.11. */
+export interface AdmissionGate {
+  /** For a serial without a host; throws (NotAdmittedError) when the machine must wait. */
+  admit(serial: string, data?: HostData): AdmittedAs;
+}
+
+/** A host asked to be created exists already: 409. */
+export class HostExistsError extends Error {}
 
 /** Profile asked for by a preview that the config does not have: a 400. */
 export class UnknownProfileError extends Error {}
@@ -175,7 +198,7 @@ export class MayuService {
       profile = this.deps.profiles.find((p) => p.name === profileName);
       if (!profile) throw new UnknownProfileError(`unknown profile ${JSON.stringify(profileName)}; profiles: ${this.deps.profiles.map((p) => p.name).join(', ')}`);
     }
-    return { host: this.creation(serial, profile).at(-1)!.host, created: true };
+    return { host: this.creation(serial, { profile }).at(-1)!.host, created: true };
   }
 
   /** First-stage script request: creates the host on first contact, renders its script. */
@@ -183,7 +206,7 @@ export class MayuService {
     const serial = normalizeSerial(rawSerial);
     const existing = this.deps.store.get(serial);
     if (!existing) this.deps.admitNewHost?.();
-    const steps = existing ? [] : this.creation(serial);
+    const steps = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial));
     return this.commit(serial, existing, steps, render);
   }
 
@@ -192,7 +215,7 @@ export class MayuService {
     const serial = normalizeSerial(data.Serial);
     const existing = this.deps.store.get(serial);
     if (!existing) this.deps.admitNewHost?.();
-    const created = existing ? [] : this.creation(serial);
+    const created = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, data));
     const base = created.at(-1)?.host ?? existing!;
     const steps = [...created, ...finalConfigSteps(base, data)];
     return this.commit(serial, existing, steps, render);
@@ -289,9 +312,25 @@ export class MayuService {
     return out.sort((a, b) => (a.Serial < b.Serial ? -1 : 1));
   }
 
-  private creation(serial: string, profile?: Profile): Step[] {
+  /**
+   * An operator admits a machine (issue 17): its host is created now. `first` submits the
+   * admission's own commit in the same tick, so it lands in the same batch, before the host's.
+   */
+  async createHost(rawSerial: string, admitted: AdmittedAs, first?: () => Promise<unknown>): Promise<Host> {
+    const serial = normalizeSerial(rawSerial);
+    if (this.deps.store.get(serial)) throw new HostExistsError(`host ${serial} exists already`);
+    this.deps.admitNewHost?.();
+    const steps = this.creation(serial, admitted);
+    const recorded = first?.();
+    const [{ host }] = await Promise.all([this.commit(serial, undefined, steps), recorded]);
+    await this.deps.store.flushHistory();
+    return host;
+  }
+
+  private creation(serial: string, admitted: AdmittedAs = {}): Step[] {
     return creationSteps(serial, {
-      profile,
+      profile: admitted.profile,
+      facts: admitted.facts,
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,

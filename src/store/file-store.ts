@@ -8,7 +8,7 @@ import { fsyncPath, writeFileAtomic } from '../fs/durable-fs.ts';
 import { NotStoredError } from '../fs/write-errors.ts';
 import { encodeClusterJson } from './cluster-json.ts';
 import { HostTable, type HostSnapshot } from './host-table.ts';
-import { HOST_SIDE_FILES, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import { HOST_SIDE_FILES, RECORD_FOLDERS, StoreError, type ClusterConfig, type CommitInfo, type HostStore, type RecordWrite, type StoreObserver } from './store.ts';
 
 // --no-git: the same folder layout without history. Each change replaces conf.json atomically
 // and durably; there is no audit trail, so history() refuses. A removed host's folder is first
@@ -31,6 +31,10 @@ export class FileStore implements HostStore {
   private readonly writer: BatchWriter<Write>;
   private readonly pending = new PendingBySerial();
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
+  /** Files of the RECORD_FOLDERS (folder → name → text), as applied so far. */
+  private readonly recordFiles = new Map<string, Map<string, string>>();
+  /** Record writes, one after the other (they are rare: admission decisions). */
+  private recordsWritten: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly dir: string, observer: StoreObserver) {
     // A failed write is a 507 (NotStoredError). Caveat: in a batch of several hosts, a host whose
@@ -55,6 +59,12 @@ export class FileStore implements HostStore {
     if (!store.cluster.DefaultEtcdClusterToken) {
       store.cluster = { DefaultEtcdClusterToken: Buffer.from(opts.randomBytes(16)).toString('hex') };
       await writeFileAtomic(path.join(opts.dir, 'cluster.json'), encodeClusterJson(store.cluster));
+    }
+    for (const folder of RECORD_FOLDERS) {
+      const files = new Map<string, string>();
+      const names = await readdir(path.join(opts.dir, folder), { withFileTypes: true }).catch(() => []);
+      for (const e of names) if (e.isFile() && !e.name.startsWith('.')) files.set(e.name, await readFile(path.join(opts.dir, folder, e.name), 'utf8'));
+      store.recordFiles.set(folder, files);
     }
     for (const entry of await readdir(opts.dir, { withFileTypes: true })) {
       if (entry.isDirectory() && entry.name.startsWith(REMOVED_PREFIX)) await rm(path.join(opts.dir, entry.name), { recursive: true, force: true });
@@ -108,6 +118,46 @@ export class FileStore implements HostStore {
   async remove(serial: string): Promise<undefined> {
     const prev = this.table.remove(serial);
     await this.pending.track(serial, this.writer.submit({ serial, content: undefined, undo: { prev } }));
+    return undefined;
+  }
+
+  records(folder: string): ReadonlyMap<string, string> {
+    return this.recordFiles.get(folder) ?? new Map();
+  }
+
+  /** Without git there is no commit: the files are written durably; memory changes at once, rolled back if the write fails. */
+  async applyRecords(writes: readonly RecordWrite[]): Promise<undefined> {
+    const undo: [RecordWrite, string | undefined][] = [];
+    for (const w of writes) {
+      if (!RECORD_FOLDERS.includes(w.folder)) throw new StoreError(`${w.folder}: not a record folder`);
+      let files = this.recordFiles.get(w.folder);
+      if (!files) this.recordFiles.set(w.folder, (files = new Map()));
+      undo.push([w, files.get(w.name)]);
+      if (w.content === undefined) files.delete(w.name);
+      else files.set(w.name, w.content);
+    }
+    const write = this.recordsWritten.then(async () => {
+      for (const w of writes) {
+        const file = path.join(this.dir, w.folder, w.name);
+        if (w.content === undefined) await rm(file, { force: true });
+        else {
+          await mkdir(path.dirname(file), { recursive: true });
+          await writeFileAtomic(file, w.content);
+        }
+        await fsyncPath(path.dirname(file));
+      }
+    });
+    this.recordsWritten = write.catch(() => undefined);
+    try {
+      await write;
+    } catch (err) {
+      for (const [w, prev] of undo.reverse()) {
+        const files = this.recordFiles.get(w.folder)!;
+        if (prev === undefined) files.delete(w.name);
+        else files.set(w.name, prev);
+      }
+      throw new NotStoredError(err);
+    }
     return undefined;
   }
 

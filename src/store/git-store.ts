@@ -18,6 +18,8 @@ import {
 } from '../git/objects.ts';
 import { writeCheckpoint } from '../git/checkpoint.ts';
 import { GitJournal, type Journal, type JournalObject, type JournalTicket } from '../git/journal.ts';
+import { GitIndexKeeper, type TreeChange } from '../git/index-keeper.ts';
+import { indexChanges } from './git-index-changes.ts';
 import { PackBuilder } from '../git/pack.ts';
 import { RootChain } from '../git/root-chain.ts';
 import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/refs.ts';
@@ -27,8 +29,8 @@ import { HostTable, sideFilesAfter, type HostSnapshot, type SideFiles } from './
 import { isReservedName, isSerialName, readOutsideCommits, type OutsideCommits } from './outside-commits.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import {
-  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HistoryPendingError, HostEditRefusedError, hostCommitMessage, StoreError,
-  type AdoptedChange, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
+  CLUSTER_FILE, HOST_FILE, HOST_SIDE_FILES, HistoryPendingError, HostEditRefusedError, hostCommitMessage, RECORD_FOLDERS, StoreError,
+  type AdoptedChange, type RecordWrite, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
 } from './store.ts';
 import { WorkingTree, type FileCheck } from './working-tree.ts';
 
@@ -41,7 +43,8 @@ import { WorkingTree, type FileCheck } from './working-tree.ts';
 // ref: at once when the store is idle (the change is acknowledged after it, so git shows it),
 // else at most every CHECKPOINT_INTERVAL_MS, many batches at a time. Packs are merged in the
 // background (git/compaction.ts). The files in the working tree (<serial>/conf.json,
-// cluster.json) mirror the newest commit for operators.
+// cluster.json) mirror the newest commit for operators; git's index (.git/index) is kept equal
+// to the branch on disk (git/index-keeper.ts), so `git status` there is clean when mayu is idle.
 //
 // Operators work in the repo too. The ref moves only by compare-and-swap from mayu's last
 // commit: commits made outside mayu are read, checked and taken (mayu's own commits not yet in
@@ -89,6 +92,8 @@ export interface GitStoreOptions {
   onCheckpoint?: () => void;
   /** Told when journaled changes could not be written to git yet (they stand; it is retried). */
   onCheckpointError?: (err: Error) => void;
+  /** Told (once per episode) when git's index could not be written, e.g. an operator's git holds index.lock; retried. */
+  onIndexError?: (err: Error) => void;
   /** The write-ahead journal (tests wrap the real one to make appends fail). */
   openJournal?: (gitdir: string) => Promise<Journal>;
   observer?: StoreObserver;
@@ -134,6 +139,8 @@ interface WriteItem {
   undo?: { prev: HostSnapshot };
   /** Set by writeBatch: the commit this item became. */
   commit?: string;
+  /** A commit of files under reserved folders (admission records) instead of a host's. */
+  records?: { writes: readonly RecordWrite[]; undo: { folder: string; name: string; prev: string | undefined }[] };
 }
 
 /** A batch acknowledged from the journal, not yet in git. */
@@ -151,6 +158,8 @@ interface Unflushed {
   serials: ReadonlySet<string>;
   /** Order of acknowledgement (kept by a replay), for flushHistory. */
   seq: number;
+  /** Its tree changes for git's index, in commit order. */
+  indexChanges: TreeChange[];
 }
 
 /** Who mayu's commits are by: 0.11's identity, so history reads the same across the switch. */
@@ -179,6 +188,7 @@ export class GitStore implements HostStore {
   private readonly pending = new PendingBySerial();
   private readonly reader: GitObjectReader;
   private readonly runner: CompactionRunner | undefined;
+  private readonly gitIndex: GitIndexKeeper;
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
@@ -208,6 +218,10 @@ export class GitStore implements HostStore {
   private batchSeq = 0;
   /** Where the next periodic hand-edit scan starts (handEditSlice). */
   private handEditCursor = 0;
+  /** Files of the RECORD_FOLDERS (folder → name → text), as applied so far. */
+  private readonly recordFiles = new Map<string, Map<string, string>>();
+  /** Their trees as the newest commit has them (folder → tree id and entries). */
+  private recordTrees = new Map<string, { oid: string; entries: TreeEntry[] }>();
 
   private constructor(private readonly opts: Required<GitStoreOptions>) {
     this.writer = new BatchWriter((items) => this.writeBatch(items), (items) => this.rollback(items), opts.observer.batchWritten, opts.observer.batchFailed);
@@ -215,6 +229,7 @@ export class GitStore implements HostStore {
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
     this.tree = new WorkingTree(opts.dir);
+    this.gitIndex = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError, onWritten: opts.observer.indexWritten });
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
@@ -230,6 +245,7 @@ export class GitStore implements HostStore {
       onMirrorError: options.onMirrorError ?? (() => {}),
       onCheckpoint: options.onCheckpoint ?? (() => {}),
       onCheckpointError: options.onCheckpointError ?? (() => {}),
+      onIndexError: options.onIndexError ?? (() => {}),
       openJournal: options.openJournal ?? ((gitdir) => GitJournal.open(gitdir)),
       observer: options.observer ?? {},
       checkEdits: options.checkEdits ?? (() => []),
@@ -292,6 +308,48 @@ export class GitStore implements HostStore {
     return items.at(-1)!.commit;
   }
 
+  records(folder: string): ReadonlyMap<string, string> {
+    return this.recordFiles.get(folder) ?? new Map();
+  }
+
+  /** One commit of files under reserved folders (admission records); as apply(), memory at once. */
+  async applyRecords(writes: readonly RecordWrite[], message: string): Promise<string | undefined> {
+    if (this.closed) throw new StoreError('store is closed');
+    const undo = writes.map((w) => ({ folder: w.folder, name: w.name, prev: this.setRecord(w.folder, w.name, w.content) }));
+    const item: WriteItem = { message, content: '', records: { writes, undo } };
+    await this.writer.submit(item);
+    return item.commit;
+  }
+
+  /** Sets one record file in memory; returns what it held. */
+  private setRecord(folder: string, name: string, content: string | undefined): string | undefined {
+    if (!RECORD_FOLDERS.includes(folder)) throw new StoreError(`${folder}: not a record folder`);
+    let files = this.recordFiles.get(folder);
+    if (!files) this.recordFiles.set(folder, (files = new Map()));
+    const prev = files.get(name);
+    if (content === undefined) files.delete(name);
+    else files.set(name, content);
+    return prev;
+  }
+
+  /** Reads the record folders as `root` has them (at load, and after outside commits). */
+  private async loadRecords(root: readonly TreeEntry[]): Promise<void> {
+    for (const folder of RECORD_FOLDERS) {
+      const entry = root.find((e) => e.name === folder && e.mode === TREE_MODE);
+      if (this.recordTrees.get(folder)?.oid === entry?.oid && (entry || !this.recordTrees.has(folder))) continue;
+      const files = new Map<string, string>();
+      if (!entry) {
+        this.recordTrees.delete(folder);
+        this.recordFiles.set(folder, files);
+        continue;
+      }
+      const entries = parseTree((await this.reader.read(entry.oid)).content);
+      for (const f of entries) if (f.mode === FILE_MODE) files.set(f.name, (await this.reader.read(f.oid)).content.toString('utf8'));
+      this.recordTrees.set(folder, { oid: entry.oid, entries });
+      this.recordFiles.set(folder, files);
+    }
+  }
+
   /** As apply(): memory changes at once, resolves with the removal's commit id once durable. */
   async remove(serial: string, message: string): Promise<string | undefined> {
     if (this.closed) throw new StoreError('store is closed');
@@ -329,6 +387,7 @@ export class GitStore implements HostStore {
     clearTimeout(this.checkpointTimer);
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
+    await this.gitIndex.close();
     // Leave the repo at rest merged (geometrically): a storm can end with the merges behind by
     // many packs, and the newest packs hold their records uncompressed until merged.
     const limit = this.opts.compactAfterPacks;
@@ -342,6 +401,11 @@ export class GitStore implements HostStore {
     if (inGit) await this.journal.clear();
     await this.journal.close();
     await writeFileAtomic(path.join(this.opts.dir, '.git', CLEAN_STOP), '');
+  }
+
+  /** Resolves once git's index is written for every change git has (it is otherwise written shortly after). */
+  flushIndex(): Promise<void> {
+    return this.gitIndex.flush();
   }
 
   /** Merges every pack and loose object into one pack now (on demand); waits for a running compaction first. */
@@ -391,6 +455,7 @@ export class GitStore implements HostStore {
       this.journal.checkpointed(batches.flatMap((b) => b.tickets));
       this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
       this.gitHead = batches.at(-1)!.head;
+      this.gitIndex.checkpointed(this.gitHead, this.mirrored, this.unflushed.length === 0);
       this.opts.onCheckpoint();
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
@@ -465,6 +530,7 @@ export class GitStore implements HostStore {
       await writeFileAtomic(path.join(gitdir, 'config'), NEW_REPO_CONFIG);
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
       this.journal = await this.opts.openJournal(gitdir);
+      this.gitIndex.open(undefined, this.mirrored);
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
@@ -476,6 +542,7 @@ export class GitStore implements HostStore {
       this.journal = await this.opts.openJournal(gitdir);
       await this.completeFromJournal(gitdir);
       await this.reconcileWorkingTree(await this.loadHead());
+      this.gitIndex.open(this.gitHead, this.mirrored);
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
@@ -633,6 +700,8 @@ export class GitStore implements HostStore {
     this.root = new RootTree(tree);
     const clusterEntry = tree.find((e) => e.name === CLUSTER_FILE);
     if (clusterEntry) this.cluster = parseClusterJson((await this.reader.read(clusterEntry.oid)).content.toString('utf8'));
+    await this.loadRecords(tree);
+    for (const [folder, files] of this.recordFiles) for (const [name, text] of files) this.tree.writeRecord(folder, name, text, true);
     const hostDirs = tree.filter((e) => e.mode === TREE_MODE && !isReservedName(e.name));
     await forEachLimit(hostDirs, 16, async (e) => {
       try {
@@ -672,6 +741,7 @@ export class GitStore implements HostStore {
   private async writeBatchNow(items: WriteItem[]): Promise<BatchWritten> {
     const startRoot = this.root.clone();
     const startHead = this.head;
+    const startRecordTrees = new Map(this.recordTrees);
     const roots = new RootChain();
     const others = new Map<string, { type: ObjectType; content: Buffer }>();
     const add = (type: ObjectType, content: Buffer) => {
@@ -682,8 +752,10 @@ export class GitStore implements HostStore {
     let unflushed: Unflushed;
     try {
       for (const item of items) {
-        const blobOid = item.remove ? '' : add('blob', Buffer.from(item.content, 'utf8'));
-        if (item.remove) {
+        const blobOid = item.remove || item.records ? '' : add('blob', Buffer.from(item.content, 'utf8'));
+        if (item.records) {
+          this.writeRecordTrees(item.records.writes, add);
+        } else if (item.remove) {
           this.root.remove(item.serial!, TREE_MODE);
         } else if (item.serial === undefined) {
           this.root.set({ mode: FILE_MODE, name: CLUSTER_FILE, oid: blobOid });
@@ -728,15 +800,18 @@ export class GitStore implements HostStore {
       unflushed = {
         parent: startHead, head: this.head!, objects, tickets: [ticket], memoryPack,
         commits: items.map((i) => i.commit!), serials: new Set(items.flatMap((i) => (i.serial === undefined ? [] : [i.serial]))), seq: this.batchSeq++,
+        indexChanges: this.indexChangesOf(items),
       };
     } catch (err) {
       this.root = startRoot;
       this.head = startHead;
+      this.recordTrees = startRecordTrees;
       this.history_.forgetAfter(startHead);
       // disk-full: nothing of the batch stands; the answer is a 507 (src/fs/write-errors.ts).
       throw new NotStoredError(err);
     }
     this.unflushed.push(unflushed);
+    this.gitIndex.recordBatch(unflushed.head, unflushed.indexChanges);
     // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and
     // is acknowledged after it. Under load, acknowledgements do not wait for git.
     const toGit = !this.checkpointRun && this.unflushed.length === 1 ? this.runCheckpoint() : undefined;
@@ -747,6 +822,35 @@ export class GitStore implements HostStore {
     if (!toGit) return { followUp: this.mirrored };
     toGit.catch((err: Error) => this.reportCheckpointError(err));
     return { followUp: Promise.all([this.mirrored, toGit]).then(() => undefined) };
+  }
+
+  /** A batch's tree changes for git's index: hosts and cluster.json, and record folders as the batch leaves them. */
+  private indexChangesOf(items: readonly WriteItem[]): TreeChange[] {
+    const changes = indexChanges(items.filter((i) => !i.records), { cluster: CLUSTER_FILE, host: HOST_FILE });
+    for (const folder of new Set(items.flatMap((i) => i.records?.writes.map((w) => w.folder) ?? []))) {
+      changes.push({ dir: folder, files: new Map((this.recordTrees.get(folder)?.entries ?? []).map((e) => [e.name, e.oid])) });
+    }
+    return changes;
+  }
+
+  /** The record folders' trees with these files written, set in the root tree. */
+  private writeRecordTrees(writes: readonly RecordWrite[], add: (type: ObjectType, content: Buffer) => string): void {
+    for (const folder of new Set(writes.map((w) => w.folder))) {
+      const entries = new Map((this.recordTrees.get(folder)?.entries ?? []).map((e) => [e.name, e]));
+      for (const w of writes.filter((x) => x.folder === folder)) {
+        if (w.content === undefined) entries.delete(w.name);
+        else entries.set(w.name, { mode: FILE_MODE, name: w.name, oid: add('blob', Buffer.from(w.content, 'utf8')) });
+      }
+      if (entries.size === 0) {
+        this.root.remove(folder, TREE_MODE);
+        this.recordTrees.delete(folder);
+        continue;
+      }
+      const list = [...entries.values()];
+      const oid = add('tree', encodeTree(list));
+      this.root.set({ mode: TREE_MODE, name: folder, oid });
+      this.recordTrees.set(folder, { oid, entries: list });
+    }
   }
 
   /**
@@ -761,6 +865,10 @@ export class GitStore implements HostStore {
     // Per serial: the newest conf.json, and each side file the batch wrote, at its newest.
     const latest = new Map<string, { content: string; sides: Map<string, string> } | undefined>();
     for (const item of items) {
+      if (item.records) {
+        for (const w of item.records.writes) this.tree.writeRecord(w.folder, w.name, w.content);
+        continue;
+      }
       const key = item.serial ?? '';
       if (item.remove) {
         latest.set(key, undefined);
@@ -955,6 +1063,8 @@ export class GitStore implements HostStore {
     }
     if (problems.length > 0) {
       const subjects = outside.commits.map((c) => c.commit.message.split('\n')[0]).slice(-3);
+      // git's index follows the branch the operator left (so their `git revert` finds it clean).
+      if (found) this.gitIndex.open(found, this.mirrored);
       this.setRefusedHead({ head: found, source: `commit ${found?.slice(0, 12) ?? '(none)'}${subjects.length ? ` (${subjects.join(' | ')})` : ''}`, problems });
       return;
     }
@@ -980,12 +1090,17 @@ export class GitStore implements HostStore {
     }
     if (outside.cluster) this.cluster = outside.cluster;
     this.root = rebased?.root ?? new RootTree(outside.root);
+    // Records an operator committed (an edited inventory): read as the new root has them.
+    await this.loadRecords(parseTree(this.root.bytes)).catch((err: Error) => this.opts.onOutsideError(err));
     this.gitHead = outside.head;
     this.head = rebased?.batch.head ?? outside.head;
     this.history_.forgetAfter(base);
     for (const c of outside.commits) this.history_.record(c.oid, c.commit.message.replace(/\n$/, ''), c.commit.timestamp);
     for (const c of rebased?.commits ?? []) this.history_.record(c.oid, c.message.replace(/\n$/, ''), c.timestamp);
     for (const h of taken) this.mirrorAdopted(h);
+    // git's index follows the new branch (an operator's `git commit` may have written it already).
+    this.gitIndex.open(outside.head, this.mirrored);
+    if (rebased) this.gitIndex.recordBatch(rebased.batch.head, rebased.batch.indexChanges);
     if (taken.length > 0) {
       const messages = outside.commits.map((c) => c.commit.message.split('\n')[0]!);
       this.opts.onAdopted(taken.map((h) => ({ serial: h.serial, before: before.get(h.serial), after: h.host, commit: outside.head, messages })));
@@ -1003,6 +1118,7 @@ export class GitStore implements HostStore {
     const batch: Unflushed = {
       parent: outside.head, head: replayed.head, objects: packed.objects, tickets: [...old.flatMap((u) => u.tickets), ticket], memoryPack,
       commits: replayed.commits.map((c) => c.oid), serials: new Set(old.flatMap((u) => [...u.serials])), seq: old.at(-1)!.seq,
+      indexChanges: old.flatMap((u) => u.indexChanges),
     };
     return { batch, root: replayed.root, commits: replayed.commits };
   }
@@ -1021,6 +1137,7 @@ export class GitStore implements HostStore {
 
   private rollback(itemsNewestFirst: WriteItem[]): void {
     for (const item of itemsNewestFirst) {
+      for (const u of [...(item.records?.undo ?? [])].reverse()) this.setRecord(u.folder, u.name, u.prev);
       if (item.serial !== undefined && item.undo) this.table.restore(item.serial, item.undo.prev);
     }
   }

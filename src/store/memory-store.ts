@@ -1,7 +1,7 @@
 import { encodeHost } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { HostTable } from './host-table.ts';
-import { hostCommitMessage, type ClusterConfig, type CommitInfo, type HostStore } from './store.ts';
+import { hostCommitMessage, type ClusterConfig, type CommitInfo, type HostStore, type RecordWrite } from './store.ts';
 
 /** For tests of the service and routes: same contract as the git store, nothing on disk. */
 export class MemoryStore implements HostStore {
@@ -31,6 +31,24 @@ export class MemoryStore implements HostStore {
     this.table.remove(serial);
     // No conf.json at a removal commit: confAt() finds nothing there, as in git.
     this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message: hostCommitMessage(serial, message), conf: undefined });
+    return this.log.at(-1)!.commit;
+  }
+
+  private readonly recordFiles = new Map<string, Map<string, string>>();
+
+  records(folder: string): ReadonlyMap<string, string> {
+    return this.recordFiles.get(folder) ?? new Map();
+  }
+
+  async applyRecords(writes: readonly RecordWrite[], message: string): Promise<string | undefined> {
+    for (const w of writes) {
+      let files = this.recordFiles.get(w.folder);
+      if (!files) this.recordFiles.set(w.folder, (files = new Map()));
+      if (w.content === undefined) files.delete(w.name);
+      else files.set(w.name, w.content);
+    }
+    const serial = message.includes(': ') ? message.slice(0, message.indexOf(': ')) : '';
+    this.log.push({ serial, commit: String(this.log.length + 1).padStart(40, '0'), time: new Date().toISOString(), message, conf: undefined });
     return this.log.at(-1)!.commit;
   }
 

@@ -31,6 +31,20 @@ export interface ClusterConfig {
  * in between can never interleave with another change; its promise resolves once every step is
  * durable (one commit each in git mode), or rejects and rolls memory back.
  */
+/**
+ * A file of mayu's own under a reserved top-level folder (issue 17: `_admission/<serial>.json`,
+ * `_config/inventory.yaml`); `content` undefined removes it. Such folders are never host
+ * folders (outside-commits.ts isReservedName), so conf.json of hosts keeps 0.11's format.
+ */
+export interface RecordWrite {
+  folder: string;
+  name: string;
+  content: string | undefined;
+}
+
+/** Reserved folders whose files the stores load at open and keep (one level, files only). */
+export const RECORD_FOLDERS: readonly string[] = ['_admission', '_config'];
+
 export interface HostStore {
   readonly kind: 'git' | 'files' | 'etcd';
   get(serial: string): Host | undefined;
@@ -71,6 +85,14 @@ export interface HostStore {
    */
   confAt(serial: string, commit: string): Promise<string | undefined>;
   close(): Promise<void>;
+  /** Files of a RECORD_FOLDERS folder (name → text) as applied so far; absent on stores without them (etcd). */
+  records?(folder: string): ReadonlyMap<string, string>;
+  /**
+   * One commit with this whole message writing these files; memory changes at once, resolves
+   * with the commit id once durable (as apply()). Called in the same tick as an apply(), both
+   * land in the same batch, this one's commit first.
+   */
+  applyRecords?(writes: readonly RecordWrite[], message: string): Promise<string | undefined>;
 }
 
 /** What a store tells the composition root about its writes (metrics); every callback optional. */
@@ -79,6 +101,8 @@ export interface StoreObserver {
   batchWritten?(size: number): void;
   /** A batch could not be made durable: its `changes` (and those queued behind it) were refused and rolled back. */
   batchFailed?(err: Error, changes: number): void;
+  /** git's index was written (git mode): its entries, the files checked since the last write, the write's own time. */
+  indexWritten?(info: { entries: number; checked: number; ms: number }): void;
 }
 
 export class StoreError extends Error {}

@@ -46,6 +46,21 @@ export class WorkingTree {
     rewriteFileSync(path.join(this.dir, CLUSTER_FILE), content);
   }
 
+  /**
+   * A file under a reserved folder (admission records); undefined removes it. `ifDifferent`:
+   * only when the copy differs (at open, after a kill may have left an older one).
+   */
+  writeRecord(folder: string, name: string, content: string | undefined, ifDifferent = false): void {
+    const file = path.join(this.dir, folder, name);
+    if (content === undefined) {
+      fs.rmSync(file, { force: true });
+      return;
+    }
+    if (ifDifferent && fs.existsSync(file) && fs.readFileSync(file, 'utf8') === content) return;
+    fs.mkdirSync(path.join(this.dir, folder), { recursive: true });
+    rewriteFileSync(file, content);
+  }
+
   removeHost(serial: string): void {
     this.dirs.delete(serial);
     this.signatures.delete(serial);

@@ -3,16 +3,26 @@
 import { AuthRequired, followEvents, getJson, NotFound, setToken, token } from './api.js';
 import { confLines, jsonLineKey, lineDiff, withContext } from './diff.js';
 import { barChart, h } from './dom.js';
-
-const STATES = ['unknown', 'configured', 'installing', 'installed', 'running'];
-const ZERO_TIME = '0001-01-01T00:00:00Z';
+import { createHostTable, failureBadge, formatTime, STATES, stuckBadge } from './host-table.js';
+import { createActions } from './actions.js';
+import { mountPending } from './pending.js';
 
 /** @type {Map<string, any>} serial -> Host as GET /admin/hosts answers it */
 const hosts = new Map();
 /** @type {Map<string, any>} serial -> its install failure that still stands (GET /admin/install-failures) */
 const failures = new Map();
-let sortKey = 'serial';
-let sortDir = 1;
+/** @type {Map<string, any>} serial -> its stuck install (GET /admin/stuck, events with `stuck`) */
+const stuck = new Map();
+/** Search, filters, sorting and paging of the machines (kept across redraws and pages). */
+const hostTable = createHostTable();
+/** Reinstall, change profile, set metadata, delete on the host page. */
+const actions = createActions({
+  onDone: (serial, deleted) => {
+    if (deleted) location.hash = '#/';
+    else if (currentRoute().serial === serial) renderHostPage(serial);
+  },
+  onAuthRequired: (err) => failed(err),
+});
 /** @type {AbortController | undefined} */
 let session;
 /** Serials whose row changed lately (highlighted once). */
@@ -65,11 +75,13 @@ async function start() {
 
 /** @param {AbortSignal} signal */
 async function reloadHosts(signal) {
-  const [list, failed] = await Promise.all([getJson('/admin/hosts', signal), getJson('/admin/install-failures', signal)]);
+  const [list, failed, stuckNow] = await Promise.all([getJson('/admin/hosts', signal), getJson('/admin/install-failures', signal), getJson('/admin/stuck', signal)]);
   hosts.clear();
   for (const host of list) hosts.set(host.Serial, host);
   failures.clear();
   for (const f of failed) failures.set(f.Serial, f);
+  stuck.clear();
+  for (const s of stuckNow) stuck.set(s.Serial, s);
 }
 
 /** @param {unknown} err */
@@ -114,6 +126,9 @@ function onHostEvent(/** @type {any} */ e, /** @type {AbortSignal} */ signal) {
   // A report opens a failure; any state change clears it (as mayu does, in that change's commit).
   if (e.installFailure) failures.set(e.serial, { Serial: e.serial, ...e.installFailure });
   else if (e.deleted === true || e.from !== e.to) failures.delete(e.serial);
+  // A stuck install is flagged by its own event (nothing written); leaving the state ends it.
+  if (e.stuck) stuck.set(e.serial, e.stuck);
+  else if (e.deleted === true || e.from !== e.to) stuck.delete(e.serial);
   dirty.add(e.serial);
   if (!pumping) pump(signal);
 }
@@ -185,10 +200,13 @@ function renderOverview() {
     h('section', { class: 'charts' },
       h('figure', { id: 'by-state' }),
       h('figure', { id: 'by-profile' })),
+    h('section', { id: 'pending', hidden: true }),
     h('section', {},
       h('h2', {}, 'Machines ', h('span', { id: 'host-count', class: 'muted' })),
       h('div', { id: 'table' })),
   );
+  // Machines waiting for admission (issue 17): src/ui/pending.js.
+  if (session) mountPending(/** @type {HTMLElement} */ (document.getElementById('pending')), session.signal, failed);
   renderOverviewParts();
 }
 
@@ -216,7 +234,8 @@ function renderOverviewParts() {
     countList(profiles, 'profile'));
   const count = document.getElementById('host-count');
   if (count) count.textContent = `(${list.length})`;
-  table.replaceChildren(machineTable(list));
+  if (hostTable.element.parentElement !== table) table.replaceChildren(hostTable.element);
+  hostTable.update({ list, failures, stuck, changed });
   changed.clear();
 }
 
@@ -225,65 +244,6 @@ function countList(/** @type {[string, number][]} */ rows, /** @type {string} */
   return h('dl', { class: 'counts visually-hidden' }, ...rows.flatMap(([label, n]) => [
     h('dt', {}, label), h('dd', { [`data-${kind}-count`]: label }, String(n)),
   ]));
-}
-
-const COLUMNS = [
-  { key: 'serial', label: 'Serial', value: (/** @type {any} */ x) => x.Serial ?? '' },
-  { key: 'ip', label: 'IP', value: (/** @type {any} */ x) => x.InternalAddr ?? '', sort: (/** @type {any} */ x) => ipSortKey(x.InternalAddr) },
-  { key: 'profile', label: 'Profile', value: (/** @type {any} */ x) => x.Profile ?? '' },
-  { key: 'state', label: 'State', value: (/** @type {any} */ x) => x.State ?? '', sort: (/** @type {any} */ x) => String(STATES.indexOf(x.State)) },
-  { key: 'macs', label: 'MACs', value: (/** @type {any} */ x) => (x.MacAddresses ?? []).join(' ') },
-  { key: 'lastboot', label: 'Last boot', value: (/** @type {any} */ x) => formatTime(x.LastBoot), sort: (/** @type {any} */ x) => x.LastBoot ?? '' },
-];
-
-/** @param {string | undefined} ip */
-function ipSortKey(ip) {
-  return (ip ?? '').split('.').map((p) => p.padStart(3, '0')).join('.');
-}
-
-/** @param {string | undefined} t */
-function formatTime(t) {
-  if (!t || t === ZERO_TIME) return 'never';
-  const d = new Date(t);
-  return Number.isNaN(d.getTime()) ? t : d.toISOString().replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC');
-}
-
-/** @param {any[]} list */
-function machineTable(list) {
-  const col = COLUMNS.find((c) => c.key === sortKey) ?? COLUMNS[0];
-  const key = col.sort ?? col.value;
-  const serialOf = COLUMNS[0].value;
-  const rows = [...list].sort((a, b) => {
-    const x = key(a);
-    const y = key(b);
-    if (x !== y) return (x < y ? -1 : 1) * sortDir;
-    return serialOf(a) < serialOf(b) ? -1 : 1;
-  });
-  const head = h('tr', {}, ...COLUMNS.map((c) => {
-    const sorted = c.key === sortKey;
-    const button = h('button', { type: 'button', 'data-sort': c.key }, c.label, sorted ? (sortDir > 0 ? ' ▲' : ' ▼') : '');
-    button.addEventListener('click', () => {
-      if (sortKey === c.key) sortDir = -sortDir;
-      else (sortKey = c.key), (sortDir = 1);
-      renderOverviewParts();
-    });
-    return h('th', { scope: 'col', 'aria-sort': sorted ? (sortDir > 0 ? 'ascending' : 'descending') : undefined }, button);
-  }));
-  const body = rows.map((x) => h('tr', { 'data-serial': x.Serial, class: changed.has(x.Serial) ? 'changed' : undefined },
-    h('td', { 'data-field': 'serial' }, h('a', { href: `#/host/${encodeURIComponent(x.Serial)}` }, x.Serial)),
-    h('td', { 'data-field': 'ip' }, COLUMNS[1].value(x)),
-    h('td', { 'data-field': 'profile' }, COLUMNS[2].value(x)),
-    h('td', {}, h('span', { class: `state state-${x.State}`, 'data-field': 'state' }, x.State), failureBadge(failures.get(x.Serial))),
-    h('td', { 'data-field': 'macs', class: 'mono' }, COLUMNS[4].value(x)),
-    h('td', { 'data-field': 'lastboot' }, COLUMNS[5].value(x))));
-  if (!rows.length) body.push(h('tr', {}, h('td', { colspan: COLUMNS.length, class: 'muted' }, 'No machines yet: they appear here when they first netboot.')));
-  return h('table', { class: 'machines' }, h('thead', {}, head), h('tbody', {}, ...body));
-}
-
-/** A standing install failure next to the state: stage on the badge, reason and time on hover. @param {any} f */
-function failureBadge(f) {
-  if (!f) return '';
-  return h('span', { class: 'badge badge-fail', 'data-install-failure': f.Stage, title: `${formatTime(f.Time)}: ${f.Reason}` }, `install failed: ${f.Stage}`);
 }
 
 // ---- host page ------------------------------------------------------------------------------
@@ -300,9 +260,9 @@ async function renderHostPage(serial) {
   }
   let host;
   let history;
-  let failed;
+  let failureLog;
   try {
-    [host, history, failed] = await Promise.all([
+    [host, history, failureLog] = await Promise.all([
       getJson(`/admin/host/${encodeURIComponent(serial)}`, signal),
       getJson(`/admin/host/${encodeURIComponent(serial)}/history?with=conf`, signal),
       getJson(`/admin/host/${encodeURIComponent(serial)}/install-failures`, signal),
@@ -320,22 +280,26 @@ async function renderHostPage(serial) {
     ['Provider id', host.ProviderId ?? ''], ['Cabinet', String(host.Cabinet ?? 0)], ['Metadata', (host.FleetMetadata ?? []).join(', ')],
     ['CoreOS version', host.CoreOSVersion ?? ''], ['Last boot', formatTime(host.LastBoot)],
   ];
-  const current = failed.Current;
+  const current = failureLog.Current;
   if (current) failures.set(serial, { Serial: serial, ...current });
   else failures.delete(serial);
   if (current) {
     fields.splice(1, 0, ['Install failure', h('div', { 'data-field': 'install-failure' },
       failureBadge(current), ' ', h('time', { datetime: current.Time }, formatTime(current.Time)), ` (state ${current.State}): `, current.Reason,
       current.Details ? h('pre', { class: 'failure-details' }, current.Details) : '')]);
-  } else if (failed.Failures.length) {
-    const last = failed.Failures[0];
+  } else if (failureLog.Failures.length) {
+    const last = failureLog.Failures[0];
     fields.push(['Last install failure', h('span', { 'data-field': 'install-failure', class: 'muted' },
-      `${formatTime(last.Time)} ${last.Stage}: ${last.Reason} (cleared by: ${failed.ClearedBy ?? 'a state change'})`)]);
+      `${formatTime(last.Time)} ${last.Stage}: ${last.Reason} (cleared by: ${failureLog.ClearedBy ?? 'a state change'})`)]);
   }
+  const stuckNow = stuck.get(serial);
+  if (stuckNow) fields.splice(1, 0, ['Stuck', h('span', { 'data-field': 'stuck' }, stuckBadge(stuckNow), ` in ${stuckNow.State} since ${formatTime(stuckNow.Since)}`)]);
+  const profiles = [...new Set([...hosts.values()].map((x) => x.Profile).filter(Boolean))].sort();
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/' }, '← all machines')),
     h('article', { 'data-host-page': serial },
       h('h2', {}, serial),
+      actions.panel(host, profiles),
       h('dl', { class: 'host-fields' }, ...fields.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       h('h3', {}, `Audit trail (${history.length} commits, newest first)`),
       h('ol', { class: 'history' }, ...history.map((c, i) => commitItem(c, history[i + 1])))));

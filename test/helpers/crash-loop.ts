@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { startOperator, type OperatorActivity } from './operator-activity.ts';
-import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitSubjectCounts, strayRefs } from './storm-checks.ts';
+import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitStatusPorcelain, gitSubjectCounts, strayRefs } from './storm-checks.ts';
 import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormPace, type StormResult } from './storm-client.ts';
 import { PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from './storm-env.ts';
 
@@ -200,13 +200,14 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
       const got = confs.get(e.serial)?.ProviderId;
       if (got !== e.providerId) violations.push(`at the end: hand edit of ${e.serial} (ProviderId ${e.providerId}) is not in HEAD (has ${String(got)})`);
     }
-    const status = execFileSync('git', ['-C', env.clusterDir, 'status', '--porcelain'], { encoding: 'utf8' }).trim();
-    if (status) violations.push(`at the end: git status is not clean:\n${status.split('\n').slice(0, 10).join('\n')}`);
     log(`operator: ${operator.commits.length} commits, ${operator.handEdits.length} hand edits, ${operator.maintenanceRuns.length} maintenance runs (${operator.maintenanceErrors.length} failed)`);
   }
   violations.push(...checkFinalHosts(apiHosts, confs, serials, PROFILE_QUANTITIES));
   const fsck = gitFsckResult(env.clusterDir);
   if (!fsck.ok && !seenFsck.has(fsck.output)) violations.push(`at the end: git fsck --full failed:\n${fsck.output}`);
+  // The clean stop left git's index equal to HEAD and the working tree in step with it.
+  const status = gitStatusPorcelain(env.clusterDir);
+  if (status) violations.push(`at the end: git status --porcelain is not empty:\n${status.split('\n').slice(0, 5).join('\n')}`);
   // Leftovers of killed writes must be cleaned up by the restarts, not pile up forever.
   const garbage = gitGarbage(env.clusterDir);
   if (garbage.count) violations.push(`at the end: ${garbage.count} garbage files (${garbage.kib} KiB) under .git/objects left by killed processes: ${garbage.files.slice(0, 5).join(', ')}`);

@@ -55,6 +55,8 @@ export interface NetbootNetns {
   vms: Vm[];
   /** One QEMU run of `m` (network first, then disk; -no-reboot); rejects unless QEMU exits 0. `vm`: extra VmOptions (firmware, ...). */
   runVm(m: Machine, label: string, timeoutMs: number, vm?: Partial<VmOptions>): Promise<VmRun>;
+  /** Starts `m` as runVm does, without waiting for its exit (an OS that keeps running); killed by cleanup. */
+  startMachine(m: Machine, label: string, vm?: Partial<VmOptions>): Vm;
   /** bin/mayuctl against mayu, run inside the namespace. */
   mayuctl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** dnsmasq's lease file in mayu's run dir. */
@@ -93,7 +95,7 @@ export function inBootstrapRange(lab: NetnsLab, ip: string): boolean {
  * The namespace, mayu with dnsmasq on br0, and `count` machines with blank 64 MiB disks. The
  * images must exist (ensureNetbootImages). On any failure here, everything made so far is removed.
  */
-export async function startNetbootNetns(opts: { machines: number; serialPrefix?: string; config?: string }): Promise<NetbootNetns> {
+export async function startNetbootNetns(opts: { machines: number; serialPrefix?: string; config?: string; diskMb?: number }): Promise<NetbootNetns> {
   const lab = await createNetnsLab({ taps: opts.machines });
   const vms: Vm[] = [];
   let mayu: MayuProcess | undefined;
@@ -124,7 +126,7 @@ export async function startNetbootNetns(opts: { machines: number; serialPrefix?:
     await chmod(workDir, 0o755); // dnsmasq runs as nobody: it reads tftproot/ and run/ below
     await run('bash', [path.join(ROOT, 'scripts/build-tftproot.sh'), path.join(workDir, 'tftproot')]);
     const machines = Array.from({ length: opts.machines }, (_, i) => machineFor(i + 1, workDir!, opts.serialPrefix));
-    for (const m of machines) await createBlankDisk(m.disk, 64);
+    for (const m of machines) await createBlankDisk(m.disk, opts.diskMb ?? 64);
     mayu = await startMayu({
       workDir,
       config: opts.config ?? NETNS_CONFIG,
@@ -136,27 +138,32 @@ export async function startNetbootNetns(opts: { machines: number; serialPrefix?:
     await mayu.waitForLog((e) => e.component === 'dnsmasq' && e.msg === 'dnsmasq started', 30_000);
     const m0 = mayu;
     const wd = workDir;
+  const startMachine = (m: Machine, label: string, extra: Partial<VmOptions> = {}): Vm => {
+      const vm = startVm({
+        name: `${m.smbiosSerial} ${label}`,
+        consoleLog: path.join(wd, `console-${m.index}-${label}.log`),
+        netdev: tapNetdev({ ifname: m.tap }),
+        mac: m.mac,
+        serial: m.smbiosSerial,
+        uuid: m.uuid,
+        disk: m.disk,
+        bootOrder: 'nc',
+        wrap: lab.wrap(),
+        ...extra,
+      });
+      vms.push(vm);
+      return vm;
+    };
     return {
       lab,
       mayu: m0,
       workDir: wd,
       machines,
       vms,
+      startMachine,
       async runVm(m, label, timeoutMs, extra = {}) {
         const startedAt = Date.now();
-        const vm = startVm({
-          name: `${m.smbiosSerial} ${label}`,
-          consoleLog: path.join(wd, `console-${m.index}-${label}.log`),
-          netdev: tapNetdev({ ifname: m.tap }),
-          mac: m.mac,
-          serial: m.smbiosSerial,
-          uuid: m.uuid,
-          disk: m.disk,
-          bootOrder: 'nc',
-          wrap: lab.wrap(),
-          ...extra,
-        });
-        vms.push(vm);
+        const vm = startMachine(m, label, extra);
         const exit = await vm.waitForExit(timeoutMs);
         if (exit.code !== 0) {
           throw new Error(`${vm.name}: QEMU exit ${exit.code}/${exit.signal} after ${exit.seconds.toFixed(1)} s; console tail:\n${vm.console().split('\n').slice(-40).join('\n')}`);

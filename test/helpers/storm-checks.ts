@@ -58,6 +58,12 @@ export function gitFsckResult(dir: string): { ok: boolean; output: string } {
   return { ok: res.status === 0, output: `${res.stdout.toString()}${res.stderr.toString()}`.trim() };
 }
 
+/** `git status --porcelain` (empty: the index is HEAD's and the working tree matches it). */
+export function gitStatusPorcelain(dir: string): string {
+  const res = run(dir, ['status', '--porcelain']);
+  return `${res.stdout.toString()}${res.stderr.toString()}`;
+}
+
 /** Files git does not recognise under .git/objects (`git count-objects -v` "garbage"), e.g. temp files left by a kill. */
 export function gitGarbage(dir: string): { count: number; kib: number; files: string[] } {
   const res = run(dir, ['count-objects', '-v']);

@@ -3,6 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
+import { approveCommand, inventoryCommand, pendingCommand, rejectCommand } from './admission-commands.ts';
 import { MayuClient } from './client.ts';
 import {
   bootCompleteCommand, deleteCommand, errorText, eventsCommand, historyCommand, listCommand, overrideCommand, powerHookCommand, RENDER_KINDS,
@@ -104,8 +105,9 @@ export async function runMayuctl(
           })
           .option('legend', { type: 'boolean', default: true, describe: 'print the column headers (--no-legend omits them)' })
           .option('json', { ...jsonOpt, describe: 'print the hosts as JSON (ignores --fields)' })
-          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change, deletions included (Ctrl-C ends)' }),
-      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json, watch: a.watch })),
+          .option('watch', { alias: 'w', type: 'boolean', default: false, describe: 'reprint the list after every host change, deletions included (Ctrl-C ends)' })
+          .option('stuck', { type: 'boolean', default: false, describe: 'only hosts stuck in installing, or configured after a reinstall request (config stuck_installs), with SINCE and FOR' }),
+      run((ctx, a) => listCommand(ctx, { fields: a.fields, legend: a.legend, json: a.json, watch: a.watch, stuck: a.stuck })),
     )
     .command(
       'events',
@@ -177,6 +179,30 @@ export async function runMayuctl(
       "Show the last run of the site's power hook for a host (config power_hook; runs when a reinstall is requested).",
       (y) => serialArg(y).option('json', jsonOpt),
       run((ctx, a) => powerHookCommand(ctx, a.serial, a.json)),
+    )
+    // Admission (issue 17): src/cli/mayuctl/admission-commands.ts.
+    .command('pending', 'List machines waiting for admission (discovered, pending) and rejected ones.', (y) => y.option('json', jsonOpt), run((ctx, a) => pendingCommand(ctx, a.json)))
+    .command(
+      'approve <serial>',
+      'Admit a waiting machine: its host is created now (one approval commit, then its creation).',
+      (y) => serialArg(y).option('profile', { type: 'string', describe: 'the profile it gets (default: inventory, selectors, first with room)' }),
+      run((ctx, a) => approveCommand(ctx, a.serial, a.profile)),
+    )
+    .command('reject <serial>', 'Refuse a waiting machine (one commit); it is told to wait, its installer powers off.', (y) => serialArg(y), run((ctx, a) => rejectCommand(ctx, a.serial)))
+    .command(
+      'inventory <action> [serial]',
+      'The machines admitted in admission mode "known" and their profiles: add, remove, list.',
+      (y) =>
+        y
+          .positional('action', { type: 'string', choices: ['add', 'remove', 'list'], demandOption: true })
+          .positional('serial', { type: 'string', describe: 'machine serial (add, remove)' })
+          .option('profile', { type: 'string', describe: 'add: the profile the machine gets outright' })
+          .option('json', jsonOpt)
+          .check((a) => {
+            if (a.action !== 'list' && a.serial === undefined) throw new Error(`inventory ${a.action} needs a serial`);
+            return true;
+          }),
+      run((ctx, a) => inventoryCommand(ctx, a.action, a.serial, a.profile, a.json)),
     )
     .completion('completion', 'Print a shell completion script (mayuctl completion >> ~/.bashrc).')
     .demandCommand(1, 'a command is required')

@@ -125,9 +125,19 @@ export class MayuClient {
     return this.getJson(`/admin/host/${encodeURIComponent(serial)}/power-hook`);
   }
 
+  /** GET /admin/stuck → the raw JSON answer (README "Stuck installs"). */
+  stuck(): Promise<unknown> {
+    return this.getJson('/admin/stuck');
+  }
+
   /** DELETE /admin/host/<serial>; mayu answers 204 once the deletion is committed. */
   async deleteHost(serial: string): Promise<void> {
     await this.request('DELETE', `/admin/host/${encodeURIComponent(serial)}`);
+  }
+
+  /** Any admin request (admission verbs, src/cli/mayuctl/admission-commands.ts): the answer's text. */
+  admin(method: 'GET' | 'PUT' | 'DELETE', path: string, body?: string): Promise<string> {
+    return this.request(method, `/admin${path}`, body);
   }
 
   private async getJson(path: string): Promise<unknown> {

@@ -8,6 +8,7 @@ import { BadAnswerError, HttpStatusError, type MayuClient } from './client.ts';
 import { parseEnvFile } from './env-file.ts';
 import { formatHistory, formatList, formatPowerHook, formatStatus, parseFields, type HistoryEntry, type StatusFailure } from './format.ts';
 import { bootCompleteRequest, overrideRequest, setRequest } from './request-body.ts';
+import { printStuck } from './stuck-list.ts';
 import { packageVersion } from './version.ts';
 
 export interface Output {
@@ -32,7 +33,7 @@ export class CliError extends Error {}
 
 const pretty = (value: unknown): string => JSON.stringify(value, null, 2);
 
-function decodeHosts(raw: readonly unknown[]): Host[] {
+export function decodeHosts(raw: readonly unknown[]): Host[] {
   return raw.map((item, i) => {
     try {
       return decodeHost(item);
@@ -49,12 +50,15 @@ export interface ListArgs {
   json: boolean;
   /** Reprint after every host change (until the stream ends or is interrupted). */
   watch?: boolean;
+  /** Only hosts stuck in installing / configured, with since when and for how long (stuck-list.ts). */
+  stuck?: boolean;
 }
 
 export async function listCommand(ctx: CommandContext, args: ListArgs): Promise<void> {
   // Fields are checked before any request, as 0.11 did.
   const fields = args.json ? [] : parseFields(args.fields);
   const print = async () => {
+    if (args.stuck) return printStuck(ctx, { fields, legend: args.legend, json: args.json });
     const raw = await ctx.client.listHosts();
     if (args.json) {
       ctx.out(pretty(raw));

@@ -57,6 +57,8 @@ export function parseFields(spec: string): string[] {
 export interface ListOptions {
   fields?: readonly string[];
   legend?: boolean;
+  /** Columns after the fields (list --stuck), not selectable by --fields. */
+  extra?: readonly { name: string; cell: (h: Host) => string }[];
 }
 
 /** Go sorts strings by UTF-8 bytes; JS's default sort compares UTF-16 units. */
@@ -73,11 +75,11 @@ export function formatList(hosts: readonly Host[], options: ListOptions = {}): s
     if (!fn) throw new InvalidFieldError(`Invalid field: ${JSON.stringify(f)}.`);
     return fn;
   };
-  const columns = fields.map(cell);
+  const columns = [...fields.map(cell), ...(options.extra ?? []).map((e) => e.cell)];
   const rows = hosts
     .map((h) => columns.map((fn) => fn(h)))
     .sort((a, b) => byBytes(a.join('|'), b.join('|')));
-  if (options.legend !== false) rows.unshift(fields.map((f) => f.toUpperCase()));
+  if (options.legend !== false) rows.unshift([...fields, ...(options.extra ?? []).map((e) => e.name)].map((f) => f.toUpperCase()));
   return columnize(rows);
 }
 

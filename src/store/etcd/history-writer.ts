@@ -120,8 +120,14 @@ export class HistoryWriter {
       onCheckpoint: this.opts.onCheckpoint,
       // Hosts live in etcd: operators' commits here stay in history, files are never read back.
       outsideChanges: 'history-only',
-      // A commit with a revision trailer that is not ours: the writer elected after this one.
-      yieldsTo: (message) => parseTrailer(message) !== undefined,
+      // A commit with a revision trailer that is not ours: another writer (a stale one finishing,
+      // or the one elected after this one). This one's unflushed commits are dropped and it
+      // stops; elected again, it starts from git's last trailer: no gap, no duplicate.
+      yieldsTo: (message) => {
+        if (parseTrailer(message) === undefined) return false;
+        queueMicrotask(() => this.stop?.(new Error('another history writer moved the branch: starting again from git')));
+        return true;
+      },
     });
     const reader = new GitHistoryReader(this.opts.dir);
     const pos = await reader.lastPosition().finally(() => reader.close());
