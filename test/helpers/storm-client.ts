@@ -146,9 +146,9 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   const refusalLatencies: number[] = [];
   let successes = 0;
 
-  const send = (method: string, url: string, body?: string, auth?: string): Promise<Reply> =>
+  const send = (method: string, url: string, body?: string, auth?: string, extra?: Record<string, string>): Promise<Reply> =>
     new Promise((resolve, reject) => {
-      const headers: Record<string, string | number> = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+      const headers: Record<string, string | number> = { ...extra, ...(body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }) };
       if (auth) headers.authorization = auth;
       const req = http.request(url, { method, agent, headers }, (res) => {
         const chunks: Buffer[] = [];
@@ -163,7 +163,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     });
 
   /** One protocol request, retried until it answers `expect` (or a non-retryable status). */
-  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string): Promise<Reply> => {
+  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string, extra?: Record<string, string>): Promise<Reply> => {
     let refused = 0;
     for (let attempt = 1; ; attempt++) {
       const stop = opts.stopReason?.();
@@ -176,7 +176,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       let reply: Reply | undefined;
       let cause: string;
       try {
-        reply = await send(method, url, body, auth);
+        reply = await send(method, url, body, auth, extra);
         cause = `HTTP ${reply.status}`;
       } catch (err) {
         cause = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
@@ -217,8 +217,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     const ms = opts.pace?.afterMs[route];
     if (ms) await sleep(ms * (0.5 + Math.random()));
   };
-  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string) => {
-    const reply = await call(route, serial, method, pathName, expect, body, auth);
+  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string, extra?: Record<string, string>) => {
+    const reply = await call(route, serial, method, pathName, expect, body, auth, extra);
     await pause(route);
     return reply;
   };
@@ -235,7 +235,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       await step('final-cloud-config', serial, 'POST', '/final-cloud-config.yaml', 200, JSON.stringify(hostData(serial, macFor(i))));
       await step('install-image-head', serial, 'HEAD', `/images/${serial}/install_image.bin.bz2`, 200);
       await step('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202, undefined, auth);
-      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY), auth);
+      // With a boot id, as the shipped OS sends it: a retry after a timeout is the same report.
+      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY), auth, { 'x-mayu-boot-id': `boot-${i}` });
     } catch (err) {
       failures.set(serial, (err as Error).message);
     }
