@@ -22,6 +22,7 @@
 //
 // Prints a JSON summary, then a table; exits 1 if any check fails, 2 on the global timeout.
 import { spawnSync } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +30,7 @@ import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs
 import { BOOT_PACE, getJson, ROUTES, runStorm, serialFor, Target } from '../test/helpers/storm-client.ts';
 import { processStats, PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from '../test/helpers/storm-env.ts';
 import { replayAsMayu011, type AnchorResult, type AnchorWindow } from './storm/anchor.ts';
+import { phaseSummary, serverRuntime, serverTimes } from './storm/diagnostics.ts';
 import { runFlood, type FloodResult } from './storm/flood.ts';
 import { mib, percentiles, table } from './storm/stats.ts';
 
@@ -73,7 +75,9 @@ const globalTimer = setTimeout(() => {
 
 // A flood creates hosts too (as many as the limits let through): room for them in ip_range.
 const env = await prepareStormEnv(floodSources > 0 ? machines + 20_000 : machines);
-server = await startMayuServer(env);
+// mayu's request log to a file, not a pipe this busy process reads (storm-env.ts startMayuServer).
+const logFile = path.join(env.workDir, 'mayu.log');
+server = await startMayuServer(env, [], { logFile });
 const commitsBefore = gitCommitTotal(env.clusterDir);
 
 // Flood mode: the machines are known before the flood starts (their first-stage scripts fetched).
@@ -91,10 +95,15 @@ let stormDone!: () => void;
 const floodRun = floodSources > 0
   ? runFlood({ url: server.url, sources: floodSources, perSource: floodPerSource, until: new Promise<void>((r) => (stormDone = r)) })
   : undefined;
+// The simulator's own lateness: every client-side latency includes it.
+const clientLoop = monitorEventLoopDelay({ resolution: 10 });
+clientLoop.enable();
 const storm = await runStorm(new Target(server.url), { machines, concurrency, pace, maxAttempts: 20, requestTimeoutMs: 60_000 });
+clientLoop.disable();
 stormDone?.();
 const flood: FloodResult | undefined = await floodRun;
 const memory = processStats(server.pid);
+const runtime = await serverRuntime(server.url);
 const clientCpu = process.cpuUsage();
 const apiHosts = await getJson<Record<string, unknown>[]>(`${server.url}/admin/hosts`);
 await server.stop();
@@ -143,6 +152,16 @@ const floodSummary = flood && {
   errors: flood.errors,
 };
 const perRoute = Object.fromEntries(ROUTES.map((r) => [r, percentiles(storm.latencies.get(r)!)]));
+const server_ = await serverTimes(logFile);
+const phases = Object.fromEntries(ROUTES.map((r) => [r, phaseSummary(storm.timings.get(r)!)]));
+// The histogram counts from its 10 ms timer: what is above that is the loop's lateness.
+const loopMs = (ns: number) => +Math.max(0, ns / 1e6 - 10).toFixed(1);
+const diagnostics = {
+  mayuMsPerRequest: server_,
+  clientPhases: phases,
+  mayuRuntime: runtime,
+  simulatorEventLoopDelayMs: { p50: loopMs(clientLoop.percentile(50)), p99: loopMs(clientLoop.percentile(99)), max: loopMs(clientLoop.max) },
+};
 const commitsPerSecond = +((commits - commitsBefore) / storm.seconds).toFixed(1);
 const ratio = anchor ? +(commitsPerSecond / anchor.commitsPerSecond).toFixed(1) : undefined;
 const summary = {
@@ -166,6 +185,7 @@ const summary = {
     simulator: +((clientCpu.user + clientCpu.system) / 1e6).toFixed(1),
   },
   mayuRssAtEndBytes: memory.rss,
+  diagnostics,
   repo,
   checks: { commitCount: `${commits} (expected ${expectedCommits})`, fsck: fsck.ok ? 'clean' : 'FAILED', allRunning: apiHosts.every((h) => h.State === 'running'), uniqueInternalAddr: new Set(apiHosts.map((h) => h.InternalAddr)).size === apiHosts.length, violations },
   anchor: anchor && { ...anchor, method: 'native git add + git commit per change, serial (mayu 0.11), no fsync', note: `replayed the ${anchor.window} ${anchor.changes} of ${anchor.outOf} changes (hosts in the tree: ${anchor.hostsAtStart} → ${anchor.hostsAtEnd})` },
@@ -179,6 +199,12 @@ console.log(table(['route', 'requests', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms'],
   ...ROUTES.map((r) => [r, perRoute[r]!.count, perRoute[r]!.p50, perRoute[r]!.p95, perRoute[r]!.p99, perRoute[r]!.max]),
   ['all', all.count, all.p50, all.p95, all.p99, all.max],
 ]));
+console.log('\nwhere the time went (client: socket wait, new connections, request → headers; mayu: its own ms per answer):');
+console.log(table(['route', 'mayu p99 ms', 'mayu >1 s', 'client >1 s', 'of which connect >1 s', 'headers >1 s', 'new conns', 'connect p99 ms', 'headers p99 ms'], ROUTES.map((r) => [
+  r, server_.answered[r]?.p99 ?? 0, server_.overOneSecond[r] ?? 0, phases[r]!.slow.count, phases[r]!.slow.connectOver1s, phases[r]!.slow.headersOver1s,
+  phases[r]!.newConnections, phases[r]!.connectMs.p99, phases[r]!.headersMs.p99,
+])));
+console.log(`mayu GC s ${JSON.stringify(runtime.gcSeconds)}, event-loop lag s ${JSON.stringify(runtime.eventLoopLag)}; simulator event-loop delay ms ${JSON.stringify(diagnostics.simulatorEventLoopDelayMs)}`);
 console.log(table(['measure', 'value'], [
   ['machines/s', `${summary.machinesPerSecond}`],
   ['commits/s (mayu)', `${commitsPerSecond}`],

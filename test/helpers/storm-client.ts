@@ -115,6 +115,8 @@ export interface StormResult {
   refusals: Map<string, number>;
   /** Latencies in ms of those refusals: answered requests too. */
   refusalLatencies: number[];
+  /** Timings of every answered attempt (successes and refusals), per route. */
+  timings: Map<Route, AttemptTiming[]>;
 }
 
 export const serialFor = (i: number) => `storm-${String(i).padStart(6, '0')}`;
@@ -128,6 +130,21 @@ interface Reply {
   body: string;
   /** Seconds of a Retry-After header, if the answer had one. */
   retryAfter?: number;
+  timing: AttemptTiming;
+}
+
+/**
+ * Where one attempt's time went, client side (ms from the attempt's start): waiting for a socket
+ * of the agent, connecting one (new sockets only), then request to response headers (the server
+ * plus both event loops). A slow attempt's share tells a server that answers late from a
+ * connection that waited to be accepted or a simulator that reads late.
+ */
+export interface AttemptTiming {
+  socketMs: number;
+  /** undefined: a kept-alive socket was reused. */
+  connectMs?: number;
+  headersMs: number;
+  totalMs: number;
 }
 
 /** Refusals a machine sits out before it gives up (each waits Retry-After: minutes in all). */
@@ -144,18 +161,36 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   const acks: Ack[] = [];
   const refusals = new Map<string, number>();
   const refusalLatencies: number[] = [];
+  const timings = new Map<Route, AttemptTiming[]>(ROUTES.map((r) => [r, []]));
   let successes = 0;
 
   const send = (method: string, url: string, body?: string, auth?: string, extra?: Record<string, string>): Promise<Reply> =>
     new Promise((resolve, reject) => {
       const headers: Record<string, string | number> = { ...extra, ...(body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }) };
       if (auth) headers.authorization = auth;
+      const t0 = performance.now();
+      let socketAt = t0;
+      let connectedAt: number | undefined;
       const req = http.request(url, { method, agent, headers }, (res) => {
+        const headersAt = performance.now();
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         const retryAfter = Number(res.headers['retry-after']);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ...(retryAfter >= 0 ? { retryAfter } : {}) }));
+        res.on('end', () => {
+          const end = performance.now();
+          const timing: AttemptTiming = {
+            socketMs: socketAt - t0,
+            ...(connectedAt === undefined ? {} : { connectMs: connectedAt - socketAt }),
+            headersMs: headersAt - (connectedAt ?? socketAt),
+            totalMs: end - t0,
+          };
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ...(retryAfter >= 0 ? { retryAfter } : {}), timing });
+        });
         res.on('error', reject);
+      });
+      req.once('socket', (socket) => {
+        socketAt = performance.now();
+        if (socket.connecting) socket.once('connect', () => (connectedAt = performance.now()));
       });
       req.setTimeout(opts.requestTimeoutMs, () => req.destroy(new Error(`timeout after ${opts.requestTimeoutMs} ms`)));
       req.on('error', reject);
@@ -183,6 +218,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       } finally {
         slots.release();
       }
+      if (reply && (reply.status === expect || reply.status === 429 || reply.status === 503)) timings.get(route)!.push(reply.timing);
       if (reply && reply.status === expect) {
         latencies.get(route)!.push(performance.now() - t0);
         if (route !== 'ipxebootscript' && route !== 'install-image-head') {
@@ -246,7 +282,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(i)));
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
-  return { seconds, latencies, acks, retries, errorSamples, failures, successes, refusals, refusalLatencies };
+  return { seconds, latencies, acks, retries, errorSamples, failures, successes, refusals, refusalLatencies, timings };
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
