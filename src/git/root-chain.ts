@@ -1,5 +1,5 @@
-import { applyDelta, computeDelta, spliceDelta } from './delta.ts';
-import type { TreeSplice } from './objects.ts';
+import { applyDelta, computeDelta, literalDelta } from './delta.ts';
+import type { RootTree, TreeSplice } from './objects.ts';
 
 // The root trees of one batch of commits, as they are made (oldest first). Every commit has its
 // own root tree, one entry per host: 400 KB at 10 000 hosts. Keeping each whole until the batch
@@ -16,27 +16,29 @@ export class RootChain {
   /** Oldest first; each a delta against the next newer tree (or `newest`). */
   private readonly older: { oid: string; delta: Buffer }[] = [];
   private readonly oids = new Set<string>();
-  /** TreeSplice.seq of the newest tree, when it came with one. */
-  private newestSeq: number | undefined;
+  /** RootTree.seq when the newest tree was pushed. */
+  private newestSeq = 0;
 
-  /** `splice`: where `content` differs from the tree pushed before (RootTree.lastSplice), if known. */
-  push(oid: string, content: Buffer, splice?: TreeSplice): void {
-    if (this.newest?.oid === oid) return;
-    // A splice describes one change: it fits only if the newest tree is the one just before it.
-    const fits = splice && this.newestSeq !== undefined && splice.seq === this.newestSeq + 1 ? splice : undefined;
-    if (this.newest) this.older.push({ oid: this.newest.oid, delta: this.deltaOfNewest(content, fits) });
-    this.newest = { oid, content };
-    this.newestSeq = splice?.seq;
-    this.oids.add(oid);
-  }
-
-  /** The newest tree as a delta of `content`: from the splice when it fits, else by comparing. */
-  private deltaOfNewest(content: Buffer, splice: TreeSplice | undefined): Buffer {
-    const older = this.newest!.content;
-    if (splice && older.length - splice.removed === content.length - splice.inserted && splice.offset + splice.inserted <= content.length) {
-      return spliceDelta(content, older, splice.offset, content.length - splice.offset - splice.inserted);
+  /**
+   * The tree's current state, after a commit. Its bytes are a view the tree changes in place:
+   * kept only as the newest (read by newestFirst() before the tree changes again); the tree
+   * pushed before becomes a delta made from what the changes since replaced.
+   */
+  push(oid: string, tree: RootTree): void {
+    const content = tree.bytes;
+    if (this.newest?.oid === oid) {
+      this.newest = { oid, content };
+      this.newestSeq = tree.seq;
+      return;
     }
-    return computeDelta(content, older);
+    if (this.newest) {
+      const changes = tree.changesSince(this.newestSeq);
+      if (!changes) throw new Error(`root tree changes since ${this.newestSeq} are no longer known (now ${tree.seq})`);
+      this.older.push({ oid: this.newest.oid, delta: olderAsDelta(content, changes) });
+    }
+    this.newest = { oid, content };
+    this.newestSeq = tree.seq;
+    this.oids.add(oid);
   }
 
   /** Distinct trees: the pack's count for them. */
@@ -77,4 +79,19 @@ export class RootChain {
       baseOid = oid;
     }
   }
+}
+
+/** The tree before `changes` (oldest first) as a delta of `content`, the tree after them. */
+function olderAsDelta(content: Buffer, changes: readonly TreeSplice[]): Buffer {
+  if (changes.length === 1) {
+    const c = changes[0]!;
+    return literalDelta(content.length, c.offset, c.old, content.length - c.offset - c.inserted);
+  }
+  // Several changes (an item that wrote more than one entry): undo them on a copy.
+  let older = Buffer.from(content);
+  for (let i = changes.length - 1; i >= 0; i--) {
+    const c = changes[i]!;
+    older = Buffer.concat([older.subarray(0, c.offset), c.old, older.subarray(c.offset + c.inserted)]);
+  }
+  return computeDelta(content, older);
 }

@@ -764,9 +764,8 @@ export class GitStore implements HostStore {
           const hostTree = add('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blobOid }, ...sides]));
           this.root.set({ mode: TREE_MODE, name: item.serial, oid: hostTree });
         }
-        const rootBytes = this.root.bytes;
         const tree = this.root.oid();
-        roots.push(tree, rootBytes, this.root.lastSplice);
+        roots.push(tree, this.root);
         const timestamp = Math.floor(this.opts.now().getTime() / 1000);
         this.head = add('commit', encodeCommit({
           tree,
