@@ -30,7 +30,7 @@ import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs
 import { BOOT_PACE, getJson, ROUTES, runStorm, serialFor, Target } from '../test/helpers/storm-client.ts';
 import { processStats, PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from '../test/helpers/storm-env.ts';
 import { replayAsMayu011, type AnchorResult, type AnchorWindow } from './storm/anchor.ts';
-import { phaseSummary, serverRuntime, serverTimes } from './storm/diagnostics.ts';
+import { phaseSummary, sampleAcceptQueue, sampleMemory, serverRuntime, serverTimes, tcpCounters } from './storm/diagnostics.ts';
 import { runFlood, type FloodResult } from './storm/flood.ts';
 import { mib, percentiles, table } from './storm/stats.ts';
 
@@ -98,7 +98,13 @@ const floodRun = floodSources > 0
 // The simulator's own lateness: every client-side latency includes it.
 const clientLoop = monitorEventLoopDelay({ resolution: 10 });
 clientLoop.enable();
+const tcpBefore = tcpCounters();
+const acceptQueue = sampleAcceptQueue(server.port);
+const memorySamples = sampleMemory(server.url);
 const storm = await runStorm(new Target(server.url), { machines, concurrency, pace, maxAttempts: 20, requestTimeoutMs: 60_000 });
+const acceptQueueSeen = acceptQueue.stop();
+const memoryAtPeak = memorySamples.stop();
+const tcpAfter = tcpCounters();
 clientLoop.disable();
 stormDone?.();
 const flood: FloodResult | undefined = await floodRun;
@@ -161,6 +167,11 @@ const diagnostics = {
   clientPhases: phases,
   mayuRuntime: runtime,
   simulatorEventLoopDelayMs: { p50: loopMs(clientLoop.percentile(50)), p99: loopMs(clientLoop.percentile(99)), max: loopMs(clientLoop.max) },
+  // Whole machine (other workers' servers count too): a full accept queue drops handshakes.
+  tcpCountersDuringStorm: Object.fromEntries(Object.entries(tcpAfter).map(([k, v]) => [k, v - (tcpBefore[k] ?? 0)])),
+  acceptQueue: acceptQueueSeen,
+  /** MiB, the 5 s sample with the highest RSS. */
+  memoryAtPeakRss: memoryAtPeak,
 };
 const commitsPerSecond = +((commits - commitsBefore) / storm.seconds).toFixed(1);
 const ratio = anchor ? +(commitsPerSecond / anchor.commitsPerSecond).toFixed(1) : undefined;
@@ -205,6 +216,7 @@ console.log(table(['route', 'mayu p99 ms', 'mayu >1 s', 'client >1 s', 'of which
   phases[r]!.newConnections, phases[r]!.connectMs.p99, phases[r]!.headersMs.p99,
 ])));
 console.log(`mayu GC s ${JSON.stringify(runtime.gcSeconds)}, event-loop lag s ${JSON.stringify(runtime.eventLoopLag)}; simulator event-loop delay ms ${JSON.stringify(diagnostics.simulatorEventLoopDelayMs)}`);
+console.log(`TCP during the storm ${JSON.stringify(diagnostics.tcpCountersDuringStorm)}; mayu's accept queue ${JSON.stringify(acceptQueueSeen)}; memory at peak RSS (MiB) ${JSON.stringify(memoryAtPeak)}`);
 console.log(table(['measure', 'value'], [
   ['machines/s', `${summary.machinesPerSecond}`],
   ['commits/s (mayu)', `${commitsPerSecond}`],

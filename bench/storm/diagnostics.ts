@@ -1,3 +1,4 @@
+import { execFile, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { AttemptTiming, Route } from '../../test/helpers/storm-client.ts';
@@ -93,4 +94,74 @@ export async function serverRuntime(url: string): Promise<{ gcSeconds: Record<st
     if (m) eventLoopLag[m[1]!] = +Number(m[2]).toFixed(3);
   }
   return { gcSeconds, gcCount, eventLoopLag };
+}
+
+/** The kernel's TCP counters that tell a full accept queue (nstat; empty where it is missing). */
+export function tcpCounters(): Record<string, number> {
+  const names = ['TcpExtListenOverflows', 'TcpExtListenDrops', 'TcpExtTCPSynRetrans', 'TcpExtTCPTimeouts', 'TcpExtTCPReqQFullDoCookies'];
+  const r = spawnSync('nstat', ['-az', ...names], { encoding: 'utf8' });
+  const out: Record<string, number> = {};
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const [name, value] = line.split(/\s+/);
+    if (name && names.includes(name)) out[name.replace('TcpExt', '')] = Number(value);
+  }
+  return out;
+}
+
+/** Samples mayu's listen socket: connections waiting to be accepted (ss's Recv-Q), max and when. */
+export function sampleAcceptQueue(port: number, everyMs = 250): { stop(): { max: number; atSecond: number; samplesOver100: number } } {
+  let max = 0;
+  let atSecond = 0;
+  let over = 0;
+  const t0 = performance.now();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    execFile('ss', ['-ltnH', `sport = :${port}`], (err, stdout) => {
+      busy = false;
+      if (err) return;
+      const q = Number(stdout.trim().split(/\s+/)[1]);
+      if (q > 100) over++;
+      if (q > max) {
+        max = q;
+        atSecond = +((performance.now() - t0) / 1000).toFixed(1);
+      }
+    });
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { max, atSecond, samplesOver100: over };
+    },
+  };
+}
+
+/**
+ * mayu's memory every few seconds from its /metrics (heap, external buffers, RSS): the sample with
+ * the highest RSS says what the peak is made of (RSS minus the main heap and external memory is
+ * mostly the pack-merge worker's heap, code and freed-but-kept pages).
+ */
+export function sampleMemory(url: string, everyMs = 5000): { stop(): Record<string, number> | undefined } {
+  let peak: Record<string, number> | undefined;
+  let busy = false;
+  const names = ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_external_memory_bytes'];
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    fetch(`${url}/metrics`).then((r) => r.text()).then((text) => {
+      const sample: Record<string, number> = {};
+      for (const line of text.split('\n')) {
+        const [name, value] = line.split(' ');
+        if (name && names.includes(name)) sample[name] = Math.round(Number(value) / 1024 / 1024);
+      }
+      if (!peak || (sample.process_resident_memory_bytes ?? 0) > (peak.process_resident_memory_bytes ?? 0)) peak = sample;
+    }).catch(() => undefined).finally(() => (busy = false));
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
 }
