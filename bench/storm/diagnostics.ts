@@ -61,7 +61,7 @@ export interface PhaseSummary {
   connectMs: Percentiles;
   headersMs: Percentiles;
   /** Attempts over 1 s in all, and how many of them spent over 1 s connecting / before the headers. */
-  slow: { count: number; connectOver1s: number; headersOver1s: number; socketOver1s: number };
+  slow: { count: number; connectOver1s: number; headersOver1s: number; socketOver1s: number; onNewConnection: number };
 }
 
 export function phaseSummary(timings: readonly AttemptTiming[]): PhaseSummary {
@@ -77,6 +77,7 @@ export function phaseSummary(timings: readonly AttemptTiming[]): PhaseSummary {
       connectOver1s: slow.filter((t) => (t.connectMs ?? 0) > 1000).length,
       headersOver1s: slow.filter((t) => t.headersMs > 1000).length,
       socketOver1s: slow.filter((t) => t.socketMs > 1000).length,
+      onNewConnection: slow.filter((t) => t.connectMs !== undefined).length,
     },
   };
 }
@@ -108,31 +109,42 @@ export function tcpCounters(): Record<string, number> {
   return out;
 }
 
-/** Samples mayu's listen socket: connections waiting to be accepted (ss's Recv-Q), max and when. */
-export function sampleAcceptQueue(port: number, everyMs = 250): { stop(): { max: number; atSecond: number; samplesOver100: number } } {
+/**
+ * Samples mayu's side of the connections: the listen socket's accept queue (ss's Recv-Q) and its
+ * accepted sockets holding request bytes mayu has not read (Recv-Q > 0): the most of each seen.
+ */
+export function sampleAcceptQueue(port: number, everyMs = 500): { stop(): { acceptQueueMax: number; atSecond: number; unreadSocketsMax: number; unreadAtSecond: number } } {
   let max = 0;
   let atSecond = 0;
-  let over = 0;
+  let unreadMax = 0;
+  let unreadAt = 0;
   const t0 = performance.now();
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    execFile('ss', ['-ltnH', `sport = :${port}`], (err, stdout) => {
+    execFile('ss', ['-tnH', 'state', 'all', `sport = :${port}`], { maxBuffer: 1 << 24 }, (err, stdout) => {
       busy = false;
       if (err) return;
-      const q = Number(stdout.trim().split(/\s+/)[1]);
-      if (q > 100) over++;
-      if (q > max) {
-        max = q;
-        atSecond = +((performance.now() - t0) / 1000).toFixed(1);
+      const now = +((performance.now() - t0) / 1000).toFixed(1);
+      let unread = 0;
+      for (const line of stdout.split('\n')) {
+        const [state, recvQ] = line.trim().split(/\s+/);
+        if (state === 'LISTEN' && Number(recvQ) > max) {
+          max = Number(recvQ);
+          atSecond = now;
+        } else if (state === 'ESTAB' && Number(recvQ) > 0) unread++;
+      }
+      if (unread > unreadMax) {
+        unreadMax = unread;
+        unreadAt = now;
       }
     });
   }, everyMs);
   return {
     stop() {
       clearInterval(timer);
-      return { max, atSecond, samplesOver100: over };
+      return { acceptQueueMax: max, atSecond, unreadSocketsMax: unreadMax, unreadAtSecond: unreadAt };
     },
   };
 }

@@ -243,7 +243,8 @@ export class MayuService {
     if (bootId === undefined) return this.change(serial, compute);
     const host = this.deps.store.get(serial);
     if (host?.State === 'running' && this.bootIds.get(serial) === bootId && VERSION_FIELDS.every((f) => !reported[f] || reported[f] === host[f])) {
-      await this.deps.store.apply(serial, []);
+      // This host's writes only: the first report's among them (not every batch in flight).
+      await this.deps.store.settledFor(serial);
       const now = this.deps.store.get(serial);
       // The first report was stored (not rolled back by a failed write): nothing more to do.
       if (now?.State === 'running') return now;
