@@ -216,6 +216,7 @@ console.log(table(['route', 'mayu p99 ms', 'mayu >1 s', 'client >1 s', 'of which
   phases[r]!.newConnections, phases[r]!.connectMs.p99, phases[r]!.headersMs.p99,
 ])));
 console.log(`mayu GC s ${JSON.stringify(runtime.gcSeconds)}, event-loop lag s ${JSON.stringify(runtime.eventLoopLag)}; simulator event-loop delay ms ${JSON.stringify(diagnostics.simulatorEventLoopDelayMs)}`);
+console.log(`mayu, connections' first requests, accept → handled: ${JSON.stringify(server_.sinceAccept)}`);
 console.log(`TCP during the storm ${JSON.stringify(diagnostics.tcpCountersDuringStorm)}; mayu's accept queue ${JSON.stringify(acceptQueueSeen)}; memory at peak RSS (MiB) ${JSON.stringify(memoryAtPeak)}`);
 console.log(table(['measure', 'value'], [
   ['machines/s', `${summary.machinesPerSecond}`],

@@ -17,6 +17,7 @@ import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
+import { ConnectionClock } from './http/connection-clock.ts';
 import { loadGateFor } from './http/load-gate-config.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
 import type { AccessPolicy } from './http/auth.ts';
@@ -394,6 +395,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
   };
 
+  const connections = new ConnectionClock();
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
       adminToken: security.adminToken,
@@ -414,9 +416,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },
       observeRequest: metrics.request,
       gate,
+      connections,
     });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
+  connections.watch(server);
   server.on('request', appFor(tlsServer === undefined).callback());
   tlsServer?.on('request', appFor(true).callback());
   if (runsDnsmasq) {

@@ -27,15 +27,19 @@ export interface ServerTimes {
   refused: Percentiles;
   /** Answers mayu took more than 1 s over, per route. */
   overOneSecond: Record<string, number>;
+  /** Connections' first requests: ms from mayu's accept to its handling (the event loop's delay reading it). */
+  sinceAccept: Percentiles & { over1s: number };
 }
 
 /** Reads mayu's request log (one JSON line per request). */
 export async function serverTimes(logFile: string): Promise<ServerTimes> {
   const answered = new Map<string, number[]>();
   const refused: number[] = [];
+  const sinceAccept: number[] = [];
   for await (const line of createInterface({ input: createReadStream(logFile) })) {
     if (!line.includes('"msg":"request"')) continue;
-    const r = JSON.parse(line) as { method: string; url: string; status: number; ms: number };
+    const r = JSON.parse(line) as { method: string; url: string; status: number; ms: number; sinceAcceptMs?: number };
+    if (r.sinceAcceptMs !== undefined) sinceAccept.push(r.sinceAcceptMs);
     const route = routeOf(r.method, r.url);
     if (!route) continue;
     if (r.status === 429 || r.status === 503) refused.push(r.ms);
@@ -45,7 +49,7 @@ export async function serverTimes(logFile: string): Promise<ServerTimes> {
       answered.set(route, list);
     }
   }
-  const out: ServerTimes = { answered: {}, refused: percentiles(refused), overOneSecond: {} };
+  const out: ServerTimes = { answered: {}, refused: percentiles(refused), overOneSecond: {}, sinceAccept: { ...percentiles(sinceAccept), over1s: sinceAccept.filter((m) => m > 1000).length } };
   for (const [route, ms] of answered) {
     out.answered[route] = percentiles(ms);
     out.overOneSecond[route] = ms.filter((m) => m > 1000).length;

@@ -7,6 +7,7 @@ import type { AccessPolicy } from './auth.ts';
 import { discoveryRoutes, type DiscoveryRouteDeps } from './discovery-routes.ts';
 import { HttpError, statusFor } from './errors.ts';
 import { eventRoutes, type EventStreamDeps } from './event-stream.ts';
+import type { ConnectionClock } from './connection-clock.ts';
 import { RefusalError, type LoadGate } from './load-shedding.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
 import { opsRoutes, type OpsDeps } from './ops-routes.ts';
@@ -30,6 +31,8 @@ export interface AppDeps extends MachineRouteDeps {
   observeRequest?: (method: string, route: string, status: number) => void;
   /** Overload protection and registration limits (load-shedding.ts); absent: no bounds. */
   gate?: LoadGate;
+  /** Accept times of connections: the log's sinceAcceptMs (connection-clock.ts). */
+  connections?: ConnectionClock;
 }
 
 /** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
@@ -40,6 +43,7 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
+    const sinceAccept = deps.connections?.firstRequestWait(ctx.req.socket);
     try {
       await next();
     } catch (err) {
@@ -58,7 +62,10 @@ export function createApp(deps: AppDeps): Koa {
       // The pattern, not the URL: one series per route, whatever serials machines send.
       const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
       deps.observeRequest?.(ctx.method, matched === undefined ? '(unmatched)' : String(matched), ctx.status);
-      logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip, ...extra }, 'request');
+      logger.info({
+        method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip,
+        ...(sinceAccept === undefined ? {} : { sinceAcceptMs: Math.round(sinceAccept) }), ...extra,
+      }, 'request');
     }
   });
 
