@@ -6,7 +6,7 @@
 //
 //   npm run bench:storm -- [--machines 1000] [--concurrency 256 | machines when paced] [--anchor-changes 2000 | 0 = all]
 //                          [--anchor-window first|last] [--no-anchor] [--pace saturate|boot]
-//                          [--timeout 900] [--keep] [--flood-sources 16 [--flood-per-source 4]]
+//                          [--timeout 900] [--keep] [--flood-sources 16 [--flood-per-source 4]] [--connection-per-request]
 // --pace saturate (default): every machine sends its next request as soon as the last is answered,
 // so commits/s is the server's maximum and latency is mostly queueing. --pace boot: machines power
 // on within 10 s and pause between steps as real ones do (BOOT_PACE), the latency of a real storm.
@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
     pace: { type: 'string', default: 'saturate' },
     'flood-sources': { type: 'string', default: '0' },
     'flood-per-source': { type: 'string', default: '4' },
+    'connection-per-request': { type: 'boolean', default: false },
   },
 });
 const machines = Number(args.machines);
@@ -101,7 +102,7 @@ clientLoop.enable();
 const tcpBefore = tcpCounters();
 const acceptQueue = sampleAcceptQueue(server.port);
 const memorySamples = sampleMemory(server.url);
-const storm = await runStorm(new Target(server.url), { machines, concurrency, pace, maxAttempts: 20, requestTimeoutMs: 60_000 });
+const storm = await runStorm(new Target(server.url), { machines, concurrency, pace, maxAttempts: 20, requestTimeoutMs: 60_000, connectionPerRequest: args['connection-per-request'] });
 const acceptQueueSeen = acceptQueue.stop();
 const memoryAtPeak = memorySamples.stop();
 const tcpAfter = tcpCounters();

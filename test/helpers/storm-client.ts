@@ -87,6 +87,8 @@ export interface StormOptions {
   machines: number;
   /** Requests in flight at most (also the agent's socket count). */
   concurrency: number;
+  /** A new TCP connection for every request, as iPXE and busybox wget make (default: kept-alive sockets). */
+  connectionPerRequest?: boolean;
   /** Attempts per request before the machine gives up (connection errors, 5xx, timeouts). */
   maxAttempts: number;
   /** Per-attempt timeout. */
@@ -152,7 +154,7 @@ const MAX_REFUSALS = 200;
 
 /** Runs `machines` simulated machines concurrently to the end of the protocol. */
 export async function runStorm(target: Target, opts: StormOptions): Promise<StormResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  const agent = new http.Agent({ keepAlive: !opts.connectionPerRequest, maxSockets: opts.concurrency });
   const slots = new Semaphore(opts.concurrency);
   const latencies = new Map<Route, number[]>(ROUTES.map((r) => [r, []]));
   const retries = new Map<string, number>();
