@@ -18,7 +18,7 @@ after(async () => {
 /** The latency signals off unless asked for: a test on a busy machine must not trip them by chance. */
 async function mayuWithLimits(limits: string): Promise<MayuProcess> {
   const workDir = await tempDir();
-  const signals = limits.includes('max_lag_ms_new') ? '' : '  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n';
+  const signals = limits.includes('max_lag_ms_new') ? '' : '  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n  max_busy_new: 0\n';
   const config = await writeText(path.join(workDir, 'config.yaml'), `${readFileSync(path.join(FIXTURES, 'config.yaml'), 'utf8')}\nlimits:\n${signals}${limits}\n`);
   const m = await startMayu({ workDir, config });
   started.push(m);
@@ -199,4 +199,29 @@ test('admission: machines that must wait (discovered, pending) are new machines 
   assert.deepEqual(pending.Machines.map((p) => p.Serial), ['wait-1']);
   // Another source is not limited by this one's bucket.
   assert.equal((await request(`${m.url}/ipxebootscript?serial=wait-4&mac=52-54-00-bb-00-04&uuid=x`, { from: '127.0.0.4' })).status, 200);
+});
+
+test('while the event loop is busy more than max_busy_new of the time, a new registration gets 503; idle again, it gets in', async () => {
+  const { LoadGate } = await import('../src/http/load-shedding.ts');
+  const gate = new LoadGate({
+    limits: { maxInFlightNew: 100, maxWriteQueueNew: 100, maxInFlight: 100, retryAfterSeconds: 2, maxLagMsNew: 0, maxCommitMsNew: 0, maxBusyNew: 0.6 },
+    writeQueueDepth: () => 0,
+  });
+  gate.start();
+  try {
+    const admit = () => gate.admitNewHost('10.0.3.17');
+    admit();
+    // Work in slices of 40 ms with short gaps: the loop answers, but is busy ~90 % of the time.
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      const t = Date.now();
+      while (Date.now() - t < 40);
+      await new Promise((r) => setTimeout(r, 4));
+    }
+    assert.throws(admit, (err: Error & { status?: number }) => err.status === 503 && /event loop was busy \d+ % of the time \(new machines wait above 60 %\)/.test(err.message));
+    await new Promise((r) => setTimeout(r, 1500));
+    admit();
+  } finally {
+    gate.close();
+  }
 });

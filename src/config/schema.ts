@@ -117,6 +117,8 @@ export const limitsSchema = z
     /** ... or while the event loop runs this late, or changes take this long to be stored (ms; 0: off). */
     max_lag_ms_new: z.number().int().min(0).default(300),
     max_commit_ms_new: z.number().int().min(0).default(500),
+    /** ... or while the event loop was busy more than this share of the time (0..1; 0: off). */
+    max_busy_new: z.number().min(0).max(1).default(0.8),
     /** Every machine request gets 503 past this many in flight (known hosts keep priority below it). */
     max_in_flight: z.number().int().min(1).default(1024),
     /** Retry-After of a 503: between this and twice it. */

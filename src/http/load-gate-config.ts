@@ -15,6 +15,7 @@ export function loadGateFor(limits: LimitsConfig, writeQueueDepth: () => number)
       retryAfterSeconds: limits.retry_after_seconds,
       maxLagMsNew: limits.max_lag_ms_new,
       maxCommitMsNew: limits.max_commit_ms_new,
+      maxBusyNew: limits.max_busy_new,
     },
     limiter,
     writeQueueDepth,

@@ -1,4 +1,5 @@
 import type { Context, Middleware } from 'koa';
+import { performance as perf } from 'node:perf_hooks';
 import { HttpError } from './errors.ts';
 import type { RegistrationLimiter } from './rate-limit.ts';
 
@@ -26,6 +27,13 @@ export interface OverloadLimits {
    */
   maxLagMsNew: number;
   maxCommitMsNew: number;
+  /**
+   * ... or while the event loop was busy more than this share of the recent time (0..1; 0 turns
+   * it off). A saturated loop queues new connections in the kernel, where no in-flight count or
+   * quick 503 reaches them (a 10 000-machine storm's first contacts waited there up to 60 s):
+   * new machines are let in only while there is room for their later requests.
+   */
+  maxBusyNew?: number;
 }
 
 export interface LoadGateDeps {
@@ -58,6 +66,8 @@ export class LoadGate {
   private lagMs = 0;
   /** Recent time for a change to become durable (moving average). */
   private commitMs = 0;
+  /** Recent share of time the event loop was busy (moving average of 50 ms samples, ~0.5 s). */
+  private busy = 0;
   private lastCommitAt = 0;
   private sampler: NodeJS.Timeout | undefined;
 
@@ -68,10 +78,14 @@ export class LoadGate {
   /** Starts sampling the event loop's lateness (a timer that does not keep the process alive). */
   start(): void {
     const { limits } = this.deps;
-    if (this.sampler || (limits.maxLagMsNew <= 0 && limits.maxCommitMsNew <= 0)) return;
+    if (this.sampler || (limits.maxLagMsNew <= 0 && limits.maxCommitMsNew <= 0 && !(limits.maxBusyNew! > 0))) return;
     let expected = performance.now() + LAG_SAMPLE_MS;
+    let elu = perf.eventLoopUtilization();
     this.sampler = setInterval(() => {
       const now = performance.now();
+      const eluNow = perf.eventLoopUtilization();
+      this.busy = this.busy * 0.9 + perf.eventLoopUtilization(eluNow, elu).utilization * 0.1;
+      elu = eluNow;
       this.lagMs = Math.max(now - expected, this.lagMs * 0.7);
       expected = now + LAG_SAMPLE_MS;
       // No change stored for a while: the last slow ones say nothing about now (and refused
@@ -129,6 +143,9 @@ export class LoadGate {
     }
     if (limits.maxLagMsNew > 0 && this.lagMs >= limits.maxLagMsNew) {
       throw refusal(503, `mayu is busy: answers run ${Math.round(this.lagMs)} ms late (new machines wait above ${limits.maxLagMsNew} ms); this machine was not registered`, this.retryAfter());
+    }
+    if (limits.maxBusyNew! > 0 && this.busy >= limits.maxBusyNew!) {
+      throw refusal(503, `mayu is busy: its event loop was busy ${Math.round(this.busy * 100)} % of the time (new machines wait above ${Math.round(limits.maxBusyNew! * 100)} %); this machine was not registered`, this.retryAfter());
     }
     if (limits.maxCommitMsNew > 0 && this.commitMs >= limits.maxCommitMsNew) {
       throw refusal(503, `mayu is busy: changes take ${Math.round(this.commitMs)} ms to be stored (new machines wait above ${limits.maxCommitMsNew} ms); this machine was not registered`, this.retryAfter());
