@@ -17,6 +17,7 @@ import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
+import { acceptFanout } from './http/accept-fanout.ts';
 import { ConnectionClock } from './http/connection-clock.ts';
 import { loadGateFor } from './http/load-gate-config.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
@@ -421,13 +422,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
   connections.watch(server);
-  server.on('request', appFor(tlsServer === undefined).callback());
+  const handleRequest = appFor(tlsServer === undefined).callback();
+  server.on('request', handleRequest);
+  // More descriptors of the listening socket: more connections accepted per event-loop turn.
+  const acceptors = await acceptFanout(server, config.limits.accept_descriptors - 1, (extra) => {
+    connections.watch(extra);
+    extra.on('request', handleRequest);
+  });
   tlsServer?.on('request', appFor(true).callback());
   if (runsDnsmasq) {
     try {
       dnsmasq = await startDnsmasq({ ...opts.dnsmasq!, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
     } catch (err) {
-      for (const s of [server, tlsServer]) s?.close();
+      for (const s of [server, tlsServer, ...acceptors]) s?.close();
       await store.close();
       throw err;
     }
@@ -453,7 +460,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     pushStatus: () => auditPush?.status(),
     async close() {
       gate.close();
-      for (const s of [server, tlsServer]) {
+      for (const s of [server, tlsServer, ...acceptors]) {
         s?.close();
         s?.closeAllConnections();
       }

@@ -41,7 +41,7 @@ describe('config loading', () => {
     assert.deepEqual(parseConfig('f.yaml', base).config.storage, { min_free_bytes: 64 * 1024 * 1024, min_free_percent: 1 });
     assert.deepEqual(parseConfig('f.yaml', base).config.limits, {
       new_hosts_per_source: { rate: 2, burst: 20 }, new_hosts: { rate: 500, burst: 2000 }, exempt_sources: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
-      max_in_flight_new: 128, max_write_queue_new: 200, max_lag_ms_new: 300, max_commit_ms_new: 500, max_busy_new: 0.8, max_in_flight: 1024, retry_after_seconds: 5,
+      max_in_flight_new: 128, max_write_queue_new: 200, max_lag_ms_new: 300, max_commit_ms_new: 500, max_busy_new: 0.8, accept_descriptors: 64, max_in_flight: 1024, retry_after_seconds: 5,
     });
     assert.deepEqual(parseConfig('f.yaml', { ...base, limits: { new_hosts: { rate: 0 } } }).config.limits.new_hosts, { rate: 0, burst: 2000 });
     const sizes: [unknown, number][] = [[1048576, 1048576], ['1MiB', 1048576], ['1.5 GiB', 1.5 * 1024 ** 3], ['500MB', 500e6], [0, 0]];

@@ -119,6 +119,11 @@ export const limitsSchema = z
     max_commit_ms_new: z.number().int().min(0).default(500),
     /** ... or while the event loop was busy more than this share of the time (0..1; 0: off). */
     max_busy_new: z.number().min(0).max(1).default(0.8),
+    /**
+     * Descriptors of the HTTP port accepting connections (src/http/accept-fanout.ts): Node 20
+     * accepts one connection per descriptor and event-loop turn. 1: the socket alone.
+     */
+    accept_descriptors: z.number().int().min(1).max(1024).default(64),
     /** Every machine request gets 503 past this many in flight (known hosts keep priority below it). */
     max_in_flight: z.number().int().min(1).default(1024),
     /** Retry-After of a 503: between this and twice it. */
