@@ -17,6 +17,9 @@ import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
+import { acceptFanout } from './http/accept-fanout.ts';
+import { ConnectionClock } from './http/connection-clock.ts';
+import { loadGateFor } from './http/load-gate-config.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
 import type { AccessPolicy } from './http/auth.ts';
 import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
@@ -267,7 +270,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
   const listen = async (server: Server, port: number) => {
-    server.listen(port, opts.httpBindAddress);
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): with node's 511, a rack
+    // powering on at once overflowed it, and a dropped SYN is retried by the machine's TCP after
+    // 1, 3, 7, ... 63 s (10 000-machine storm: 60 s timeouts on the first request).
+    server.listen({ port, host: opts.httpBindAddress, backlog: 4096 });
     await once(server, 'listening');
     return (server.address() as AddressInfo).port;
   };
@@ -292,6 +298,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     renderer, config, mayuUrl, version: opts.version, useIgnition,
     reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem, etcdDiscoveryUrl: discovery.externalUrl,
   });
+  // One gate for both ports: in-flight counts, load signals and registration buckets are the server's.
+  const gate = loadGateFor(config.limits, () => store.writeQueueDepth());
+  gate.start();
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
@@ -311,7 +320,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     },
     onChange: (e) => onHostChange!(e),
-    observeCommit: metrics.commit,
+    observeCommit: (seconds) => {
+      metrics.commit(seconds);
+      gate.observeCommit(seconds);
+    },
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
     admitNewHost: () => storage.admitNewHost(),
     admission: { admit: (serial, data) => admission?.admit(serial, data) ?? {} },
@@ -384,6 +396,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
   };
 
+  const connections = new ConnectionClock();
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
       adminToken: security.adminToken,
@@ -403,16 +416,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
       discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },
       observeRequest: metrics.request,
+      gate,
+      connections,
     });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
-  server.on('request', appFor(tlsServer === undefined).callback());
+  connections.watch(server);
+  const handleRequest = appFor(tlsServer === undefined).callback();
+  server.on('request', handleRequest);
+  // More descriptors of the listening socket: more connections accepted per event-loop turn.
+  const acceptors = await acceptFanout(server, config.limits.accept_descriptors - 1, (extra) => {
+    connections.watch(extra);
+    extra.on('request', handleRequest);
+  });
   tlsServer?.on('request', appFor(true).callback());
   if (runsDnsmasq) {
     try {
       dnsmasq = await startDnsmasq({ ...opts.dnsmasq!, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
     } catch (err) {
-      for (const s of [server, tlsServer]) s?.close();
+      for (const s of [server, tlsServer, ...acceptors]) s?.close();
       await store.close();
       throw err;
     }
@@ -437,7 +459,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dnsmasq,
     pushStatus: () => auditPush?.status(),
     async close() {
-      for (const s of [server, tlsServer]) {
+      gate.close();
+      for (const s of [server, tlsServer, ...acceptors]) {
         s?.close();
         s?.closeAllConnections();
       }

@@ -122,6 +122,7 @@ export class EtcdStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  index() { return this.table.index; }
   sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.last; }
