@@ -35,6 +35,8 @@ export interface CreationContext {
   profile?: Profile;
   /** What is known about the machine beyond its serial (MACs, NICs), for profile selectors. */
   facts?: Omit<MachineFacts, 'serial'>;
+  /** Where the search for a free InternalAddr starts, past the range's start (replicas; 0: the lowest free). */
+  addressSearchFrom?: number;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -57,7 +59,7 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   host = { ...host, MachineID: machineId, Hostname: machineId.slice(0, 16) };
   steps.push({ message: 'updated with predefined settings', host });
 
-  host = { ...host, InternalAddr: allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr)) };
+  host = { ...host, InternalAddr: allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr), ctx.addressSearchFrom) };
   steps.push({ message: 'updated host InternalAddr', host });
 
   host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, countByProfile(hosts), { ...ctx.facts, serial }));
