@@ -17,6 +17,7 @@
 //
 // Prints a JSON summary, then tables; exits 1 if a check fails, 2 on the global timeout.
 import { rm } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3, type IKeyValue } from 'etcd3';
@@ -63,6 +64,9 @@ const globalTimer = setTimeout(() => {
 interface Replica { id: string; server: MayuServer; killedAt?: number; cpuAtKill?: number }
 
 const violations: string[] = [];
+/** uptime's load averages (1, 5, 15 min), at the start and at the end: what else the box was doing. */
+const load = () => loadavg().map((x) => +x.toFixed(2));
+const loadAtStart = load();
 
 // --- the replicas --------------------------------------------------------------------------------
 
@@ -287,7 +291,7 @@ if (!args['no-single']) {
 }
 clearTimeout(globalTimer);
 
-const summary = { machines, concurrency, pace: args.pace, faults, etcd: etcdSummary, single, checks: { fsck: fsck.ok ? 'clean' : 'FAILED', historyMatchesEtcd: history.violations.length === 0, violations: violations.slice(0, 50) } };
+const summary = { machines, concurrency, pace: args.pace, faults, cores: cpus().length, load: { start: loadAtStart, end: load() }, etcd: etcdSummary, single, checks: { fsck: fsck.ok ? 'clean' : 'FAILED', historyMatchesEtcd: history.violations.length === 0, violations: violations.slice(0, 50) } };
 console.log(JSON.stringify(summary, null, 2));
 const l = etcdSummary.latencyMs;
 console.log(`\nreplicas storm: ${machines} machines over ${replicaCount} replicas + 3 etcd members, ${concurrency} requests in flight at most, ${args.pace}`);
