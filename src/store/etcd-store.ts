@@ -5,6 +5,7 @@ import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { decodeLog, encodeLog, type LogEntry } from './etcd/change-log.ts';
 import { EtcdKeys } from './etcd/keys.ts';
 import { buildTxn, conflictsOf, prefixEnd, type TxnItem } from './etcd/txn.ts';
+import { fragmented } from './etcd/connect.ts';
 import { GitHistoryReader } from './etcd/git-history-reader.ts';
 import { HostTable, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
@@ -410,16 +411,22 @@ export class EtcdStore implements HostStore {
   }
 
   private async watchFrom(revision: number): Promise<void> {
-    const watcher = await this.opts.client.watch().prefix(this.opts.prefix).startRevision(String(revision)).create();
+    const watcher = await fragmented(this.opts.client.watch().prefix(this.opts.prefix).startRevision(String(revision))).create();
     this.watcher = watcher;
     watcher.on('data', (res: IWatchResponse) => this.onEvents(res));
-    watcher.on('error', (err: Error) => {
-      if (this.closed) return;
-      // Compacted past where the watch was (or cancelled by etcd): read everything again.
+    let broken = false;
+    const onBroken = (err: Error) => {
+      if (this.closed || broken) return;
+      broken = true;
+      // Compacted past where the watch was, cancelled by etcd, or disconnected: read everything again.
       this.unreachable ??= `etcd watch failed (${err.message}); reading all hosts again`;
       void watcher.cancel().catch(() => undefined);
       void this.relist();
-    });
+    };
+    watcher.on('error', onBroken);
+    // npm etcd3 reconnects a broken watch from the revision of its last answer's header, which in
+    // a catch-up is etcd's newest, not that of the last event sent: events could be skipped.
+    watcher.on('disconnected', (err?: Error) => onBroken(new Error(`watch disconnected: ${err?.message ?? 'stream ended'}`)));
   }
 
   private async relist(): Promise<void> {

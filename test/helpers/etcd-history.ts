@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { decodeLog } from '../../src/store/etcd/change-log.ts';
+import { fragmented } from '../../src/store/etcd/connect.ts';
 import { until } from './etcd.ts';
 
 // What etcd holds and what the audit repo made of it, read with a plain etcd client and the
@@ -15,7 +16,7 @@ export async function logRevisions(client: Etcd3, prefix = '/mayu/'): Promise<Ma
   const current = await client.get(`${prefix}log`).exec();
   const last = Number(current.kvs[0]?.mod_revision ?? 0);
   if (last === 0) return out;
-  const w = await client.watch().key(`${prefix}log`).startRevision('1').create();
+  const w = await fragmented(client.watch().key(`${prefix}log`).startRevision('1')).create();
   await new Promise<void>((resolve) => {
     w.on('put', (kv) => {
       out.set(Number(kv.mod_revision), decodeLog(kv.value.toString()).length);
