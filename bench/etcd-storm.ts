@@ -24,8 +24,8 @@ import type { IKeyValue } from 'etcd3';
 import { connectEtcd, fragmented } from '../src/store/etcd/connect.ts';
 import { cpuSeconds } from './bench-util.ts';
 import { startEtcdCluster, type EtcdCluster } from '../test/helpers/etcd-cluster.ts';
-import { compareHistory, etcdConfs, headPosition, historyWriterId, isLinear } from '../test/helpers/etcd-history.ts';
-import { checkAcks, checkFinalHosts, gitCommitTotal, gitFsckResult, gitHeadConfs, gitSubjectCounts } from '../test/helpers/storm-checks.ts';
+import { compareHistory, etcdConfs, gitFsckSettled, headPosition, historyWriterId, isLinear } from '../test/helpers/etcd-history.ts';
+import { checkAcks, checkFinalHosts, gitCommitTotal, gitHeadConfs, gitSubjectCounts } from '../test/helpers/storm-checks.ts';
 import { BOOT_PACE, FailoverTarget, getJson, runStorm, serialFor, Target, type Ack, type StormResult } from '../test/helpers/storm-client.ts';
 import { prepareStormEnv, processStats, PROFILE_QUANTITIES, startMayuServer, type MayuServer, type StormEnv } from '../test/helpers/storm-env.ts';
 import { percentiles, table } from './storm/stats.ts';
@@ -250,7 +250,7 @@ try {
   violations.push(...checkFinalHosts(apiHosts, headConfs, serials, PROFILE_QUANTITIES));
   for (const s of serials) if (JSON.stringify(etcdMap.get(s)) !== JSON.stringify(headConfs.get(s))) violations.push(`${s}: etcd and git HEAD differ`);
   if (!await isLinear(env.clusterDir)) violations.push('git history has merges');
-  fsck = gitFsckResult(env.clusterDir);
+  fsck = gitFsckSettled(env.clusterDir);
   if (!fsck.ok) violations.push(`git fsck --full failed: ${fsck.output.slice(0, 500)}`);
 } catch (err) {
   violations.push(`checks stopped: ${(err as Error).message}`);

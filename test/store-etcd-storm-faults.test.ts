@@ -5,8 +5,8 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { startEtcdCluster, type EtcdCluster } from './helpers/etcd-cluster.ts';
 import { until } from './helpers/etcd.ts';
-import { compareHistory, etcdConfs, historyWriterId, isLinear } from './helpers/etcd-history.ts';
-import { checkAcks, checkFinalHosts, gitFsckResult, gitHeadConfs, gitSubjectCounts } from './helpers/storm-checks.ts';
+import { compareHistory, etcdConfs, gitFsckSettled, historyWriterId, isLinear } from './helpers/etcd-history.ts';
+import { checkAcks, checkFinalHosts, gitHeadConfs, gitSubjectCounts } from './helpers/storm-checks.ts';
 import { FailoverTarget, getJson, runStorm, serialFor, type StormResult } from './helpers/storm-client.ts';
 import { prepareStormEnv, PROFILE_QUANTITIES, startMayuServer, type MayuServer, type StormEnv } from './helpers/storm-env.ts';
 
@@ -66,7 +66,7 @@ describe('etcd store: kill -9 during a storm (3 replicas, real 3-member etcd 3.4
     assert.deepEqual(history.violations, [], 'git: one commit per etcd change, in revision order, none twice');
     t.diagnostic(`${history.commits} commits, each an etcd change`);
     assert.ok(await isLinear(env.clusterDir), 'history linear');
-    const fsck = gitFsckResult(env.clusterDir);
+    const fsck = gitFsckSettled(env.clusterDir);
     assert.ok(fsck.ok, fsck.output);
     const acks = results.flatMap((r) => r.acks);
     assert.equal(acks.length, MACHINES_PER_STORM * ACKS_PER_MACHINE);

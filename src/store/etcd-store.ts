@@ -415,18 +415,19 @@ export class EtcdStore implements HostStore {
     this.watcher = watcher;
     watcher.on('data', (res: IWatchResponse) => this.onEvents(res));
     let broken = false;
-    const onBroken = (err: Error) => {
+    const onBroken = (err: Error, reason?: string) => {
       if (this.closed || broken) return;
       broken = true;
-      // Compacted past where the watch was, cancelled by etcd, or disconnected: read everything again.
-      this.unreachable ??= `etcd watch failed (${err.message}); reading all hosts again`;
+      if (reason) this.unreachable ??= reason;
       void watcher.cancel().catch(() => undefined);
       void this.relist();
     };
-    watcher.on('error', onBroken);
-    // npm etcd3 reconnects a broken watch from the revision of its last answer's header, which in
-    // a catch-up is etcd's newest, not that of the last event sent: events could be skipped.
-    watcher.on('disconnected', (err?: Error) => onBroken(new Error(`watch disconnected: ${err?.message ?? 'stream ended'}`)));
+    // Compacted past where the watch was, or cancelled by etcd: read everything again.
+    watcher.on('error', (err: Error) => onBroken(err, `etcd watch failed (${err.message}); reading all hosts again`));
+    // npm etcd3 resumes a broken stream from the revision of its last answer's header, which in a
+    // catch-up is etcd's newest, not that of the last event sent: read everything again instead
+    // (serving meanwhile; etcd unreachable shows in the probe).
+    watcher.on('disconnected', (err?: Error) => onBroken(err ?? new Error('stream ended')));
   }
 
   private async relist(): Promise<void> {

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Etcd3, type WatchBuilder } from 'etcd3';
+import { Etcd3, type IKeyValue, type WatchBuilder, type Watcher } from 'etcd3';
 import { StoreError } from '../store.ts';
 
 // The etcd v3 client (npm etcd3, checked against etcd 3.4 by test/store-etcd-client-smoke.test.ts).
@@ -41,4 +41,20 @@ export async function connectEtcd(c: EtcdConnection): Promise<Etcd3> {
 export function fragmented(b: WatchBuilder): WatchBuilder {
   (b as unknown as { request: { fragment?: boolean } }).request.fragment = true;
   return b;
+}
+
+/**
+ * For a watch of one key (one event per revision): after a broken stream, npm etcd3 resumes from
+ * the revision of its last answer's header, which in a catch-up is etcd's newest, not that of the
+ * last event it delivered; events in between would be skipped. This resumes after the last event.
+ */
+export function resumeAfterLastEvent(w: Watcher): Watcher {
+  let last = 0;
+  const seen = (kv: IKeyValue) => (last = Math.max(last, Number(kv.mod_revision)));
+  w.on('put', seen);
+  w.on('delete', seen);
+  w.on('disconnected', () => {
+    if (last > 0) (w as unknown as { request: { start_revision?: string } }).request.start_revision = String(last + 1);
+  });
+  return w;
 }
