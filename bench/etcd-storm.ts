@@ -57,6 +57,13 @@ const COMMITS_PER_MACHINE = 10;
 const now = () => performance.now();
 const ms = (x: number) => Math.round(x);
 const cleanups: (() => Promise<unknown>)[] = [];
+// Whatever goes wrong, the replicas and etcd members this started are stopped by their PIDs.
+const crash = (err: unknown) => {
+  console.error('etcd-storm failed:', err);
+  void Promise.allSettled(cleanups.map((c) => c())).then(() => process.exit(1));
+};
+process.on('uncaughtException', crash);
+process.on('unhandledRejection', crash);
 const globalTimer = setTimeout(() => {
   console.error(`etcd-storm: global timeout of ${args.timeout} s reached`);
   void Promise.allSettled(cleanups.map((c) => c())).then(() => process.exit(2));
