@@ -15,6 +15,9 @@ interface Pending<T> {
   reject: (err: Error) => void;
 }
 
+/** Items per batch at most: more than a saturated single mayu queues (256 requests in flight). */
+export const MAX_BATCH = 512;
+
 export class BatchWriter<T> {
   private queue: Pending<T>[] = [];
   private running: Promise<void> | undefined;
@@ -62,8 +65,9 @@ export class BatchWriter<T> {
     // Let callers of the same tick join the first batch.
     await new Promise<void>((r) => setImmediate(r));
     while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
+      // At most MAX_BATCH at a time: a batch's memory grows with its commits (each one's root
+      // tree), and the etcd history writer can hand over a backlog of tens of thousands at once.
+      const batch = this.queue.splice(0, MAX_BATCH);
       this.writing = batch.length;
       try {
         const followUp = (await this.writeBatch(batch.map((p) => p.item)))?.followUp;
