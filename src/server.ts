@@ -2,6 +2,7 @@
 // Only src/cli/mayu.ts reads flags and the environment; it passes them in here.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
+import { replicaSearchOffset } from './core/addresses.ts';
 import { HostChangeError } from './core/host-changes.ts';
 import { editProblems, type HostEdit, type HostsAfter } from './core/host-edits.ts';
 import { goLocalTimestamp } from './core/go-time.ts';
@@ -198,6 +200,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Changes another replica made (etcd store): the same events and dnsmasq update as our own.
   let externalChange: (c: ExternalChange) => void = () => {};
   let etcdStore: EtcdStore | undefined;
+  const replicaId = opts.etcdStore && (opts.etcdStore.replicaId ?? `${hostname()}:${process.pid}`);
   if (opts.etcdStore) {
     if (!config.etcd && !opts.etcdStore.endpoints) throw new ConfigError(`${opts.configFile}: the etcd store needs an \`etcd:\` section (endpoints) or --etcd-store-endpoints`);
     const etcdConfig = { prefix: '/mayu/', request_timeout_ms: 3000, lease_ttl_seconds: 5, ...config.etcd, endpoints: opts.etcdStore.endpoints ?? config.etcd!.endpoints };
@@ -205,7 +208,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       config: etcdConfig,
       configDir: path.dirname(opts.configFile),
       clusterDir: opts.clusterDir,
-      replicaId: opts.etcdStore.replicaId,
+      replicaId,
       limitedProfiles: new Set(loaded.profiles.filter((p) => p.quantity !== undefined).map((p) => p.name)),
       randomBytes: rng,
       now: opts.now,
@@ -305,6 +308,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     store,
     profiles: loaded.profiles,
     ipRange: config.network.ip_range,
+    // Replicas each start looking for a free address elsewhere (fewer lost transactions); one mayu takes the lowest.
+    addressSearchFrom: replicaId === undefined ? undefined : replicaSearchOffset(replicaId, config.network.ip_range),
     randomBytes: rng,
     bootTime: () => goLocalTimestamp(nowNs(), zone),
     now: opts.now ?? (() => new Date()),

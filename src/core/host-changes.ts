@@ -38,6 +38,8 @@ export interface CreationContext {
   index?: HostIndexView;
   /** What is known about the machine beyond its serial (MACs, NICs), for profile selectors. */
   facts?: Omit<MachineFacts, 'serial'>;
+  /** Where the search for a free InternalAddr starts, past the range's start (replicas; 0: the lowest free). */
+  addressSearchFrom?: number;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -60,7 +62,9 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   steps.push({ message: 'updated with predefined settings', host });
 
   const hosts = ctx.index ? [] : [...ctx.hosts];
-  const address = ctx.index ? ctx.index.lowestFreeAddress(ctx.ipRange) : allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr));
+  const address = ctx.index
+    ? ctx.index.lowestFreeAddress(ctx.ipRange, ctx.addressSearchFrom)
+    : allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr), ctx.addressSearchFrom);
   host = { ...host, InternalAddr: address };
   steps.push({ message: 'updated host InternalAddr', host });
 

@@ -9,7 +9,8 @@ import type { Host } from './host.ts';
 /** Read side, for core functions. */
 export interface HostIndexView {
   /** Lowest address of the range no host holds; throws RangeExhaustedError when none is left. */
-  lowestFreeAddress(range: IpRange): string;
+  /** The lowest free address, or with `from` the first free one from range start + `from` on, wrapping round (replicas). */
+  lowestFreeAddress(range: IpRange, from?: number): string;
   /** Hosts per profile name. */
   profileCounts(): ReadonlyMap<string, number>;
   /** A host that has this MAC (normalized, lower-case with colons), if any. */
@@ -57,9 +58,17 @@ export class HostIndex implements HostIndexView {
     }
   }
 
-  lowestFreeAddress(range: IpRange): string {
+  lowestFreeAddress(range: IpRange, from = 0): string {
     const start = ipv4ToInt(range.start);
     const end = ipv4ToInt(range.end);
+    const size = end - start + 1;
+    if (from !== 0 && size > 0) {
+      const offset = ((from % size) + size) % size;
+      for (let i = 0; i < size; i++) {
+        const n = start + ((offset + i) % size);
+        if (!this.addresses.has(n)) return intToIpv4(n);
+      }
+    }
     let n = Math.max(start, this.cursors.get(start) ?? start);
     while (n <= end && this.addresses.has(n)) n++;
     this.cursors.set(start, n);

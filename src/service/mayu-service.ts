@@ -57,6 +57,8 @@ export interface ServiceDeps {
   store: HostStore;
   profiles: readonly Profile[];
   ipRange: IpRange;
+  /** Where this replica's search for a free InternalAddr starts (etcd store; default 0: the lowest free). */
+  addressSearchFrom?: number;
   randomBytes: (n: number) => Uint8Array;
   /** LastBoot for a boot reported now: Go's RFC3339Nano in the server's zone, as 0.11 wrote it. */
   bootTime: () => string;
@@ -366,6 +368,7 @@ export class MayuService {
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,
+      addressSearchFrom: this.deps.addressSearchFrom,
       defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
       randomBytes: this.deps.randomBytes(16),
       index: this.deps.store.index(),

@@ -5,6 +5,7 @@ import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
 import { decodeLog, encodeLog, type LogEntry } from './etcd/change-log.ts';
 import { EtcdKeys } from './etcd/keys.ts';
 import { buildTxn, conflictsOf, prefixEnd, type TxnItem } from './etcd/txn.ts';
+import { fragmented } from './etcd/connect.ts';
 import { GitHistoryReader } from './etcd/git-history-reader.ts';
 import { HostTable, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
@@ -411,16 +412,23 @@ export class EtcdStore implements HostStore {
   }
 
   private async watchFrom(revision: number): Promise<void> {
-    const watcher = await this.opts.client.watch().prefix(this.opts.prefix).startRevision(String(revision)).create();
+    const watcher = await fragmented(this.opts.client.watch().prefix(this.opts.prefix).startRevision(String(revision))).create();
     this.watcher = watcher;
     watcher.on('data', (res: IWatchResponse) => this.onEvents(res));
-    watcher.on('error', (err: Error) => {
-      if (this.closed) return;
-      // Compacted past where the watch was (or cancelled by etcd): read everything again.
-      this.unreachable ??= `etcd watch failed (${err.message}); reading all hosts again`;
+    let broken = false;
+    const onBroken = (err: Error, reason?: string) => {
+      if (this.closed || broken) return;
+      broken = true;
+      if (reason) this.unreachable ??= reason;
       void watcher.cancel().catch(() => undefined);
       void this.relist();
-    });
+    };
+    // Compacted past where the watch was, or cancelled by etcd: read everything again.
+    watcher.on('error', (err: Error) => onBroken(err, `etcd watch failed (${err.message}); reading all hosts again`));
+    // npm etcd3 resumes a broken stream from the revision of its last answer's header, which in a
+    // catch-up is etcd's newest, not that of the last event sent: read everything again instead
+    // (serving meanwhile; etcd unreachable shows in the probe).
+    watcher.on('disconnected', (err?: Error) => onBroken(err ?? new Error('stream ended')));
   }
 
   private async relist(): Promise<void> {

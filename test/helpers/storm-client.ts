@@ -33,6 +33,30 @@ export class Target {
   ready(): Promise<void> {
     return this.readyPromise;
   }
+
+  /** An attempt to `url` got no answer (refused, reset, timed out); a FailoverTarget moves on. */
+  unreachable(_url: string): void {}
+}
+
+/**
+ * Several replicas' URLs: the machines use the first, and move to the next one when an attempt
+ * gets no answer from the current one (as machines behind a VIP or a DNS name with several
+ * addresses would). Records when it moved, for the failover time.
+ */
+export class FailoverTarget extends Target {
+  private i = 0;
+  readonly moves: { at: number; from: string; to: string }[] = [];
+
+  constructor(readonly urls: string[]) {
+    super(urls[0]!);
+  }
+
+  override unreachable(url: string): void {
+    if (url !== this.url) return;
+    this.i = (this.i + 1) % this.urls.length;
+    this.moves.push({ at: performance.now(), from: url, to: this.urls[this.i]! });
+    this.url = this.urls[this.i]!;
+  }
 }
 
 /** Bounds the requests in flight, so latency measures the server, not a client-side queue. */
@@ -99,6 +123,8 @@ export interface StormOptions {
   generation?: () => number;
   /** A reason to stop every machine at its next attempt (the crash loop could not restart mayu). */
   stopReason?: () => string | undefined;
+  /** Index of the first machine (serial storm-<index>, MAC macFor(index)); default 0. Storms over several replicas give each its own. */
+  firstIndex?: number;
 }
 
 export interface StormResult {
@@ -108,6 +134,8 @@ export interface StormResult {
   acks: Ack[];
   /** Attempts that were retried, per cause. */
   retries: Map<string, number>;
+  /** 2xx answers, each with when it arrived (performance.now()) and the URL that gave it. */
+  answered?: { at: number; url: string }[];
   /** The first answer body of every retried 5xx cause (what the server said). */
   errorSamples: Map<string, string>;
   /** Machines that could not finish: serial → reason. */
@@ -164,6 +192,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   const refusals = new Map<string, number>();
   const refusalLatencies: number[] = [];
   const timings = new Map<Route, AttemptTiming[]>(ROUTES.map((r) => [r, []]));
+  const answered: { at: number; url: string }[] = [];
   let successes = 0;
 
   const send = (method: string, url: string, body?: string, auth?: string, extra?: Record<string, string>): Promise<Reply> =>
@@ -222,7 +251,9 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       }
       if (reply && (reply.status === expect || reply.status === 429 || reply.status === 503)) timings.get(route)!.push(reply.timing);
       if (reply && reply.status === expect) {
-        latencies.get(route)!.push(performance.now() - t0);
+        const t1 = performance.now();
+        latencies.get(route)!.push(t1 - t0);
+        answered.push({ at: t1, url });
         if (route !== 'ipxebootscript' && route !== 'install-image-head') {
           const ack = { serial, route, generation };
           acks.push(ack);
@@ -241,6 +272,7 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
         await sleep(reply.retryAfter * 1000 * (1 + Math.random() / 2));
         continue;
       }
+      if (!reply) target.unreachable(url.slice(0, url.length - pathName.length));
       if (reply && reply.status < 500) throw new Error(`${method} ${pathName}: ${reply.status} ${reply.body.slice(0, 200)}`);
       retries.set(`${route} ${cause}`, (retries.get(`${route} ${cause}`) ?? 0) + 1);
       if (reply && !errorSamples.has(`${route} ${cause}`)) errorSamples.set(`${route} ${cause}`, `${serial} (server #${generation}): ${reply.body.slice(0, 300)}`);
@@ -281,10 +313,11 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
   };
 
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(i)));
+  const first = opts.firstIndex ?? 0;
+  await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(first + i)));
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
-  return { seconds, latencies, acks, retries, errorSamples, failures, successes, refusals, refusalLatencies, timings };
+  return { seconds, latencies, acks, retries, errorSamples, failures, successes, refusals, refusalLatencies, timings, answered };
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

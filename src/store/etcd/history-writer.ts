@@ -3,6 +3,7 @@ import { decodeHost } from '../../core/host.ts';
 import type { TimeZone } from '../../core/tzif.ts';
 import { GitStore } from '../git-store.ts';
 import { decodeLog, parseTrailer, trailer, type LogEntry } from './change-log.ts';
+import { fragmented, resumeAfterLastEvent } from './connect.ts';
 import { GitHistoryReader } from './git-history-reader.ts';
 import type { EtcdKeys } from './keys.ts';
 
@@ -140,7 +141,7 @@ export class HistoryWriter {
       start = Number(await this.opts.client.get(this.opts.keys.historyStart).string() ?? '1');
     }
     const git = this.git;
-    this.watcher = await this.opts.client.watch().key(this.opts.keys.log).startRevision(String(start)).create();
+    this.watcher = resumeAfterLastEvent(await fragmented(this.opts.client.watch().key(this.opts.keys.log).startRevision(String(start))).create());
     this.watcher.on('error', (err) => this.stop?.(new Error(`watch of the change log failed (etcd compacted revisions git has not taken yet: a gap): ${err.message}`)));
     this.watcher.on('put', (kv: IKeyValue) => {
       const revision = Number(kv.mod_revision);
