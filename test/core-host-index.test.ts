@@ -11,7 +11,7 @@ import { countByProfile } from '../src/core/profiles.ts';
 const host = (addr: string | undefined, profile: string, macs: string[] = []): Host =>
   ({ ConnectedNIC: '', LastBoot: '', State: 'unknown', InternalAddr: addr, Profile: profile, MacAddresses: macs }) as Host;
 
-test('free address, profile counts and MACs equal a scan of the hosts after random changes', () => {
+test('free address (lowest, and from a replica\'s offset), profile counts and MACs equal a scan of the hosts after random changes', () => {
   const range = { start: '10.0.0.10', end: '10.0.0.60' };
   const index = new HostIndex();
   const hosts = new Map<string, Host>();
@@ -49,6 +49,14 @@ test('free address, profile counts and MACs equal a scan of the hosts after rand
       got = 'exhausted';
     }
     assert.equal(got, expected, `step ${step}`);
+    // A replica's search from an offset (etcd store) wraps round the range as the scan does.
+    const from = 17 + step;
+    const attempt = (f: () => string) => { try { return f(); } catch { return 'exhausted'; } };
+    assert.equal(
+      attempt(() => index.lowestFreeAddress(range, from)),
+      attempt(() => allocateAddress(range, [...hosts.values()].map((h) => h.InternalAddr), from)),
+      `step ${step}, from ${from}`,
+    );
     assert.deepEqual(new Map([...index.profileCounts()].sort()), new Map([...countByProfile(hosts.values())].sort()));
     for (const [serial, h] of hosts) for (const mac of h.MacAddresses ?? []) assert.ok(index.serialByMac(mac) !== undefined, `${serial} ${mac}`);
   }
