@@ -3,7 +3,7 @@ import { GitObjectReader } from '../../git/object-reader.ts';
 import { parseCommit, parseTree, TREE_MODE } from '../../git/objects.ts';
 import { resolveHead } from '../../git/refs.ts';
 import type { CommitInfo } from '../store.ts';
-import { parseTrailer, withoutTrailer, type TrailerPosition } from './change-log.ts';
+import { isEndOfEtcd, parseTrailer, withoutTrailer, type TrailerPosition } from './change-log.ts';
 
 // The audit history as every replica reads it: the cluster repo the history writer keeps
 // (history-writer.ts), read-only. Each read looks at the branch ref and indexes the commits added
@@ -25,6 +25,12 @@ export class GitHistoryReader {
   async history(serial: string): Promise<CommitInfo[]> {
     await this.sync();
     return [...(this.bySerial.get(serial) ?? [])];
+  }
+
+  /** history() and lastPosition() of the same read of the branch. */
+  async historyAt(serial: string): Promise<{ commits: CommitInfo[]; position: TrailerPosition | undefined }> {
+    await this.sync();
+    return { commits: [...(this.bySerial.get(serial) ?? [])], position: this.newestPosition };
   }
 
   async confAt(serial: string, commit: string): Promise<string | undefined> {
@@ -77,7 +83,7 @@ export class GitHistoryReader {
         list.unshift({ commit: c.oid, message: withoutTrailer(message), time: new Date(c.timestamp * 1000).toISOString().replace('.000Z', 'Z') });
         this.bySerial.set(serial, list);
       }
-      this.newestPosition = parseTrailer(message) ?? this.newestPosition;
+      this.newestPosition = isEndOfEtcd(message) ? undefined : parseTrailer(message) ?? this.newestPosition;
     }
     this.indexedHead = head;
   }
