@@ -1,3 +1,4 @@
+import { ADMISSION_FOLDER, decodeRecord, recordFileName } from '../../core/admission.ts';
 import { normalizeSerial } from '../../core/serial.ts';
 import { RECORD_FOLDERS } from '../store.ts';
 
@@ -42,6 +43,7 @@ export function decodeLog(text: string): LogEntry[] {
     const records = c.records as LogEntry['records'] | undefined;
     if (records !== undefined && (!Array.isArray(records) || records.length > 8 || !records.every((r) => typeof r === 'object' && r !== null
       && RECORD_FOLDERS.includes(r.folder) && typeof r.name === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(r.name) && (r.content === null || typeof r.content === 'string')))) throw bad('bad records');
+    for (const r of records ?? []) if (r.folder === ADMISSION_FOLDER && r.content !== null && !isRecordOf(r.name, r.content)) throw bad(`bad admission record ${r.name}`);
     return {
       serial: c.serial, message: c.message, time: c.time, conf: c.conf as string | null,
       ...(files ? { files: files as Record<string, string> } : {}),
@@ -91,6 +93,14 @@ export function resumePoint(pos: TrailerPosition | undefined, historyStart: numb
 /** A commit message as shown to operators (history): without the trailer paragraph. */
 export function withoutTrailer(message: string): string {
   return message.replace(/\n\nMayu-Etcd-Revision: \d+\nMayu-Etcd-Change: \d+\/\d+\n?$/, '').replace(/\n\nMayu-Etcd-End: \d+\n?$/, '');
+}
+
+function isRecordOf(name: string, text: string): boolean {
+  try {
+    return recordFileName(decodeRecord(text).Serial) === name;
+  } catch {
+    return false;
+  }
 }
 
 function isSerial(s: string): boolean {
