@@ -113,7 +113,9 @@ describe('mayu migrate --to git: etcd back into the single-node cluster director
     assert.equal((await git(dir, ['rev-list', '--merges', 'HEAD'])).trim(), '');
     for (const s of trailing) assert.equal(after.filter((x) => x === `${s}: host created`).length, 1);
     assert.equal(after.filter((x) => x === 'mb-1: host deleted').length, 1);
-    const trailers = (await git(dir, ['log', '--format=%(trailers:key=Mayu-Etcd-Revision,valueonly)/%(trailers:key=Mayu-Etcd-Change,valueonly)'])).split('\n').map((l) => l.replace(/\s+/g, '')).filter((l) => l !== '/' && l !== '');
+    const trailers = (await git(dir, ['log', '--format=%(trailers:key=Mayu-Etcd-Revision,valueonly)%x00%(trailers:key=Mayu-Etcd-Change,valueonly)%x01']))
+      .split('\x01').map((r) => r.replace(/\s+/g, '')).filter((r) => r !== '' && r !== '\x00');
+    assert.ok(trailers.length >= 20, trailers.join(' '));
     assert.equal(new Set(trailers).size, trailers.length, 'no etcd change committed twice');
     assert.match(after[0]!, /^mayu migrated back from etcd \(prefix \/back\/ revision \d+\), single-node from here$/);
     assert.match(await git(dir, ['log', '-1', '--format=%B']), /\n\nMayu-Etcd-End: \d+\n/);
@@ -122,7 +124,7 @@ describe('mayu migrate --to git: etcd back into the single-node cluster director
     assert.equal((await git(dir, ['status', '--porcelain'])).trim(), '');
 
     // No replica starts on the prefix again; a second migration is refused.
-    const replica = await mayuFailsToStart(['--config', config, '--store', 'etcd', '--cluster-directory', dir, '--profiles-dir', path.join(workDir, 'profiles')]);
+    const replica = await mayuFailsToStart(['--config', config, '--store', 'etcd', '--cluster-directory', dir, '--profiles-dir', path.join(workDir, 'profiles'), '--report-key-file', path.join(workDir, 'report-key')]);
     assert.notEqual(replica.code, 0);
     assert.match(replica.stderr, /migrated back into a single-node cluster directory/);
     const twice = await migrate(workDir, config, 'git');

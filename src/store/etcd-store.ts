@@ -757,7 +757,7 @@ export class EtcdStore implements HostStore {
         this.unreachable = this.unreachableMessage(err as Error);
       }
       // Changes git has by now are dropped even when no history is read (memory stays small).
-      if (this.uncommitted.size > 1000) this.uncommitted.prune(await this.history_.lastPosition().catch(() => undefined));
+      if (this.uncommitted.size > 1000) this.uncommitted.prune(await this.history_.headPosition().catch(() => undefined));
       this.probe();
     }, this.opts.probeIntervalMs ?? 1000);
     this.probeTimer.unref();

@@ -49,6 +49,28 @@ export class GitHistoryReader {
     return this.newestPosition;
   }
 
+  /**
+   * The newest commit's trailer position, read from that one commit (cheap: for pruning while a
+   * storm commits thousands a second); a full read when it has none (an operator's commit on top).
+   */
+  headPosition(): Promise<TrailerPosition | undefined> {
+    // In the same queue as the full reads (they share the object reader).
+    const run = this.syncing.catch(() => undefined).then(async () => {
+      const head = await resolveHead(path.join(this.dir, '.git')).catch(() => undefined);
+      if (!head) return undefined;
+      if (head === this.indexedHead) return this.newestPosition;
+      await this.reader.refresh();
+      const c = parseCommit((await this.reader.read(head)).content);
+      if (isEndOfEtcd(c.message)) return undefined;
+      const position = parseTrailer(c.message);
+      if (position) return position;
+      await this.syncOnce();
+      return this.newestPosition;
+    });
+    this.syncing = run.then(() => undefined);
+    return run;
+  }
+
   close(): Promise<void> {
     return this.reader.close();
   }
