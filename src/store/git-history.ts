@@ -1,5 +1,6 @@
 import type { ParsedCommit } from '../git/objects.ts';
 import type { CommitInfo } from './store.ts';
+import { withoutTrailer } from './etcd/change-log.ts';
 
 // Per-host audit trail. Commits written by this process are indexed as they are made; the
 // history before start-up is read once, on the first request, by walking commit objects only
@@ -13,7 +14,8 @@ function serialOf(message: string): string | undefined {
 }
 
 function toInfo(commit: string, message: string, timestamp: number): CommitInfo {
-  return { commit, message: message.replace(/\n$/, ''), time: new Date(timestamp * 1000).toISOString().replace('.000Z', 'Z') };
+  // A cluster repo once kept by replicas' history writer: its trailers are not part of the message shown.
+  return { commit, message: withoutTrailer(message.replace(/\n$/, '')), time: new Date(timestamp * 1000).toISOString().replace('.000Z', 'Z') };
 }
 
 interface Recorded {

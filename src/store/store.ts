@@ -15,10 +15,13 @@ export const HOST_FILE = 'conf.json';
 export const CLUSTER_FILE = 'cluster.json';
 
 export interface CommitInfo {
+  /** The commit id; `etcd-<revision>-<change>` for a change not yet in git (uncommitted). */
   commit: string;
   /** RFC 3339, UTC. */
   time: string;
   message: string;
+  /** etcd store: a change already in etcd that the history writer has not committed to git yet. */
+  uncommitted?: true;
 }
 
 export interface ClusterConfig {
