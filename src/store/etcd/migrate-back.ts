@@ -88,6 +88,21 @@ async function readPrefix(client: Etcd3, prefix: string): Promise<{ revision: nu
 
 /** The history writer's work up to `logRevision`, done here (no replica runs): returns the commits written. */
 async function catchUp(o: { dir: string; client: Etcd3; keys: EtcdKeys; zone?: TimeZone; token: string; logRevision: number }): Promise<number> {
+  const times: Date[] = [];
+  // Opened first: a killed writer's journal may hold commits beyond the branch, which the open
+  // writes to git; git's last trailer is read after that, or those changes would be committed twice.
+  const git = await GitStore.open({
+    dir: o.dir, zone: o.zone, randomBytes: () => Buffer.from(o.token, 'hex'), now: () => times.shift() ?? new Date(), outsideChanges: 'history-only',
+  });
+  try {
+    return await catchUpWith(git, times, o);
+  } finally {
+    await git.close();
+  }
+}
+
+async function catchUpWith(git: GitStore, times: Date[], o: { dir: string; client: Etcd3; keys: EtcdKeys; logRevision: number }): Promise<number> {
+  await git.flushHistory();
   const reader = new GitHistoryReader(o.dir);
   const pos = await reader.lastPosition().catch(() => undefined).finally(() => reader.close());
   const historyStart = Number(await o.client.get(o.keys.historyStart).string() ?? '1');
@@ -97,46 +112,38 @@ async function catchUp(o: { dir: string; client: Etcd3; keys: EtcdKeys; zone?: T
   await o.client.kv.range({ key: Buffer.from(o.keys.log), revision: from.revision, count_only: true }).catch((err: Error) => {
     throw new StoreError(`git (${o.dir}) trails etcd's change log (git has it up to revision ${from.revision - 1}, etcd up to ${o.logRevision}) and etcd no longer has the revisions in between (${err.message}): the history would have a gap; nothing was migrated`);
   });
-  const times: Date[] = [];
-  const git = await GitStore.open({
-    dir: o.dir, zone: o.zone, randomBytes: () => Buffer.from(o.token, 'hex'), now: () => times.shift() ?? new Date(), outsideChanges: 'history-only',
-  });
   let commits = 0;
   const failures: Error[] = [];
+  // Not create(): it does not settle when etcd cancels the watch at once; the handlers and the timer do.
+  const watcher = resumeAfterLastEvent(fragmented(o.client.watch().key(o.keys.log).startRevision(String(from.revision))).watcher());
   try {
-    // Not create(): it does not settle when etcd cancels the watch at once; the handlers and the timer do.
-    const watcher = resumeAfterLastEvent(fragmented(o.client.watch().key(o.keys.log).startRevision(String(from.revision))).watcher());
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new StoreError(`etcd did not send the change log from revision ${from.revision} to ${o.logRevision} within 60 s`)), 60_000);
-        watcher.on('error', (err: Error) => {
-          clearTimeout(timer);
-          reject(new StoreError(`git (${o.dir}) trails etcd's change log (git has it up to revision ${from.revision - 1}, etcd up to ${o.logRevision}) and etcd no longer has the revisions in between (${err.message}): the history would have a gap; nothing was migrated`));
-        });
-        watcher.on('put', (kv: IKeyValue) => {
-          const revision = Number(kv.mod_revision);
-          if (revision > o.logRevision) return;
-          const last = commitLogRevision({
-            git, revision, value: kv.value.toString(), from: revision === from.revision ? from.skip : 0, times,
-            proceed: () => true,
-            onBad: (err) => process.emitWarning(`change log revision ${revision} not written by mayu (or damaged), not committed: ${err.message}`),
-            onFailed: (err) => failures.push(err),
-          });
-          if (last !== undefined) commits += last + 1 - (revision === from.revision ? from.skip : 0);
-          if (revision === o.logRevision) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreError(`etcd did not send the change log from revision ${from.revision} to ${o.logRevision} within 60 s`)), 60_000);
+      watcher.on('error', (err: Error) => {
+        clearTimeout(timer);
+        reject(new StoreError(`git (${o.dir}) trails etcd's change log (git has it up to revision ${from.revision - 1}, etcd up to ${o.logRevision}) and etcd no longer has the revisions in between (${err.message}): the history would have a gap; nothing was migrated`));
       });
-    } finally {
-      await watcher.cancel().catch(() => undefined);
-    }
-    await git.flushHistory();
-    if (failures.length > 0) throw new StoreError(`git write failed during the catch-up: ${failures[0]!.message}`);
+      watcher.on('put', (kv: IKeyValue) => {
+        const revision = Number(kv.mod_revision);
+        if (revision > o.logRevision) return;
+        const last = commitLogRevision({
+          git, revision, value: kv.value.toString(), from: revision === from.revision ? from.skip : 0, times,
+          proceed: () => true,
+          onBad: (err) => process.emitWarning(`change log revision ${revision} not written by mayu (or damaged), not committed: ${err.message}`),
+          onFailed: (err) => failures.push(err),
+        });
+        if (last !== undefined) commits += last + 1 - (revision === from.revision ? from.skip : 0);
+        if (revision === o.logRevision) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
   } finally {
-    await git.close();
+    await watcher.cancel().catch(() => undefined);
   }
+  await git.flushHistory();
+  if (failures.length > 0) throw new StoreError(`git write failed during the catch-up: ${failures[0]!.message}`);
   return commits;
 }
 
