@@ -7,6 +7,12 @@ import { reportToken } from '../../src/core/tokens.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
+/**
+ * A config's `limits:` block with the overload gates for new machines off: for tests whose burst
+ * of registrations at once tests something else (the store, the audit push), not the gates
+ * (test/limits-registration.test.ts), which would answer part of it 503 on a busy machine.
+ */
+export const NO_OVERLOAD_GATES_YAML = '\nlimits:\n  max_in_flight_new: 1000\n  max_write_queue_new: 10000\n  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n  max_busy_new: 0\n';
 
 export interface MayuProcess {
   url: string;
