@@ -427,12 +427,15 @@ export class GitStore implements HostStore {
     // A failed checkpoint fails the wait (the changes stay in the journal, retried later):
     // waiters do not each start one of their own against a disk that just refused one. While
     // outside commits are refused, git waits for the operator: the journal has the change.
+    let moved = 0;
     while (last !== undefined && !this.refusedHead && this.unflushed.some((u) => u.seq <= last)) {
       try {
         await (this.checkpointRun ?? this.runCheckpoint());
       } catch (err) {
         if (err instanceof RefLockedError) await new Promise((r) => setTimeout(r, REF_LOCKED_RETRY_MS));
-        else if (err instanceof RefMovedError) await this.outsideCheck();
+        // Read (take, refuse, or yield to) the commits that moved the branch, also while closing:
+        // skipping them there made close() retry the same refused checkpoint forever.
+        else if (err instanceof RefMovedError && ++moved <= 100) await this.outsideCheck(true);
         else throw err;
       }
     }
@@ -1027,8 +1030,8 @@ export class GitStore implements HostStore {
   }
 
   /** Reads commits that reached the ref without mayu and takes or refuses them; one check at a time. */
-  private outsideCheck(): Promise<void> {
-    this.adoption ??= this.locked(() => this.checkOutsideNow())
+  private outsideCheck(evenIfClosed = false): Promise<void> {
+    this.adoption ??= this.locked(() => this.checkOutsideNow(evenIfClosed))
       .catch((err: Error) => this.opts.onOutsideError(err))
       .finally(() => {
         this.adoption = undefined;
@@ -1037,8 +1040,8 @@ export class GitStore implements HostStore {
     return this.adoption;
   }
 
-  private async checkOutsideNow(): Promise<void> {
-    if (this.closed && !this.checkpointRun) return;
+  private async checkOutsideNow(evenIfClosed = false): Promise<void> {
+    if (this.closed && !this.checkpointRun && !evenIfClosed) return;
     await this.checkpointRun?.catch(() => undefined);
     const found = await resolveRef(path.join(this.opts.dir, '.git'), REF);
     if (found === this.gitHead) {
