@@ -33,6 +33,7 @@ import {
   type AdoptedChange, type RecordWrite, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
 } from './store.ts';
 import { WorkingTree, type FileCheck } from './working-tree.ts';
+import { setRecordFile, type RecordFiles } from './record-files.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes the pack records of every commit of the batch,
@@ -219,7 +220,7 @@ export class GitStore implements HostStore {
   /** Where the next periodic hand-edit scan starts (handEditSlice). */
   private handEditCursor = 0;
   /** Files of the RECORD_FOLDERS (folder → name → text), as applied so far. */
-  private readonly recordFiles = new Map<string, Map<string, string>>();
+  private readonly recordFiles: RecordFiles = new Map();
   /** Their trees as the newest commit has them (folder → tree id and entries). */
   private recordTrees = new Map<string, { oid: string; entries: TreeEntry[] }>();
 
@@ -324,12 +325,7 @@ export class GitStore implements HostStore {
   /** Sets one record file in memory; returns what it held. */
   private setRecord(folder: string, name: string, content: string | undefined): string | undefined {
     if (!RECORD_FOLDERS.includes(folder)) throw new StoreError(`${folder}: not a record folder`);
-    let files = this.recordFiles.get(folder);
-    if (!files) this.recordFiles.set(folder, (files = new Map()));
-    const prev = files.get(name);
-    if (content === undefined) files.delete(name);
-    else files.set(name, content);
-    return prev;
+    return setRecordFile(this.recordFiles, folder, name, content);
   }
 
   /** Reads the record folders as `root` has them (at load, and after outside commits). */
