@@ -87,6 +87,8 @@ export interface AdmittedAs {
   profile?: Profile;
   /** What is known of the machine for profile selectors. */
   facts?: Omit<MachineFacts, 'serial'>;
+  /** Slots per profile held for other machines not registered yet (the inventory's): not free for this one. */
+  reserved?: ReadonlyMap<string, number>;
 }
 
 /** Who gets a host (src/service/admission-service.ts); absent: every machine, as in 0.11. */
@@ -365,6 +367,7 @@ export class MayuService {
     return creationSteps(serial, {
       profile: admitted.profile,
       facts: admitted.facts,
+      reserved: admitted.reserved,
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,
