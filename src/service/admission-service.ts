@@ -8,7 +8,7 @@ import {
 } from '../core/admission.ts';
 import { bootSerial, type BootQuery } from '../core/boot-identity.ts';
 import type { Host } from '../core/host.ts';
-import { HostDataError, normalizeMac, type HostData } from '../core/host-data.ts';
+import { HostDataError, normalizeMac, type NicFact } from '../core/host-data.ts';
 import { chooseProfile, countByProfile, DEFAULT_PROFILE, withReserved, type Profile } from '../core/profiles.ts';
 import type { MachineFacts } from '../core/selectors.ts';
 import { normalizeSerial } from '../core/serial.ts';
@@ -111,11 +111,11 @@ export class AdmissionService implements AdmissionGate {
   // ---- machines asking ----
 
   /** MayuService's gate for a serial without a host: what its creation uses, or NotAdmittedError. */
-  admit(serial: string, data?: HostData): AdmittedAs {
+  admit(serial: string, nics?: readonly NicFact[]): AdmittedAs {
     const entry = this.inventory().get(serial);
     const record = this.record(serial);
     const decision = decideAdmission(this.deps.mode, entry, record);
-    const facts = this.facts(serial, data, record);
+    const facts = this.facts(serial, nics, record);
     if (decision.kind === 'admit') {
       if (decision.profile) return { profile: this.profile(decision.profile), facts };
       return { facts, reserved: this.reservedSlots(serial) };
@@ -171,10 +171,11 @@ export class AdmissionService implements AdmissionGate {
   }
 
   /** What is known of the machine: the installer's NICs, else the MAC it netbooted from (iPXE), else its record's. */
-  private facts(serial: string, data: HostData | undefined, record: AdmissionRecord | undefined): Omit<MachineFacts, 'serial'> {
-    if (data && data.NetDevs.length > 0) {
-      const drivers = data.NetDevs.flatMap((d) => (d.Driver ? [d.Driver] : []));
-      return { macs: data.NetDevs.map((d) => d.MacAddress), nicCount: data.NetDevs.length, ...(drivers.length ? { nicDrivers: drivers } : {}) };
+  /** The NICs the machine named (first-stage query or final-config POST), else the MACs iPXE and its record showed. */
+  private facts(serial: string, nics: readonly NicFact[] | undefined, record: AdmissionRecord | undefined): Omit<MachineFacts, 'serial'> {
+    if (nics && nics.length > 0) {
+      const drivers = nics.flatMap((d) => (d.Driver ? [d.Driver] : []));
+      return { macs: nics.map((d) => d.MacAddress), nicCount: nics.length, ...(drivers.length ? { nicDrivers: drivers } : {}) };
     }
     const mac = this.bootMacs.get(serial);
     const macs = [...new Set([...(mac ? [mac] : []), ...(record?.MacAddresses ?? [])])];

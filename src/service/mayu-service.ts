@@ -8,7 +8,7 @@ import {
   setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProfileSteps, setProviderIdSteps, setStateSteps,
   type Step,
 } from '../core/host-changes.ts';
-import type { HostData } from '../core/host-data.ts';
+import type { HostData, NicFact } from '../core/host-data.ts';
 import {
   clearFailureOnStateChange, currentFailure, decodeFailureLog, INSTALL_FAILURES_FILE, installFailureSteps,
   type InstallFailure, type InstallFailureLog, type InstallFailureReport,
@@ -94,7 +94,7 @@ export interface AdmittedAs {
 /** Who gets a host (src/service/admission-service.ts); absent: every machine, as in 0.11. */
 export interface AdmissionGate {
   /** For a serial without a host; throws (NotAdmittedError) when the machine must wait. */
-  admit(serial: string, data?: HostData): AdmittedAs;
+  admit(serial: string, nics?: readonly NicFact[]): AdmittedAs;
 }
 
 /** A host asked to be created exists already: 409. */
@@ -212,11 +212,11 @@ export class MayuService {
   }
 
   /** First-stage script request: creates the host on first contact, renders its script. */
-  registerAndRender(rawSerial: string, render: RenderFor): Promise<{ host: Host; body: string }> {
+  registerAndRender(rawSerial: string, render: RenderFor, nics?: readonly NicFact[]): Promise<{ host: Host; body: string }> {
     const serial = normalizeSerial(rawSerial);
     const existing = this.deps.store.get(serial);
     if (!existing) this.deps.admitNewHost?.();
-    const steps = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial));
+    const steps = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, nics));
     return this.commit(serial, existing, steps, render);
   }
 
@@ -225,7 +225,7 @@ export class MayuService {
     const serial = normalizeSerial(data.Serial);
     const existing = this.deps.store.get(serial);
     if (!existing) this.deps.admitNewHost?.();
-    const created = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, data));
+    const created = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, data.NetDevs));
     const base = created.at(-1)?.host ?? existing!;
     const steps = [...created, ...finalConfigSteps(base, data)];
     return this.commit(serial, existing, steps, render);
