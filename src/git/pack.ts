@@ -185,7 +185,8 @@ export class PackBuilder {
     for (let i = 0; i < n; i++) lead[i] = oids.readUInt32BE(i * 20);
     const order = new Uint32Array(n);
     for (let i = 0; i < n; i++) order[i] = i;
-    order.sort((a, b) => lead[a]! - lead[b]! || oids.compare(oids, a * 20, a * 20 + 20, b * 20, b * 20 + 20));
+    // (buf.compare(target, tStart, tEnd, sStart, sEnd) compares the source range to the target's.)
+    order.sort((a, b) => lead[a]! - lead[b]! || oids.compare(oids, b * 20, b * 20 + 20, a * 20, a * 20 + 20));
     const fanout = Buffer.alloc(256 * 4);
     const sortedOids = Buffer.allocUnsafe(n * 20);
     const crcs = Buffer.allocUnsafe(n * 4);
