@@ -101,7 +101,7 @@ const clientLoop = monitorEventLoopDelay({ resolution: 10 });
 clientLoop.enable();
 const tcpBefore = tcpCounters();
 const acceptQueue = sampleAcceptQueue(server.port);
-const memorySamples = sampleMemory(server.url);
+const memorySamples = sampleMemory(server.url, 5000, server.pid);
 const storm = await runStorm(new Target(server.url), { machines, concurrency, pace, maxAttempts: 20, requestTimeoutMs: 60_000, connectionPerRequest: args['connection-per-request'] });
 const acceptQueueSeen = acceptQueue.stop();
 const memoryAtPeak = memorySamples.stop();

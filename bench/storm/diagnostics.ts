@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { AttemptTiming, Route } from '../../test/helpers/storm-client.ts';
 import { percentiles, type Percentiles } from './stats.ts';
@@ -154,11 +154,49 @@ export function sampleAcceptQueue(port: number, everyMs = 500): { stop(): { acce
 }
 
 /**
- * mayu's memory every few seconds from its /metrics (heap, external buffers, RSS): the sample with
- * the highest RSS says what the peak is made of (RSS minus the main heap and external memory is
- * mostly the pack-merge worker's heap, code and freed-but-kept pages).
+ * mayu's resident memory by kind of mapping (/proc/<pid>/smaps, MiB): glibc's main heap (`[heap]`:
+ * the main thread's malloc, Buffers' memory among it), its thread arenas (64 MiB-aligned
+ * reservations: the merge worker's, V8's GC helpers', libuv's pool), 256 KiB-aligned anonymous
+ * mappings (V8's heap pages, both isolates), other anonymous mappings (malloc's blocks over its
+ * mmap threshold: large Buffers), and files (node's code).
  */
-export function sampleMemory(url: string, everyMs = 5000): { stop(): Record<string, number> | undefined } {
+export function residentByKind(pid: number): Record<string, number> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const ARENA = 64n << 20n;
+  const PAGE = 256n << 10n;
+  const maps: { start: bigint; end: bigint; perm: string; name: string; kb: number }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) maps.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`), perm: m[3]!, name: m[4]!, kb: 0 });
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && maps.length) maps[maps.length - 1]!.kb = Number(rss[1]);
+  }
+  const out: Record<string, number> = { mallocMainHeap: 0, mallocThreadArenas: 0, v8Pages: 0, otherAnonymous: 0, files: 0 };
+  maps.forEach((p, i) => {
+    const next = maps[i + 1];
+    let kind: string;
+    if (p.name.startsWith('/')) kind = 'files';
+    else if (p.name === '[heap]') kind = 'mallocMainHeap';
+    else if (p.name.startsWith('[')) kind = 'otherAnonymous';
+    else if (p.start % ARENA === 0n && (p.end - p.start === ARENA || (next?.perm === '---p' && next.end - p.start === ARENA))) kind = 'mallocThreadArenas';
+    else if (p.start % PAGE === 0n && (p.end - p.start) % PAGE === 0n) kind = 'v8Pages';
+    else kind = 'otherAnonymous';
+    out[kind] = out[kind]! + p.kb;
+  });
+  for (const k of Object.keys(out)) out[k] = Math.round(out[k]! / 1024);
+  return out;
+}
+
+/**
+ * mayu's memory every few seconds from its /metrics (heap, external buffers, RSS) and, with its
+ * pid, its smaps (residentByKind): the sample with the highest RSS says what the peak is made of.
+ */
+export function sampleMemory(url: string, everyMs = 5000, pid?: number): { stop(): Record<string, number> | undefined } {
   let peak: Record<string, number> | undefined;
   let busy = false;
   const names = ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_external_memory_bytes'];
@@ -171,6 +209,7 @@ export function sampleMemory(url: string, everyMs = 5000): { stop(): Record<stri
         const [name, value] = line.split(' ');
         if (name && names.includes(name)) sample[name] = Math.round(Number(value) / 1024 / 1024);
       }
+      if (pid !== undefined) Object.assign(sample, residentByKind(pid));
       if (!peak || (sample.process_resident_memory_bytes ?? 0) > (peak.process_resident_memory_bytes ?? 0)) peak = sample;
     }).catch(() => undefined).finally(() => (busy = false));
   }, everyMs);

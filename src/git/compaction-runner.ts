@@ -44,7 +44,9 @@ export class CompactionRunner {
     const entry = new URL('./compaction-worker.ts', import.meta.url).href;
     const tsxApi = import.meta.resolve('tsx/esm/api');
     const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
-    const worker = new Worker(boot, { eval: true });
+    // Its young generation at 2 x 4 MB (default 2 x 8 here): the merge's garbage is short-lived
+    // records, and every MB of it is mayu's RSS.
+    const worker = new Worker(boot, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 12 } });
     worker.unref(); // an idle worker must not keep mayu running
     const fail = (err: Error) => {
       this.worker = undefined;

@@ -191,8 +191,9 @@ export async function writeMergedPack(
   }
   if (want.size < 2 || (merged.length < 2 && loose.length === 0)) return undefined;
 
-  const writer = await PackFileWriter.create(reader.packDir, want.size);
-  const done = new Set<string>();
+  const objects = want.size;
+  const writer = await PackFileWriter.create(reader.packDir, objects);
+  // An object leaves `want` once written (no second set of ~400 000 ids for a storm's history).
   let sinceYield = 0;
   const tick = async () => {
     if (++sinceYield >= YIELD_EVERY) {
@@ -211,7 +212,7 @@ export async function writeMergedPack(
       const whole = await reader.read(oid);
       await writer.add(oid, whole.type, whole.content);
     }
-    done.add(oid);
+    want.delete(oid);
     await tick();
   };
   // Root trees, newest first, in chains of deltas of the next newer one. A batch pack holds
@@ -234,7 +235,7 @@ export async function writeMergedPack(
       rootDepth.set(oid, base ? prevDepth + 1 : 0);
     }
     prevRoot = oid;
-    done.add(oid);
+    want.delete(oid);
     await tick();
   };
   try {
@@ -242,8 +243,9 @@ export async function writeMergedPack(
     // packs (written meanwhile) are passed over; the walk ends at the first commit older than them.
     let commit = head;
     let entered = false;
-    while (commit && !done.has(commit)) {
+    while (commit) {
       const inSet = want.has(commit);
+      // Not wanted, or written already (the walk came round to it): older commits are not merged.
       if (!inSet && entered) break;
       entered ||= inSet;
       // A commit of the merged packs is read from its record: the reader would search every pack.
@@ -252,17 +254,16 @@ export async function writeMergedPack(
       const { tree, parents } = parseCommit(content);
       if (inSet) {
         await copy(commit, src);
-        if (want.has(tree) && !done.has(tree)) await addRoot(tree);
+        if (want.has(tree)) await addRoot(tree);
       }
       commit = parents[0];
     }
     // The rest (blobs, host trees, commits) is copied record by record; only stored ones are compressed.
-    for (const oid of want) {
-      if (!done.has(oid)) await copy(oid);
-    }
+    // (Deleting the element being visited is safe in a Set's iteration.)
+    for (const oid of want) await copy(oid);
     const written = await writer.finish();
     for (const p of merged) p.unloadWhole();
-    return { ...written, objects: want.size, replacedPacks: merged.map((p) => p.name), replacedLoose: loose };
+    return { ...written, objects, replacedPacks: merged.map((p) => p.name), replacedLoose: loose };
   } catch (err) {
     for (const p of merged) p.unloadWhole();
     await writer.abort();

@@ -54,6 +54,9 @@ export async function tempDir(prefix = 'mayu-test-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
 }
 
+/** glibc settings mayu runs with, as bin/mayu and package.json's start script give them (the environment's own win). */
+export const MAYU_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };
+
 /** Node flags mayu runs with, as package.json's start script and bin/mayu give them. */
 export const MAYU_NODE_FLAGS = [
   '--max-semi-space-size=8',
@@ -100,7 +103,7 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
     extra: [...(opts.templatesDir ? ['--templates-dir', opts.templatesDir] : []), ...(opts.args ?? [])],
   });
   const [command, ...prefix] = [...(opts.wrap ?? []), process.execPath];
-  const proc = spawn(command!, [...prefix, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const proc = spawn(command!, [...prefix, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...MAYU_MALLOC_ENV, ...process.env, ...opts.env } });
   const logs: Record<string, unknown>[] = [];
   const waiters = new Set<{ match: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }>();
   let stderr = '';
@@ -172,7 +175,7 @@ export async function mayuFailsToStart(args: string[], env: Record<string, strin
   const dnsmasq = args.includes('--dnsmasq') ? [] : ['--no-dnsmasq'];
   const [command, ...prefix] = [...(opts.wrap ?? []), process.execPath];
   const mayuArgs = [...MAYU_NODE_FLAGS, '--import', 'tsx', path.join(ROOT, 'src/cli/mayu.ts'), 'serve', '--http-port', '0', '--http-bind-address', '127.0.0.1', ...dnsmasq, ...args];
-  const proc = spawn(command!, [...prefix, ...mayuArgs], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  const proc = spawn(command!, [...prefix, ...mayuArgs], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...MAYU_MALLOC_ENV, ...process.env, ...env } });
   let stderr = '';
   proc.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise<number | null>((r) => proc.once('exit', r));

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { mayuServeArgs, ROOT } from './mayu-process.ts';
+import { MAYU_MALLOC_ENV, mayuServeArgs, ROOT } from './mayu-process.ts';
 
 // A work dir and a lean `mayu serve` process for storms of many machines (boot-storm bench,
 // crash loop). Unlike startMayu, the request log is not kept: at 60 000 requests, parsing every
@@ -75,7 +75,7 @@ export async function startMayuServer(env: StormEnv, extraArgs: string[] = [], o
   const args = mayuServeArgs({ workDir, config: env.config, clusterDir: env.clusterDir, imagesDir: env.imagesDir, extra: extraArgs });
   const t0 = performance.now();
   const logFd = opts.logFile === undefined ? undefined : openSync(opts.logFile, 'w');
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', logFd ?? 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', logFd ?? 'pipe', 'pipe'], env: { ...MAYU_MALLOC_ENV, ...process.env } });
   if (logFd !== undefined) closeSync(logFd);
   const lines: string[] = [];
   const keep = (line: string) => {
