@@ -276,6 +276,9 @@ while [ ! -b "$part" ] && [ "$n" -lt 10 ]; do sleep 1; n=$((n + 1)); done
 
 printf 'SERIAL=%s\nMAYU_VERSION=%s\nMAYU_URL=%s\nREPORT_TOKEN=%s\n' "$SERIAL" "$MAYU_VERSION" "$MAYU_URL" "$REPORT_TOKEN" >"$WORKDIR/store/mayu-env"
 cp "$WORKDIR/config" "$WORKDIR/store/config" || fail config "cannot copy the $CONFIG_KIND in $WORKDIR"
+# The installer loads its file-system modules only before a mount (/bin/mayu-modload; other
+# installers have them built in or loaded already).
+load_filesystems() { command -v mayu-modload >/dev/null 2>&1 && mayu-modload; return 0; }
 case $CONFIG_STORE in
   tar)
     # A plain tar archive written raw onto the partition: the installed OS reads it with tar.
@@ -287,6 +290,7 @@ case $CONFIG_STORE in
     say "stored $CONFIG_KIND and mayu-env as a tar archive on $part"
     ;;
   file)
+    load_filesystems
     mount "$part" "$WORKDIR/mnt" || fail config "cannot mount $part to write the $CONFIG_KIND"
     if ! { mkdir -p "$WORKDIR/mnt${CONFIG_PATH%/*}" && cp "$WORKDIR/config" "$WORKDIR/mnt$CONFIG_PATH"; }; then
       umount "$WORKDIR/mnt"
@@ -300,6 +304,7 @@ case $CONFIG_STORE in
     # filesystem: user-data = the cloud-config, meta-data = instance-id (the machine ID: a
     # reinstall with a new one is a new instance) and local-hostname. 0600: it holds the token.
     [ "$CONFIG_KIND" = cloud-config ] || fail config "config_store nocloud takes a cloud-config, not Ignition (use_ignition is set)"
+    load_filesystems
     mount "$part" "$WORKDIR/mnt" || fail config "cannot mount $part to write the NoCloud seed"
     seed="$WORKDIR/mnt$CONFIG_PATH"
     if ! { mkdir -p "$seed" && cp "$WORKDIR/config" "$seed/user-data" &&

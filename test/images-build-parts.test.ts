@@ -61,7 +61,7 @@ describe('initramfs entries', () => {
       busybox: new Uint8Array([0x7f]),
       applets: ['sh', 'busybox', 'ls', 'sh'],
       modules: [{ name: 'virtio', data: new Uint8Array() }, { name: 'virtio_net', data: new Uint8Array() }],
-      moduleTables: { alias: 'alias virtio:d00000001v* virtio_net\n', dep: 'virtio:\nvirtio_net: virtio\n', atStart: ['virtio'] },
+      moduleTables: { alias: 'alias virtio:d00000001v* virtio_net\n', dep: 'virtio:\nvirtio_net: virtio\n', filesystems: ['virtio'] },
       files: [{ type: 'file', path: 'init', data: '' }],
     });
     const paths = entries.map((e) => e.path);
@@ -70,7 +70,7 @@ describe('initramfs entries', () => {
     const file = (p: string) => entries.find((e) => e.path === p);
     assert.ok(file('lib/modules/virtio_net.ko'));
     assert.deepEqual(file('lib/modules/modules.dep'), { type: 'file', path: 'lib/modules/modules.dep', data: 'virtio:\nvirtio_net: virtio\n' });
-    assert.deepEqual(file('lib/modules/load-at-start'), { type: 'file', path: 'lib/modules/load-at-start', data: 'virtio\n' });
+    assert.deepEqual(file('lib/modules/filesystems'), { type: 'file', path: 'lib/modules/filesystems', data: 'virtio\n' });
     assert.equal(paths.at(-1), 'init');
     const listed = gnuCpioList(writeCpio(entries)).join('\n');
     assert.match(listed, /crw-rw-rw- .* 1,\s+3 .* dev\/null/);

@@ -14,7 +14,7 @@ import { writeCpio, type CpioEntry } from './cpio.ts';
 import { candidateVersions, fetchPackage, resolveDependency, type DebianPackage } from './debian.ts';
 import { testOsDiskLayout } from './disk-layout.ts';
 import { initramfsEntries, type KernelModule } from './initramfs.ts';
-import { driverModules } from './drivers.ts';
+import { driverModules, TEST_OS_DRIVERS } from './drivers.ts';
 import { loadOrder, moduleAliases, moduleDepends, moduleFirmware, moduleName, modulesAliasFile, modulesDepFile } from './kernel-modules.ts';
 import { mbrSector, SECTOR } from './mbr.ts';
 import { BOOT_PARTITION_OVERHEAD, buildBootPartition, syslinuxConfig, syslinuxMbrCode } from './boot-partition.ts';
@@ -81,19 +81,19 @@ async function fingerprint(version: string, packages: DebianPackage[]): Promise<
 interface ModuleSet {
   /** Every module the initramfs carries: the drivers and their dependency closure. */
   modules: KernelModule[];
-  tables: { alias: string; dep: string; atStart: string[] };
+  tables: { alias: string; dep: string; filesystems: string[] };
   /** Module → the firmware files it names (modinfo firmware=). */
   firmware: Map<string, string[]>;
 }
 
-async function kernelModules(kernelRoot: string, drivers: readonly string[], atStart: readonly string[]): Promise<ModuleSet> {
+async function kernelModules(kernelRoot: string, drivers: readonly string[], filesystems: readonly string[]): Promise<ModuleSet> {
   const files = new Map<string, string>();
   for (const f of await filesUnder(path.join(kernelRoot, 'lib/modules'))) {
     if (f.endsWith('.ko')) files.set(moduleName(path.basename(f)), f);
   }
   const bytes = new Map<string, Buffer>();
   // Read the whole dependency closure first: loadOrder itself is synchronous and pure.
-  const queue = [...drivers, ...atStart].map(moduleName);
+  const queue = [...drivers, ...filesystems].map(moduleName);
   while (queue.length) {
     const name = queue.shift()!;
     if (bytes.has(name)) continue;
@@ -107,7 +107,7 @@ async function kernelModules(kernelRoot: string, drivers: readonly string[], atS
     const b = bytes.get(name);
     return b ? moduleDepends(b).map(moduleName) : undefined;
   };
-  const order = loadOrder([...drivers, ...atStart], dependsOf);
+  const order = loadOrder([...drivers, ...filesystems], dependsOf);
   const modules = order.map((name) => ({ name, data: bytes.get(name)! }));
   return {
     modules,
@@ -115,7 +115,7 @@ async function kernelModules(kernelRoot: string, drivers: readonly string[], atS
       // Only the drivers answer to devices: a dependency (libata, scsi_mod, ...) loads with them.
       alias: modulesAliasFile(drivers.map(moduleName).map((name) => ({ name, aliases: moduleAliases(bytes.get(name)!) }))),
       dep: modulesDepFile(order, dependsOf),
-      atStart: atStart.map(moduleName),
+      filesystems: filesystems.map(moduleName),
     },
     firmware: new Map(modules.map((m) => [m.name, moduleFirmware(m.data)] as const).filter(([, fw]) => fw.length > 0)),
   };
@@ -217,8 +217,12 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
     const busybox = await readFile(busyboxFile);
     const applets = run(busyboxFile, ['--list']).split('\n').filter(Boolean);
     const modules = await kernelModules(kernel.root, [...driverModules('nic'), ...driverModules('disk')], driverModules('filesystem'));
+    // The test OS reads its config archive raw (no file system) and boots only the tests' VM
+    // shapes: a smaller initramfs that syslinux reads and the kernel unpacks faster.
+    const testOsModules = await kernelModules(kernel.root, TEST_OS_DRIVERS, []);
     log(`kernel ${kernel.name} ${kernel.version}, busybox ${busyboxPkg.version}`);
     for (const line of moduleReport(modules)) log(line);
+    log(`test OS modules: ${testOsModules.modules.length} (${(testOsModules.modules.reduce((n, m) => n + m.data.length, 0) / 1e6).toFixed(2)} MB raw): ${TEST_OS_DRIVERS.join(' ')}`);
     const firmware = await firmwareEntries(modules, firmwarePackages);
     if (firmwarePackages.length) log(`firmware: ${firmware.length} files (${(firmware.reduce((n, f) => n + f.data.length, 0) / 1e6).toFixed(2)} MB) from ${firmwarePackages.map((p) => p.name).join(', ')}`);
 
@@ -226,6 +230,7 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
       { type: 'file', path: 'lib/mayu/common.sh', data: await shellFile('common.sh') },
       { type: 'file', path: 'etc/udhcpc.script', data: await shellFile('udhcpc.script'), mode: 0o755 },
       { type: 'file', path: 'bin/mayu-coldplug', data: await shellFile('mayu-coldplug'), mode: 0o755 },
+      { type: 'file', path: 'bin/mayu-modload', data: await shellFile('mayu-modload'), mode: 0o755 },
     ];
     const installer = initramfs(busybox, applets, modules, [
       { type: 'file', path: 'init', data: await shellFile('installer-init'), mode: 0o755 },
@@ -233,7 +238,7 @@ export async function buildImages(opts: BuildOptions): Promise<{ info: BuildInfo
       ...(await zstdEntries(zstdPackages)),
       ...firmware,
     ]);
-    const testOs = initramfs(busybox, applets, modules, [
+    const testOs = initramfs(busybox, applets, testOsModules, [
       { type: 'file', path: 'init', data: await shellFile('test-os-init'), mode: 0o755 },
       { type: 'file', path: 'etc/os-release', data: `NAME="mayu test OS"\nID=mayu-test-os\nVERSION_ID=${opts.version}\nPRETTY_NAME="mayu test OS ${opts.version}"\n` },
       ...common,
