@@ -2,6 +2,7 @@
 // Only src/cli/mayu.ts reads flags and the environment; it passes them in here.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ConfigError, loadConfig, type LoadedConfig } from './config/load.ts';
+import { replicaSearchOffset } from './core/addresses.ts';
 import { HostChangeError } from './core/host-changes.ts';
 import { editProblems, type HostEdit, type HostsAfter } from './core/host-edits.ts';
 import { goLocalTimestamp } from './core/go-time.ts';
@@ -17,6 +19,9 @@ import { UTC_ZONE, type TimeZone } from './core/tzif.ts';
 import { reportToken } from './core/tokens.ts';
 import { DiscoveryOptionsError, openDiscovery } from './discovery/open-discovery.ts';
 import { createApp } from './http/app.ts';
+import { acceptFanout } from './http/accept-fanout.ts';
+import { ConnectionClock } from './http/connection-clock.ts';
+import { loadGateFor } from './http/load-gate-config.ts';
 import { createMetrics } from './metrics/mayu-metrics.ts';
 import type { AccessPolicy } from './http/auth.ts';
 import { startDnsmasq, type DnsmasqOptions, type RunningDnsmasq } from './pxe/dnsmasq.ts';
@@ -195,6 +200,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Changes another replica made (etcd store): the same events and dnsmasq update as our own.
   let externalChange: (c: ExternalChange) => void = () => {};
   let etcdStore: EtcdStore | undefined;
+  const replicaId = opts.etcdStore && (opts.etcdStore.replicaId ?? `${hostname()}:${process.pid}`);
   if (opts.etcdStore) {
     if (!config.etcd && !opts.etcdStore.endpoints) throw new ConfigError(`${opts.configFile}: the etcd store needs an \`etcd:\` section (endpoints) or --etcd-store-endpoints`);
     const etcdConfig = { prefix: '/mayu/', request_timeout_ms: 3000, lease_ttl_seconds: 5, ...config.etcd, endpoints: opts.etcdStore.endpoints ?? config.etcd!.endpoints };
@@ -202,7 +208,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       config: etcdConfig,
       configDir: path.dirname(opts.configFile),
       clusterDir: opts.clusterDir,
-      replicaId: opts.etcdStore.replicaId,
+      replicaId,
       limitedProfiles: new Set(loaded.profiles.filter((p) => p.quantity !== undefined).map((p) => p.name)),
       randomBytes: rng,
       now: opts.now,
@@ -267,7 +273,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // Listen first: the URLs rendered for machines carry the ports really bound (port 0 in tests).
   const listen = async (server: Server, port: number) => {
-    server.listen(port, opts.httpBindAddress);
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): with node's 511, a rack
+    // powering on at once overflowed it, and a dropped SYN is retried by the machine's TCP after
+    // 1, 3, 7, ... 63 s (10 000-machine storm: 60 s timeouts on the first request).
+    server.listen({ port, host: opts.httpBindAddress, backlog: 4096 });
     await once(server, 'listening');
     return (server.address() as AddressInfo).port;
   };
@@ -292,10 +301,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     renderer, config, mayuUrl, version: opts.version, useIgnition,
     reportTokenOf: renderedTokenOf, tlsUrl, caPem: security.tls?.caPem, etcdDiscoveryUrl: discovery.externalUrl,
   });
+  // One gate for both ports: in-flight counts, load signals and registration buckets are the server's.
+  const gate = loadGateFor(config.limits, () => store.writeQueueDepth());
+  gate.start();
   const service = new MayuService({
     store,
     profiles: loaded.profiles,
     ipRange: config.network.ip_range,
+    // Replicas each start looking for a free address elsewhere (fewer lost transactions); one mayu takes the lowest.
+    addressSearchFrom: replicaId === undefined ? undefined : replicaSearchOffset(replicaId, config.network.ip_range),
     randomBytes: rng,
     bootTime: () => goLocalTimestamp(nowNs(), zone),
     now: opts.now ?? (() => new Date()),
@@ -311,7 +325,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     },
     onChange: (e) => onHostChange!(e),
-    observeCommit: metrics.commit,
+    observeCommit: (seconds) => {
+      metrics.commit(seconds);
+      gate.observeCommit(seconds);
+    },
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
     admitNewHost: () => storage.admitNewHost(),
     admission: { admit: (serial, data) => admission?.admit(serial, data) ?? {} },
@@ -384,6 +401,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
   };
 
+  const connections = new ConnectionClock();
   const appFor = (adminApiHere: boolean) => {
     const access: AccessPolicy = {
       adminToken: security.adminToken,
@@ -403,16 +421,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       events: { subscribe: (l) => events.subscribe(l), heartbeatMs: opts.eventHeartbeatMs ?? 15_000 },
       discovery: discovery.backend && { backend: discovery.backend, baseUrl: `${mayuUrl}/etcd`, defaultSize: discovery.quorumSize },
       observeRequest: metrics.request,
+      gate,
+      connections,
     });
   };
   // With a TLS port, the plain port keeps the machine routes and the two machine reports only.
-  server.on('request', appFor(tlsServer === undefined).callback());
+  connections.watch(server);
+  const handleRequest = appFor(tlsServer === undefined).callback();
+  server.on('request', handleRequest);
+  // More descriptors of the listening socket: more connections accepted per event-loop turn.
+  const acceptors = await acceptFanout(server, config.limits.accept_descriptors - 1, (extra) => {
+    connections.watch(extra);
+    extra.on('request', handleRequest);
+  });
   tlsServer?.on('request', appFor(true).callback());
   if (runsDnsmasq) {
     try {
       dnsmasq = await startDnsmasq({ ...opts.dnsmasq!, tftpRoot: opts.tftpRoot, renderer, config, httpPort: port, version: opts.version, hosts: store, logger });
     } catch (err) {
-      for (const s of [server, tlsServer]) s?.close();
+      for (const s of [server, tlsServer, ...acceptors]) s?.close();
       await store.close();
       throw err;
     }
@@ -437,7 +464,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dnsmasq,
     pushStatus: () => auditPush?.status(),
     async close() {
-      for (const s of [server, tlsServer]) {
+      gate.close();
+      for (const s of [server, tlsServer, ...acceptors]) {
         s?.close();
         s?.closeAllConnections();
       }

@@ -28,7 +28,22 @@ IMAGE_TIMEOUT=3600  # seconds for downloading and writing the whole image
 SET_INSTALLED_ATTEMPTS=5
 WORKDIR=/tmp/mayu-install
 
+# --- waiting for a busy mayu (README "Limits and overload") ---
+# A busy mayu answers 429 (too many new machines) or 503 (overloaded) with Retry-After, and puts
+# "retry after N s" in the status line and the body too: busybox wget prints only the status line
+# of a refused request. retry_after_in FILE prints N from wget's stderr or an answer, or nothing.
+retry_after_in() {
+  sed -n 's/.*retry after \([0-9][0-9]*\) s.*/\1/p' "$1" 2>/dev/null | tail -n 1
+}
+# Sleeps N seconds plus up to half as much again, at random, so refused machines come back apart.
+sleep_with_jitter() {
+  sleep $(($1 + RANDOM % ($1 / 2 + 1)))
+}
+MAX_BUSY_WAITS=120  # about an hour at the default Retry-After
+ANSWER=/tmp/mayu-answer
+
 say() { echo "mayu-installer: $*"; }
+
 
 # --- reports to mayu ---
 json_str() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
@@ -55,7 +70,8 @@ http_put() {
     [ -n "$body" ] && printf 'Content-Type: application/json\r\n'
     report_headers
     printf '\r\n%s' "$body"
-  } | timeout "${3:-$HTTP_TIMEOUT}" nc "$host" "$port" 2>/dev/null | head -n 1 | awk '{ print $2 }'
+  } | timeout "${3:-$HTTP_TIMEOUT}" nc "$host" "$port" 2>/dev/null >"$ANSWER"
+  head -n 1 "$ANSWER" | awk '{ print $2 }'
 }
 
 # PUT install_failed (README "Install failures"): Stage, Reason (one line, at most 200 bytes:
@@ -127,8 +143,17 @@ host_data="{\"Serial\":\"$(json_str "$SERIAL")\",\"NetDevs\":[$netdevs],\"IPMIAd
 
 # --- final config ---
 say "reporting hardware to $MAYU_URL$CONFIG_ROUTE (connected NIC $connected_nic, IPMI ${ipmi_addr:-none})"
-timeout "$HTTP_TIMEOUT" wget -q -O "$WORKDIR/config" --header 'Content-Type: application/json' \
-  --post-data "$host_data" "$MAYU_URL$CONFIG_ROUTE" || fail config "POST $MAYU_URL$CONFIG_ROUTE failed: no $CONFIG_KIND for this machine"
+waits=0
+until timeout "$HTTP_TIMEOUT" wget -q -O "$WORKDIR/config" --header 'Content-Type: application/json' \
+  --post-data "$host_data" "$MAYU_URL$CONFIG_ROUTE" 2>"$WORKDIR/wget.err"; do
+  wait_s=$(retry_after_in "$WORKDIR/wget.err")
+  if [ -z "$wait_s" ] || [ "$waits" -ge "$MAX_BUSY_WAITS" ]; then
+    fail config "POST $MAYU_URL$CONFIG_ROUTE failed ($(tail -n 1 "$WORKDIR/wget.err")): no $CONFIG_KIND for this machine"
+  fi
+  waits=$((waits + 1))
+  say "mayu is busy ($(tail -n 1 "$WORKDIR/wget.err")): asking again in about $wait_s s"
+  sleep_with_jitter "$wait_s"
+done
 [ -s "$WORKDIR/config" ] || fail config "mayu answered an empty $CONFIG_KIND"
 say "received $CONFIG_KIND: $(wc -c <"$WORKDIR/config") bytes, sha256 $(sha256sum "$WORKDIR/config" 2>/dev/null | cut -d ' ' -f 1)"
 
@@ -323,9 +348,17 @@ sync
 # --- report and reboot ---
 installed_url="$MAYU_URL/admin/host/$SERIAL/set_installed"
 attempt=1
+waits=0
 while :; do
   status=$(http_put "$installed_url")
   case $status in 2??) break ;; esac
+  wait_s=$(retry_after_in "$ANSWER")
+  if [ -n "$wait_s" ] && [ "$waits" -lt "$MAX_BUSY_WAITS" ]; then
+    waits=$((waits + 1))
+    say "PUT $installed_url answered $status (mayu is busy): asking again in about $wait_s s"
+    sleep_with_jitter "$wait_s"
+    continue
+  fi
   if [ "$attempt" -ge "$SET_INSTALLED_ATTEMPTS" ]; then
     fail report "PUT $installed_url failed $attempt times (last answer: ${status:-none}): not rebooting, mayu would netboot and reinstall this machine"
   fi

@@ -28,6 +28,10 @@ describe('config loading', () => {
     ['a size without unit', { ...base, storage: { min_free_bytes: '64' } }, /f\.yaml: storage\.min_free_bytes: .*expected a size like 67108864, "64MiB" or "1GiB"/],
     ['a share over 50 %', { ...base, storage: { min_free_percent: 90 } }, /f\.yaml: storage\.min_free_percent: /],
     ['an unknown storage key', { ...base, storage: { min_free: 1 } }, /f\.yaml: storage: /],
+    ['a negative rate limit', { ...base, limits: { new_hosts_per_source: { rate: -1 } } }, /f\.yaml: limits\.new_hosts_per_source\.rate: /],
+    ['a burst of 0', { ...base, limits: { new_hosts: { rate: 1, burst: 0 } } }, /f\.yaml: limits\.new_hosts\.burst: /],
+    ['known hosts bounded below new ones', { ...base, limits: { max_in_flight_new: 100, max_in_flight: 50 } }, /f\.yaml: limits\.max_in_flight: max_in_flight must not be below max_in_flight_new/],
+    ['an unknown limits key', { ...base, limits: { per_ip: 1 } }, /f\.yaml: limits: /],
   ];
   for (const [name, raw, message] of bad) {
     it(`refuses ${name}, naming file and key`, () => assert.throws(() => parseConfig('f.yaml', raw), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message)));
@@ -35,6 +39,11 @@ describe('config loading', () => {
 
   it('reads the free-space guard as bytes or with a unit; defaults 64 MiB and 1 %', () => {
     assert.deepEqual(parseConfig('f.yaml', base).config.storage, { min_free_bytes: 64 * 1024 * 1024, min_free_percent: 1 });
+    assert.deepEqual(parseConfig('f.yaml', base).config.limits, {
+      new_hosts_per_source: { rate: 2, burst: 20 }, new_hosts: { rate: 500, burst: 2000 }, exempt_sources: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
+      max_in_flight_new: 128, max_write_queue_new: 200, max_lag_ms_new: 300, max_commit_ms_new: 500, max_busy_new: 0.8, accept_descriptors: 64, max_in_flight: 1024, retry_after_seconds: 5,
+    });
+    assert.deepEqual(parseConfig('f.yaml', { ...base, limits: { new_hosts: { rate: 0 } } }).config.limits.new_hosts, { rate: 0, burst: 2000 });
     const sizes: [unknown, number][] = [[1048576, 1048576], ['1MiB', 1048576], ['1.5 GiB', 1.5 * 1024 ** 3], ['500MB', 500e6], [0, 0]];
     for (const [raw, bytes] of sizes) {
       assert.equal(parseConfig('f.yaml', { ...base, storage: { min_free_bytes: raw, min_free_percent: 0 } }).config.storage.min_free_bytes, bytes, String(raw));

@@ -69,36 +69,53 @@ describe('iPXE script', () => {
     const U = VIEW_OPTS.mayuUrl;
     assert.deepEqual(lines, [
       '#!ipxe',
-      `kernel ${U}/images/vmlinuz initrd=initrd.cpio.gz coreos.autologin maybe-install-coreos=stable panic=1 console=ttyS0,115200n8 BOOTIF=01-\${mac:hexhyp} mayu=${U} next-script=${U}/first-stage-script/__SERIAL__`,
-      `initrd ${U}/images/initrd.cpio.gz`,
-      'boot',
+      ':mayu_load',
+      `kernel ${U}/images/vmlinuz initrd=initrd.cpio.gz coreos.autologin maybe-install-coreos=stable panic=1 console=ttyS0,115200n8 BOOTIF=01-\${mac:hexhyp} mayu=${U} next-script=${U}/first-stage-script/__SERIAL__ && initrd ${U}/images/initrd.cpio.gz && boot ||`,
+      // A failed download (mayu busy or restarting): free, wait, try again, 10 times at most.
+      'imgfree',
+      'inc mayu_loads',
+      'iseq ${mayu_loads} 10 && exit ||',
+      'echo downloading the installer from mayu failed (${errno}): trying again in 5 s',
+      'sleep 5',
+      'goto mayu_load',
     ]);
   });
   it('chain script: asks again with iPXE\'s serial, MAC and UUID in the query string', () => {
     const U = VIEW_OPTS.mayuUrl;
     assert.deepEqual(renderer.ipxeChainScript(buildView(undefined, sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
       '#!ipxe',
-      `chain ${U}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid}`,
+      ':mayu_ask',
+      `chain ${U}/ipxebootscript?serial=\${serial:uristring}&mac=\${mac:hexhyp}&uuid=\${uuid} && exit ||`,
+      // The local boot answer fails on purpose (exit 1, see below): iPXE ends with it.
+      'iseq ${mayu_answer} local-disk && exit 1 ||',
+      // mayu busy (503), restarting or unreachable: wait, ask again, 10 times at most, then the next boot device.
+      'inc mayu_tries',
+      'iseq ${mayu_tries} 10 && exit 1 ||',
+      'echo mayu did not answer (${errno}): asking again in 5 s',
+      'sleep 5',
+      'goto mayu_ask',
     ]);
   });
   it('local boot script: one echo line naming the host, then exit 1 (UEFI goes on to the next boot option); a hostile serial stays on its line', () => {
     assert.deepEqual(renderer.ipxeLocalBoot(buildView(sampleHost({ State: 'running' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
       '#!ipxe',
       'echo mayu: 004b27ed-692e-b32e is running, booting from the local disk',
+      // Read by the chain script: this exit 1 is the answer, not a failed request.
+      'set mayu_answer local-disk',
       'exit 1',
     ]);
     for (const value of HOSTILE_VALUES) {
       const lines = renderer.ipxeLocalBoot(buildView(sampleHost({ Serial: value, State: 'installed' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
-      assert.equal(lines.length, 3);
-      assert.equal(lines[2], 'exit 1');
+      assert.equal(lines.length, 4);
+      assert.equal(lines[3], 'exit 1');
       assert.doesNotMatch(lines[1]!, /\$\{/);
     }
   });
   it('a hostile URL cannot add lines, arguments or ${} expansions', () => {
     const hostile = 'http://h:1/a b\nshell ${x}';
     const out = renderer.ipxeScript(buildView(undefined, sampleConfig(), { ...VIEW_OPTS, mayuUrl: hostile }));
-    assert.equal(out.trimEnd().split('\n').length, 4);
-    assert.deepEqual(out.match(/\$\{[^}]*\}/g), ['${mac:hexhyp}'], 'the only expansion is the template\'s own BOOTIF');
+    assert.equal(out.trimEnd().split('\n').length, 9);
+    assert.deepEqual(out.match(/\$\{[^}]*\}/g), ['${mac:hexhyp}', '${mayu_loads}', '${errno}'], 'the only expansions are the template\'s own (BOOTIF, the retry loop)');
     assert.equal(decodeURIComponent(/ mayu=(\S+) /.exec(out)![1]!), hostile);
   });
 });
@@ -179,6 +196,16 @@ describe('first-stage script', () => {
     assert.equal(never.requests.length, 5);
     assert.doesNotMatch(never.output, /REBOOTED/);
     assert.match(never.output, /mayu-installer: ERROR: PUT \S+\/set_installed failed 5 times \(last answer: 502\): not rebooting/);
+  });
+
+  it('set_installed refused as busy (429/503 with "retry after N s"): waits as told, not counted as a failed try', () => {
+    const script = renderer.firstStageScript(view('singlenic'));
+    const busy = '503 Service Unavailable, retry after 2 s';
+    const r = runReportPart(script, [busy, busy, busy, busy, busy, busy, '500', '202']);
+    assert.equal(r.code, 0, r.output);
+    assert.equal(r.requests.length, 8);
+    assert.equal(r.output.match(/answered 503 \(mayu is busy\): asking again in about 2 s/g)?.length, 6);
+    assert.match(r.output, /answered 500, retrying in 5 s[\s\S]*installed \(mayu answered 202\); rebooting\nREBOOTED\n$/);
   });
 
   it('decompress: bzip2, gzip and zstd by their magic bytes, byte-exact; anything else is a named failure', () => {

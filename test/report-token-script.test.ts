@@ -17,7 +17,9 @@ function putFromScript(script: string, serial: string): string {
   const values = /# --- values rendered by mayu ---\n([\s\S]*?)# --- end of values ---/.exec(script)![1]!;
   const headers = /^report_headers\(\) \{\n[\s\S]*?\n\}\n/m.exec(script)![0];
   const httpPut = /^http_put\(\) \{\n[\s\S]*?\n\}\n/m.exec(script)![0];
-  return `${values}HTTP_TIMEOUT=15\n${headers}${httpPut}http_put "$MAYU_URL/admin/host/${serial}/set_installed"\n`;
+  // Where http_put keeps the whole answer (a busy mayu's wait is read from it).
+  const answer = /^ANSWER=.*\n/m.exec(script)![0];
+  return `${values}HTTP_TIMEOUT=15\n${answer}${headers}${httpPut}http_put "$MAYU_URL/admin/host/${serial}/set_installed"\n`;
 }
 
 describe('first-stage script reports with its report token', () => {

@@ -12,7 +12,12 @@ const list = async (m: MayuProcess) => (await (await fetch(`${m.url}/admin/hosts
 describe('profiles and addresses', () => {
   let mayu: MayuProcess;
   before(async () => {
-    mayu = await startMayu();
+    // 200 registrations at once: above the overload bounds' defaults (128 in flight), which
+    // would answer some 503 (test/limits-registration.test.ts); here the store's concurrency is tested.
+    const workDir = await tempDir();
+    const config = path.join(workDir, 'config.yaml');
+    await writeFile(config, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}\nlimits:\n  max_in_flight_new: 1000\n  max_write_queue_new: 10000\n  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n  max_busy_new: 0\n`);
+    mayu = await startMayu({ workDir, config });
   });
   after(() => mayu.stop());
 

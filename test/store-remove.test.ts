@@ -31,10 +31,13 @@ describe('RootTree.remove', () => {
       { mode: TREE_MODE, name: 'b', oid: oid(4) },
     ];
     const tree = new RootTree(entries);
-    const before = tree.bytes;
+    const seq = tree.seq;
     assert.equal(tree.remove('a', TREE_MODE), true);
     assert.deepEqual(tree.bytes, encodeTree(entries.filter((e) => e.name !== 'a')));
-    assert.deepEqual(before, encodeTree(entries), 'earlier bytes stay valid');
+    // The bytes change in place; what the removal took is kept for the older tree's delta.
+    const [change] = tree.changesSince(seq)!;
+    assert.deepEqual(change!.old, encodeTree(entries.filter((e) => e.name === 'a')));
+    assert.equal(change!.inserted, 0);
     assert.equal(tree.remove('a', TREE_MODE), false);
     assert.equal(tree.remove('cluster.json', TREE_MODE), false, 'a file is not a folder of that name');
     tree.set({ mode: TREE_MODE, name: 'a', oid: oid(9) });

@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { connectEtcd } from '../store/etcd/connect.ts';
 import { EtcdKeys } from '../store/etcd/keys.ts';
 import { migrateToEtcd } from '../store/etcd/migrate.ts';
+import { migrateFromEtcd } from '../store/etcd/migrate-back.ts';
 import { RenderError } from '../render/renderer.ts';
 import { PROJECT_ROOT, showTemplates, startServer } from '../server.ts';
 import { compactRepo } from '../git/compaction.ts';
@@ -203,12 +204,13 @@ await yargs(hideBin(process.argv))
   )
   .command(
     'migrate',
-    'move a single-node cluster directory\'s hosts into etcd (config `etcd:`) for replicas (--store etcd); the repo stays and becomes their audit history, continued from where it is',
+    'move a single-node cluster directory\'s hosts into etcd (config `etcd:`) for replicas (--store etcd); the repo stays and becomes their audit history, continued from where it is. --to git: back, from etcd into the cluster directory the replicas\' history writer kept (every replica stopped)',
     (y) => y
       .option('config', { type: 'string', default: inRoot('config.yaml'), describe: 'config.yaml with the `etcd:` section and the profiles' })
       .option('profiles-dir', { type: 'string', default: inRoot('profiles') })
       .option('cluster-directory', { type: 'string', default: inRoot('clusters') })
-      .option('etcd-store-endpoints', { type: 'string', describe: 'comma-separated etcd client URLs (default: config etcd.endpoints)' }),
+      .option('etcd-store-endpoints', { type: 'string', describe: 'comma-separated etcd client URLs (default: config etcd.endpoints)' })
+      .option('to', { choices: ['etcd', 'git'] as const, default: 'etcd' as const, describe: 'etcd: the cluster directory into etcd; git: etcd back into the cluster directory (single-node mayu serves it after)' }),
     async (argv) => {
       try {
         const { config, profiles } = await loadConfig(path.resolve(argv.config), path.resolve(argv['profiles-dir']));
@@ -218,6 +220,14 @@ await yargs(hideBin(process.argv))
         const tls = config.etcd?.tls;
         const client = await connectEtcd({ endpoints, tls: tls && { caFile: file(tls.ca_file), certFile: file(tls.cert_file), keyFile: file(tls.key_file) }, requestTimeoutMs: config.etcd?.request_timeout_ms });
         try {
+          if (argv.to === 'git') {
+            const dir = path.resolve(argv['cluster-directory']);
+            const back = await migrateFromEtcd({ dir, client, keys: new EtcdKeys(config.etcd?.prefix ?? '/mayu/'), zone: localZone(process.env['TZ']) });
+            for (const key of back.ignored) process.stderr.write(`mayu migrate: ${key}: not a host record mayu wrote (bad JSON or conf): not migrated\n`);
+            process.stdout.write(`${back.hosts} hosts in ${dir}, equal to etcd at revision ${back.revision} (${back.caughtUp} changes the history writer had not committed yet were committed); `
+              + 'the history ends with one commit marking the migration; start single-node mayu on the directory (without --store etcd)\n');
+            return;
+          }
           const result = await migrateToEtcd({
             dir: path.resolve(argv['cluster-directory']),
             client,

@@ -93,6 +93,45 @@ export const storageSchema = z
   })
   .prefault({});
 
+const bucket = (rate: number, burst: number) =>
+  z.strictObject({ rate: z.number().min(0).max(1e6).default(rate), burst: z.number().int().min(1).max(1e7).default(burst) }).prefault({});
+
+/**
+ * Registration limits and overload bounds (README "Limits and overload"; src/http/load-shedding.ts).
+ * The defaults never touch a rack booting normally (reasons in the README): a machine registers
+ * once per install from its own address, and a whole rack powering on at once is far below
+ * what the bounds let through.
+ */
+export const limitsSchema = z
+  .strictObject({
+    /** New registrations per source address: token bucket; rate 0 turns it off. */
+    new_hosts_per_source: bucket(2, 20),
+    /** Sources the per-source bucket leaves alone (the overall one still counts them): mayu's own host. */
+    exempt_sources: z.array(z.string().min(1)).default(['127.0.0.1', '::1', '::ffff:127.0.0.1']),
+    /** New registrations from everybody together; rate 0 turns it off. */
+    new_hosts: bucket(500, 2000),
+    /** New registrations get 503 while more requests than this are in flight. */
+    max_in_flight_new: z.number().int().min(1).default(128),
+    /** ... or while more changes than this wait to be stored. */
+    max_write_queue_new: z.number().int().min(1).default(200),
+    /** ... or while the event loop runs this late, or changes take this long to be stored (ms; 0: off). */
+    max_lag_ms_new: z.number().int().min(0).default(300),
+    max_commit_ms_new: z.number().int().min(0).default(500),
+    /** ... or while the event loop was busy more than this share of the time (0..1; 0: off). */
+    max_busy_new: z.number().min(0).max(1).default(0.8),
+    /**
+     * Descriptors of the HTTP port accepting connections (src/http/accept-fanout.ts): Node 20
+     * accepts one connection per descriptor and event-loop turn. 1: the socket alone.
+     */
+    accept_descriptors: z.number().int().min(1).max(1024).default(64),
+    /** Every machine request gets 503 past this many in flight (known hosts keep priority below it). */
+    max_in_flight: z.number().int().min(1).default(1024),
+    /** Retry-After of a 503: between this and twice it. */
+    retry_after_seconds: z.number().int().min(1).max(3600).default(5),
+  })
+  .prefault({})
+  .refine((l) => l.max_in_flight >= l.max_in_flight_new, { message: 'max_in_flight must not be below max_in_flight_new (known hosts keep priority)', path: ['max_in_flight'] });
+
 export const configSchema = z
   .looseObject({
     default_coreos_version: z.coerce.string().min(1),
@@ -103,6 +142,7 @@ export const configSchema = z
     use_ignition: z.boolean().default(false),
     security: securitySchema,
     storage: storageSchema,
+    limits: limitsSchema,
     /** Which machines get a host (issue 17, src/config/selector-schema.ts). */
     admission: admissionSchema,
     /** Command run when a reinstall is requested (README "Host lifecycle"). */
@@ -161,9 +201,10 @@ export type NetworkConfig = z.infer<typeof networkSchema>;
 export type MayuConfig = z.infer<typeof configSchema>;
 export type SecurityConfig = z.infer<typeof securitySchema>;
 export type StorageConfig = z.infer<typeof storageSchema>;
+export type LimitsConfig = z.infer<typeof limitsSchema>;
 
 /** Top-level and network keys this version reads; anything else is reported as ignored. */
 export const KNOWN_KEYS = {
-  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'stuck_installs', 'admission'],
+  top: ['default_coreos_version', 'network', 'profiles', 'templates_env', 'use_ignition', 'security', 'power_hook', 'audit_push', 'storage', 'etcd', 'stuck_installs', 'admission', 'limits'],
   network: Object.keys(networkSchema.shape),
 };

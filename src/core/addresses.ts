@@ -1,4 +1,5 @@
 // IPv4 address arithmetic and allocation from the configured ip_range (end enforced).
+import { createHash } from 'node:crypto';
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
@@ -37,8 +38,11 @@ export interface IpRange {
   end: string;
 }
 
-/** Lowest address of the range that no host holds. */
-export function allocateAddress(range: IpRange, taken: Iterable<string | undefined>): string {
+/**
+ * The first address no host holds, searching from `from` places past the range's start and
+ * wrapping round to it; from 0 (one mayu): the lowest free address.
+ */
+export function allocateAddress(range: IpRange, taken: Iterable<string | undefined>, from = 0): string {
   const start = ipv4ToInt(range.start);
   const end = ipv4ToInt(range.end);
   const used = new Set<number>();
@@ -46,10 +50,26 @@ export function allocateAddress(range: IpRange, taken: Iterable<string | undefin
     const n = ip ? parseIpv4(ip) : undefined;
     if (n !== undefined) used.add(n);
   }
-  for (let n = start; n <= end; n++) if (!used.has(n)) return intToIpv4(n);
+  const size = end - start + 1;
+  const offset = size > 0 ? ((from % size) + size) % size : 0;
+  for (let i = 0; i < size; i++) {
+    const n = start + ((offset + i) % size);
+    if (!used.has(n)) return intToIpv4(n);
+  }
   throw new RangeExhaustedError(
     `ip_range ${range.start}-${range.end} is exhausted: all ${end - start + 1} addresses are assigned`,
   );
+}
+
+/**
+ * Where a replica (etcd store) starts its search for a free address: a hash of its id spread over
+ * the range. Replicas registering at the same moment then seldom pick the same address (the loser
+ * of such a pick is answered 503 and retries); the same id always starts at the same place.
+ */
+export function replicaSearchOffset(replicaId: string, range: IpRange): number {
+  const size = ipv4ToInt(range.end) - ipv4ToInt(range.start) + 1;
+  if (size <= 0) return 0;
+  return createHash('sha256').update(replicaId).digest().readUInt32BE(0) % size;
 }
 
 /** Prefix length from a dotted netmask ("255.255.252.0" → 22). */

@@ -57,7 +57,11 @@ export function bootSerial(q: BootQuery): string | undefined {
  * The known host this machine is: by serial (placeholder serials: by UUID, as the installer
  * registers them), else by the MAC it boots from; undefined for a machine mayu never saw.
  */
-export function findBootHost(q: BootQuery, bySerial: (serial: string) => Readonly<Host> | undefined, hosts: Iterable<Readonly<Host>>): Readonly<Host> | undefined {
+export function findBootHost(
+  q: BootQuery, bySerial: (serial: string) => Readonly<Host> | undefined, hosts: Iterable<Readonly<Host>>,
+  /** A MAC index (HostIndexView.serialByMac): then `hosts` is not scanned. */
+  serialByMac?: (mac: string) => string | undefined,
+): Readonly<Host> | undefined {
   const serial = bootSerial(q);
   const known = serial === undefined ? undefined : bySerial(serial);
   if (known) return known;
@@ -67,6 +71,10 @@ export function findBootHost(q: BootQuery, bySerial: (serial: string) => Readonl
   } catch (err) {
     if (err instanceof HostDataError) return undefined;
     throw err;
+  }
+  if (serialByMac) {
+    const owner = serialByMac(mac);
+    return owner === undefined ? undefined : bySerial(owner);
   }
   for (const h of hosts) if (h.MacAddresses?.includes(mac)) return h;
   return undefined;

@@ -3,6 +3,7 @@
 import { allocateAddress, isIpv4, type IpRange } from './addresses.ts';
 import { cloneHost, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
 import type { HostData } from './host-data.ts';
+import type { HostIndexView } from './host-index.ts';
 import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from './profiles.ts';
 import type { MachineFacts } from './selectors.ts';
 import { assertTransition } from './states.ts';
@@ -33,8 +34,12 @@ export interface CreationContext {
   randomBytes: Uint8Array;
   /** Use this profile instead of the first one with room (dry-run previews of a chosen profile). */
   profile?: Profile;
+  /** The hosts' free addresses and profile counts, kept in step: then `hosts` is not scanned. */
+  index?: HostIndexView;
   /** What is known about the machine beyond its serial (MACs, NICs), for profile selectors. */
   facts?: Omit<MachineFacts, 'serial'>;
+  /** Where the search for a free InternalAddr starts, past the range's start (replicas; 0: the lowest free). */
+  addressSearchFrom?: number;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -48,7 +53,6 @@ export function machineIdFrom(random: Uint8Array, cabinet = 0, machineOnCabinet 
 
 /** The creation sequence of a new serial (protocol section 4): 4 or 5 steps, computed up front so an exhausted range writes nothing. */
 export function creationSteps(serial: string, ctx: CreationContext): Step[] {
-  const hosts = [...ctx.hosts];
   const steps: Step[] = [];
   let host = newHost(serial);
   steps.push({ message: 'host created', host });
@@ -57,10 +61,14 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   host = { ...host, MachineID: machineId, Hostname: machineId.slice(0, 16) };
   steps.push({ message: 'updated with predefined settings', host });
 
-  host = { ...host, InternalAddr: allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr)) };
+  const hosts = ctx.index ? [] : [...ctx.hosts];
+  const address = ctx.index
+    ? ctx.index.lowestFreeAddress(ctx.ipRange, ctx.addressSearchFrom)
+    : allocateAddress(ctx.ipRange, hosts.map((h) => h.InternalAddr), ctx.addressSearchFrom);
+  host = { ...host, InternalAddr: address };
   steps.push({ message: 'updated host InternalAddr', host });
 
-  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, countByProfile(hosts), { ...ctx.facts, serial }));
+  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, ctx.index ? ctx.index.profileCounts() : countByProfile(hosts), { ...ctx.facts, serial }));
   steps.push({ message: 'updated host profile and metadata', host });
 
   if (!host.EtcdClusterToken) {

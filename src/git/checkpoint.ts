@@ -27,8 +27,10 @@ export async function writeCheckpoint(reader: GitObjectReader, ref: string, entr
   if (packed.status === 'rejected' || moved.status === 'rejected') {
     if (moved.status === 'fulfilled') await moved.value.abort();
     unkeep();
-    // A pack the ref will never name (moved outside, locked): its commits would dangle.
-    if (packed.status === 'fulfilled' && !reader.packList.some((p) => p.name === packed.value.name)) {
+    // A pack the ref will never name (moved outside, locked): its commits would dangle. Not one
+    // that was there before (the same objects packed by the replica that moved the ref: deleting
+    // it by name lost the commits it names).
+    if (packed.status === 'fulfilled' && !packed.value.existed && !reader.packList.some((p) => p.name === packed.value.name)) {
       for (const ext of ['idx', 'pack']) await rm(path.join(reader.packDir, `${packed.value.name}.${ext}`), { force: true });
     }
     throw packed.status === 'rejected' ? packed.reason : (moved as PromiseRejectedResult).reason;

@@ -23,7 +23,7 @@ function serveJobs(): void {
       reader = new GitObjectReader(job.gitdir);
     }
     try {
-      parentPort!.postMessage({ merged: await writeMergedPack(reader, job.head, { all: job.all }) });
+      parentPort!.postMessage({ merged: await writeMergedPack(reader, job.head, { all: job.all, syncReads: true }) });
     } catch (err) {
       parentPort!.postMessage({ error: (err as Error).stack ?? String(err) });
     }

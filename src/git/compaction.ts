@@ -169,7 +169,7 @@ export async function retireMerged(reader: GitObjectReader, m: MergedPack): Prom
 export async function writeMergedPack(
   reader: GitObjectReader,
   head: string | undefined,
-  opts: { all?: boolean; maxDepth?: number } = {},
+  opts: { all?: boolean; maxDepth?: number; syncReads?: boolean } = {},
 ): Promise<MergedPack | undefined> {
   const maxDepth = opts.maxDepth ?? MAX_DEPTH;
   await reader.refresh();
@@ -179,7 +179,10 @@ export async function writeMergedPack(
   const merged: PackIndex[] = [];
   for (const p of reader.packList.filter((p) => chosen.has(p.name))) {
     // A pack `git repack -d` removed meanwhile is left out: its objects are in git's new pack.
-    if (await p.loadWhole().then(() => true, ifGone(false))) merged.push(p);
+    // In the worker thread: blocking positioned reads (PackIndex.readSynchronously); on the
+    // main thread the pack is read whole (one read instead of thousands in libuv's pool).
+    const opened = opts.syncReads ? Promise.resolve().then(() => p.readSynchronously()) : p.loadWhole();
+    if (await opened.then(() => true, ifGone(false))) merged.push(p);
   }
   const want = new Set(loose);
   for (const p of merged) {
@@ -261,6 +264,7 @@ export async function writeMergedPack(
     for (const p of merged) p.unloadWhole();
     return { ...written, objects: want.size, replacedPacks: merged.map((p) => p.name), replacedLoose: loose };
   } catch (err) {
+    for (const p of merged) p.unloadWhole();
     await writer.abort();
     throw err;
   }

@@ -67,17 +67,33 @@ export function computeDelta(base: Buffer, target: Buffer): Buffer {
   const max = Math.min(base.length, target.length);
   const prefix = commonPrefix(base, target, max);
   const suffix = commonSuffix(base, target, max - prefix);
-  const out: number[] = [...sizeVarint(base.length), ...sizeVarint(target.length)];
+  return spliceDelta(base, target, prefix, suffix);
+}
+
+/**
+ * The same, when the caller knows that the first `prefix` and the last `suffix` bytes of both
+ * are equal (a root tree with one entry spliced in). Not checked.
+ */
+export function spliceDelta(base: Buffer, target: Buffer, prefix: number, suffix: number): Buffer {
+  return literalDelta(base.length, prefix, target.subarray(prefix, target.length - suffix), suffix);
+}
+
+/**
+ * A delta from a base of `baseLength` bytes to: its first `prefix` bytes, then `middle`, then its
+ * last `suffix` bytes. Needs no byte of the base (an older root tree from the newer one and what
+ * the change between them replaced: RootTree's TreeSplice.old).
+ */
+export function literalDelta(baseLength: number, prefix: number, middle: Buffer, suffix: number): Buffer {
+  const out: number[] = [...sizeVarint(baseLength), ...sizeVarint(prefix + middle.length + suffix)];
   const copy = (offset: number, size: number) => {
     for (let done = 0; done < size; done += 0xffff) out.push(...copyOp(offset + done, Math.min(0xffff, size - done)));
   };
   copy(0, prefix);
-  const middle = target.subarray(prefix, target.length - suffix);
   for (let i = 0; i < middle.length; i += 127) {
     const chunk = middle.subarray(i, i + 127);
     out.push(chunk.length, ...chunk);
   }
-  copy(base.length - suffix, suffix);
+  copy(baseLength - suffix, suffix);
   return Buffer.from(out);
 }
 

@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../fs/durable-fs.ts';
@@ -33,6 +33,12 @@ export interface WrittenPack {
   bytes: number;
   /** The pack's .keep (finish({ keep: true })), for its writer to remove (a plain value: merges post theirs between threads). */
   keepFile?: string;
+  /**
+   * A pack of the same name (the same objects in the same order) was there already: another
+   * process wrote it (a replica that replayed this one's journal). Its files are not this
+   * writer's to remove, nor its .keep; the rename over it changed no byte.
+   */
+  existed?: boolean;
 }
 
 export class PackFileWriter {
@@ -78,6 +84,7 @@ export class PackFileWriter {
       this.push(checksum);
       await this.flushPending();
       const name = `pack-${checksum.toString('hex')}`;
+      const existed = existsSync(path.join(this.packDir, `${name}.idx`));
       const idxTmp = this.tmp.replace(/\.pack-tmp$/, '.idx-tmp');
       const ih = await open(idxTmp, 'w');
       try {
@@ -87,7 +94,7 @@ export class PackFileWriter {
         await ih.close();
         await this.fh.close();
       }
-      if (opts.keep) {
+      if (opts.keep && !existed) {
         // Whole or not at all: a kill must not leave an empty .keep, which would look like an
         // operator's. Blocking calls (tens of µs): in a storm libuv's pool is queued up with
         // journal syncs, and each queued step here made checkpoints later and bigger.
@@ -99,7 +106,7 @@ export class PackFileWriter {
       await rename(this.tmp, path.join(this.packDir, `${name}.pack`));
       await rename(idxTmp, path.join(this.packDir, `${name}.idx`));
       await fsyncPath(this.packDir);
-      return { name, index, bytes: this.bytes, keepFile };
+      return { name, index, bytes: this.bytes, keepFile, ...(existed ? { existed } : {}) };
     } catch (err) {
       await this.abort();
       if (keepFile) await rm(keepFile, { force: true });

@@ -120,6 +120,14 @@ export class PackBuilder {
     return this.append(oid, record, crc32(record));
   }
 
+  /** A delta computed by the caller against `baseOid`, added earlier (a batch's root trees). */
+  addDelta(oid: string, baseOid: string, delta: Buffer, level = DEFLATE.level): Buffer {
+    const baseOffset = this.offsets.get(baseOid);
+    if (baseOffset === undefined) throw new Error(`delta base ${baseOid} of ${oid} is not in the pack yet`);
+    const record = Buffer.concat([objectHeader(OFS_DELTA, delta.length), ofsEncoding(this.offset - baseOffset), compress(delta, level)]);
+    return this.append(oid, record, crc32(record));
+  }
+
   /** A record copied as is from another pack (not a delta: those refer to their pack's offsets). */
   addRaw(oid: string, record: Buffer, crc: number): Buffer {
     return this.append(oid, record, crc);

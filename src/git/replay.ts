@@ -48,8 +48,10 @@ export async function replayCommits(reader: GitObjectReader, commits: readonly s
       if (change.after) root.set(change.after);
       else root.remove(change.name, change.before!.mode);
     }
-    const tree = objectId('tree', root.bytes);
-    objects.push({ oid: tree, type: 'tree', content: root.bytes });
+    // A copy: the root's bytes change in place with the next commit.
+    const rootBytes = Buffer.from(root.bytes);
+    const tree = objectId('tree', rootBytes);
+    objects.push({ oid: tree, type: 'tree', content: rootBytes });
     const content = withTreeAndParent(raw, tree, head);
     head = objectId('commit', content);
     objects.push({ oid: head, type: 'commit', content });

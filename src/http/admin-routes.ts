@@ -11,6 +11,9 @@ import { requireAdmin, requireReporter, type AccessPolicy } from './auth.ts';
 import { readBody, readJsonObject } from './body.ts';
 import { HttpError } from './errors.ts';
 
+/** X-Mayu-Boot-Id of boot_complete: a kernel boot_id (a UUID) or any short token of the machine's. */
+const BOOT_ID = /^[A-Za-z0-9-]{1,64}$/;
+
 // Operator and installer reports under /admin (protocol section 2). Every PUT answers 202 with
 // an empty body; bodies are whole Host objects (mayuctl) of which each route reads one field.
 
@@ -188,7 +191,10 @@ export function adminRoutes(service: MayuService, outputs: Outputs, policy: Acce
     } catch {
       throw new HttpError(400, 'unable to parse json data in boot_complete request');
     }
-    await service.bootComplete(ctx.params.serial!, reported);
+    // Optional (new): the boot's id, so a retried report of the same boot makes no second commit.
+    const bootId = ctx.get('x-mayu-boot-id');
+    if (bootId !== '' && !BOOT_ID.test(bootId)) throw new HttpError(400, 'invalid X-Mayu-Boot-Id: expected 1 to 64 letters, digits or "-"');
+    await service.bootComplete(ctx.params.serial!, reported, bootId === '' ? undefined : bootId);
     accepted(ctx);
   });
   put('set_metadata', (s, b) => service.setMetadata(s, b.FleetMetadata ?? []));

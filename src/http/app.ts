@@ -7,6 +7,8 @@ import type { AccessPolicy } from './auth.ts';
 import { discoveryRoutes, type DiscoveryRouteDeps } from './discovery-routes.ts';
 import { HttpError, statusFor } from './errors.ts';
 import { eventRoutes, type EventStreamDeps } from './event-stream.ts';
+import type { ConnectionClock } from './connection-clock.ts';
+import { RefusalError, type LoadGate } from './load-shedding.ts';
 import { machineRoutes, type MachineRouteDeps } from './machine-routes.ts';
 import { opsRoutes, type OpsDeps } from './ops-routes.ts';
 import { uiRoutes } from './ui-routes.ts';
@@ -27,6 +29,10 @@ export interface AppDeps extends MachineRouteDeps {
   unavailable?: () => string | undefined;
   /** Told about every answered request: method, the router's path pattern ("(unmatched)" if none), status. */
   observeRequest?: (method: string, route: string, status: number) => void;
+  /** Overload protection and registration limits (load-shedding.ts); absent: no bounds. */
+  gate?: LoadGate;
+  /** Accept times of connections: the log's sinceAcceptMs (connection-clock.ts). */
+  connections?: ConnectionClock;
 }
 
 /** Koa app: one JSON log line per request; errors become plain-text answers, never a crash. */
@@ -37,6 +43,7 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
+    const sinceAccept = deps.connections?.firstRequestWait(ctx.req.socket);
     try {
       await next();
     } catch (err) {
@@ -46,6 +53,7 @@ export function createApp(deps: AppDeps): Koa {
       if (err instanceof HttpError) ctx.set(err.headers);
       ctx.type = 'text/plain; charset=utf-8';
       ctx.body = status ? message : `internal error: ${message}`;
+      if (err instanceof RefusalError) ctx.message = err.reasonPhrase;
       if (!status) logger.error({ err, method: ctx.method, url: ctx.url }, 'request failed');
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -54,9 +62,15 @@ export function createApp(deps: AppDeps): Koa {
       // The pattern, not the URL: one series per route, whatever serials machines send.
       const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
       deps.observeRequest?.(ctx.method, matched === undefined ? '(unmatched)' : String(matched), ctx.status);
-      logger.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip, ...extra }, 'request');
+      logger.info({
+        method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(ms * 100) / 100, remote: ctx.ip,
+        ...(sinceAccept === undefined ? {} : { sinceAcceptMs: Math.round(sinceAccept) }), ...extra,
+      }, 'request');
     }
   });
+
+  // Bounded work in flight (load-shedding.ts): past the bound, a 503 before any route runs.
+  if (deps.gate) app.use(deps.gate.middleware());
 
   // Memory may be behind what other replicas did (etcd store without etcd): answer nothing from it.
   if (deps.unavailable) {

@@ -9,6 +9,7 @@ import { readJson } from './body.ts';
 import { HttpError } from './errors.ts';
 import { sendFile } from './file-response.ts';
 import type { Outputs } from '../render/outputs.ts';
+import type { LoadGate } from './load-shedding.ts';
 import { firstStageWaitScript, ipxeWaitScript } from '../render/wait-scripts.ts';
 import { NotAdmittedError, type AdmissionService } from '../service/admission-service.ts';
 
@@ -28,6 +29,8 @@ export interface MachineRouteDeps {
   version: string;
   /** OS image version of a host without its own (config default_coreos_version). */
   defaultImageVersion: string;
+  /** Refuses a new registration (429 rate limit, 503 overload) before anything is read or written. */
+  gate?: Pick<LoadGate, 'admitNewHost'>;
   /** Admission control (issue 17): machines not admitted are answered scripts that wait and ask again. */
   admission?: { service: AdmissionService; mayuUrl: string };
 }
@@ -57,7 +60,8 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
     const query = { serial: param('serial'), mac: param('mac'), uuid: param('uuid') };
     const host = await service.findBootHost(query);
     // issue 17: a machine with no host that may not install yet loops in iPXE (waits, asks again).
-    const waits = host ? undefined : deps.admission?.service.checkBoot(query, ctx.ip);
+    // A machine that must wait is a new machine for the limits and overload bounds, like a first stage's.
+    const waits = host ? undefined : deps.admission?.service.checkBoot(query, ctx.ip, deps.gate && (() => deps.gate!.admitNewHost(ctx.ip)));
     if (waits) {
       await waits.recorded;
       ctx.state.log = { boot: 'wait', admission: waits.status, host: waits.serial };
@@ -114,7 +118,14 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
   router.get('/images/:serial/install_image.bin', anyImage);
   router.head('/images/:serial/install_image.bin', anyImage);
 
+  // Limits and overload: only a serial mayu has no host for is a new registration (load-shedding.ts);
+  // admission's discovered and pending machines have none, so they are limited as new machines.
+  const admitIfNew = (serial: string, source: string) => {
+    if (deps.gate && !service.find(serial)) deps.gate.admitNewHost(source);
+  };
+
   router.get('/first-stage-script/:serial', async (ctx) => {
+    admitIfNew(ctx.params.serial!, ctx.ip);
     try {
       const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
       Object.assign(ctx, text(body));
@@ -128,6 +139,7 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
 
   const finalConfig = (route: string, render: (h: Host) => string, type: string): RouterMiddleware => async (ctx) => {
     const data = parseHostData(await readJson(ctx, route));
+    admitIfNew(data.Serial, ctx.ip);
     let body: string;
     try {
       ({ body } = await service.recordHostData(data, render));

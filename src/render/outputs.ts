@@ -52,6 +52,8 @@ export interface OutputDeps {
   caPem?: string;
   /** External etcd discovery base (--etcd-discovery); default `<mayuUrl>/etcd`. */
   etcdDiscoveryUrl?: string;
+  /** [0, 1), for the iPXE scripts' retry wait; default Math.random. */
+  random?: () => number;
 }
 
 export function createOutputs(deps: OutputDeps): Outputs {
@@ -67,12 +69,22 @@ export function createOutputs(deps: OutputDeps): Outputs {
   };
   const view = (host?: Host) => buildView(host, config, opts);
   const cached = { localBoot: new RenderCache(), firstStage: new RenderCache(), cloudConfig: new RenderCache(), ignition: new RenderCache() };
-  let ipxeScript: string | undefined;
-  let ipxeChainScript: string | undefined;
+  // The iPXE scripts carry their retry wait (iPXE cannot read Retry-After): drawn per answer
+  // between limits.retry_after_seconds and twice that, so machines refused together come back
+  // apart. One rendering per wait, made on first use (a broken template is a 500, not a crash).
+  const base = config.limits?.retry_after_seconds ?? 5;
+  const random = deps.random ?? Math.random;
+  const ipxeScripts = new Map<number, string>();
+  const chainScripts = new Map<number, string>();
+  const withWait = (cache: Map<number, string>, render: (v: ReturnType<typeof view>) => string) => {
+    const seconds = base + Math.floor(random() * (base + 1));
+    let doc = cache.get(seconds);
+    if (doc === undefined) cache.set(seconds, (doc = render(buildView(undefined, config, { ...opts, retrySeconds: seconds }))));
+    return doc;
+  };
   return {
-    // The same for every machine: rendered on first use (a broken template is a 500, not a crash).
-    ipxeScript: () => (ipxeScript ??= renderer.ipxeScript(view())),
-    ipxeChainScript: () => (ipxeChainScript ??= renderer.ipxeChainScript(view())),
+    ipxeScript: () => withWait(ipxeScripts, (v) => renderer.ipxeScript(v)),
+    ipxeChainScript: () => withWait(chainScripts, (v) => renderer.ipxeChainScript(v)),
     ipxeLocalBoot: (host) => cached.localBoot.get(host, () => renderer.ipxeLocalBoot(view(host))),
     firstStageScript: (host) => cached.firstStage.get(host, () => renderer.firstStageScript(view(host))),
     cloudConfig: (host) => cached.cloudConfig.get(host, () => renderer.cloudConfig(view(host))),

@@ -26,6 +26,8 @@ export interface ViewOptions {
   tlsUrl?: string;
   /** PEM of the CA machines should trust for tlsUrl; "" or absent when none. */
   caPem?: string;
+  /** The iPXE scripts' wait before asking again (retry_seconds); default config limits.retry_after_seconds. */
+  retrySeconds?: number;
 }
 
 export interface HostView {
@@ -103,6 +105,8 @@ export interface TemplateView {
   /** Path inside the mounted partition: the config file (`file`) or the seed folder (`nocloud`). */
   config_path: string;
   etcd_discovery_url: string;
+  /** Seconds the iPXE scripts wait before asking mayu again after a failed request (README "Limits and overload"). */
+  retry_seconds: number;
   host: HostView;
   network: NetworkView;
   /** config.templates_env with the host's Overrides on top: a fresh deep copy per call. */
@@ -235,6 +239,7 @@ export function buildView(host: Host | undefined, config: MayuConfig, opts: View
     install_disk: envDisk ?? opts.installDisk ?? 'auto',
     ...configPlace(env, useIgnition),
     etcd_discovery_url: (opts.etcdDiscoveryUrl ?? `${mayuUrl}/etcd`).replace(/\/+$/, ''),
+    retry_seconds: opts.retrySeconds ?? config.limits?.retry_after_seconds ?? 5,
     host: hostView(host, config),
     network: networkView(host, config),
     env,

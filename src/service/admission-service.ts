@@ -125,8 +125,9 @@ export class AdmissionService implements AdmissionGate {
   /**
    * iPXE's `/ipxebootscript?serial=&mac=&uuid=` of a machine with no host: its booting MAC is
    * remembered (selectors), and a machine that may not install yet is told to wait (recorded once).
+   * `admitNew` (the load gate) runs first for such a machine and may throw (429/503): nothing is recorded then.
    */
-  checkBoot(query: BootQuery, source: string): NotAdmittedError | undefined {
+  checkBoot(query: BootQuery, source: string, admitNew?: () => void): NotAdmittedError | undefined {
     const serial = bootSerial(query);
     if (serial === undefined) return undefined;
     let mac: string | undefined;
@@ -143,6 +144,7 @@ export class AdmissionService implements AdmissionGate {
     const record = this.record(serial);
     const decision = decideAdmission(this.deps.mode, this.inventory().get(serial), record);
     if (decision.kind === 'admit') return undefined;
+    admitNew?.();
     this.lastSeen.set(serial, this.stamp());
     const recorded = decision.record ? this.recordWaiting(serial, decision.record, mac ? [mac] : [], source) : Promise.resolve();
     return new NotAdmittedError(serial, decision.status, this.deps.retrySeconds, recorded);

@@ -13,12 +13,15 @@ import {
   clearFailureOnStateChange, currentFailure, decodeFailureLog, INSTALL_FAILURES_FILE, installFailureSteps,
   type InstallFailure, type InstallFailureLog, type InstallFailureReport,
 } from '../core/install-failures.ts';
-import type { Host, HostState, OverrideValue } from '../core/host.ts';
+import { VERSION_FIELDS, type Host, type HostState, type OverrideValue } from '../core/host.ts';
 import type { Profile } from '../core/profiles.ts';
 import type { MachineFacts } from '../core/selectors.ts';
 import { normalizeSerial } from '../core/serial.ts';
 import type { StuckHost } from '../core/stuck.ts';
 import type { CommitInfo, HostStore } from '../store/store.ts';
+
+/** Boot ids remembered (one per host that reported; a bound all the same). */
+const MAX_BOOT_IDS = 100_000;
 
 /** 400 `host doesn't exist`, verbatim from 0.11. */
 export class UnknownHostError extends Error {
@@ -54,6 +57,8 @@ export interface ServiceDeps {
   store: HostStore;
   profiles: readonly Profile[];
   ipRange: IpRange;
+  /** Where this replica's search for a free InternalAddr starts (etcd store; default 0: the lowest free). */
+  addressSearchFrom?: number;
   randomBytes: (n: number) => Uint8Array;
   /** LastBoot for a boot reported now: Go's RFC3339Nano in the server's zone, as 0.11 wrote it. */
   bootTime: () => string;
@@ -100,6 +105,9 @@ export class UnknownProfileError extends Error {}
 export type RenderFor = (host: Host) => string;
 
 export class MayuService {
+  /** serial → boot id of the boot_complete taken last (bootComplete), oldest first. */
+  private readonly bootIds = new Map<string, string>();
+
   constructor(private readonly deps: ServiceDeps) {}
 
   /** Now, for install-failure records. */
@@ -134,7 +142,8 @@ export class MayuService {
    * elsewhere, its answer is the installer.
    */
   async findBootHost(query: BootQuery): Promise<Readonly<Host> | undefined> {
-    const find = () => findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan());
+    const index = this.deps.store.index();
+    const find = () => findBootHost(query, (serial) => this.deps.store.get(serial), this.deps.store.scan(), (mac) => index.serialByMac(mac));
     const serial = bootSerial(query);
     if (serial !== undefined) await this.deps.store.settledFor(serial);
     const found = find();
@@ -224,8 +233,34 @@ export class MayuService {
     return this.change(serial, (h) => setInstalledSteps(h));
   }
 
-  bootComplete(serial: string, reported: Partial<Host>) {
-    return this.change(serial, (h) => bootCompleteSteps(h, reported, this.deps.bootTime()));
+  /**
+   * boot_complete: a commit on every boot (LastBoot moves), as in 0.11. A report that names its
+   * boot (`bootId`: the shipped OS sends its kernel boot_id) and repeats the one taken last for
+   * this host, with nothing new to store, is a retry of a report whose answer the machine did not
+   * get (a timeout): answered once the first is durable, with no second commit.
+   */
+  async bootComplete(rawSerial: string, reported: Partial<Host>, bootId?: string): Promise<Host> {
+    const serial = normalizeSerial(rawSerial);
+    const compute = (h: Host) => bootCompleteSteps(h, reported, this.deps.bootTime());
+    if (bootId === undefined) return this.change(serial, compute);
+    const host = this.deps.store.get(serial);
+    if (host?.State === 'running' && this.bootIds.get(serial) === bootId && VERSION_FIELDS.every((f) => !reported[f] || reported[f] === host[f])) {
+      // This host's writes only: the first report's among them (not every batch in flight).
+      await this.deps.store.settledFor(serial);
+      const now = this.deps.store.get(serial);
+      // The first report was stored (not rolled back by a failed write): nothing more to do.
+      if (now?.State === 'running') return now;
+    }
+    // Taken before the commit is durable: a retry arriving meanwhile is recognised too.
+    this.bootIds.delete(serial);
+    this.bootIds.set(serial, bootId);
+    if (this.bootIds.size > MAX_BOOT_IDS) this.bootIds.delete(this.bootIds.keys().next().value!);
+    try {
+      return await this.change(serial, compute);
+    } catch (err) {
+      if (this.bootIds.get(serial) === bootId) this.bootIds.delete(serial);
+      throw err;
+    }
   }
 
   setState(serial: string, state: HostState) {
@@ -333,8 +368,10 @@ export class MayuService {
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,
+      addressSearchFrom: this.deps.addressSearchFrom,
       defaultEtcdToken: this.deps.store.clusterConfig().DefaultEtcdClusterToken,
       randomBytes: this.deps.randomBytes(16),
+      index: this.deps.store.index(),
     });
   }
 

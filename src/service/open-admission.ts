@@ -11,7 +11,8 @@ import type { MayuService } from './mayu-service.ts';
 /**
  * The admission service of a server (issue 17), checked before any port serves machines: an
  * inventory naming an unknown profile (or otherwise invalid) stops mayu with file, key, reason.
- * Undefined for a store that keeps no records (etcd) in `open` mode: 0.11's behaviour.
+ * Undefined for a store that keeps no records in `open` mode: 0.11's behaviour (every store keeps
+ * them now: git, files (--no-git) and etcd).
  */
 export async function openAdmission(opts: {
   store: HostStore; clusterDir: string; config: MayuConfig; configFile: string; profiles: readonly Profile[]; service: MayuService; now?: () => Date; logger: Logger;

@@ -2,13 +2,16 @@ import type { Etcd3, IKeyValue, IWatchResponse, Watcher } from 'etcd3';
 import { decodeHost, encodeHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
-import { decodeLog, encodeLog, type LogEntry } from './etcd/change-log.ts';
+import { decodeLog, encodeLog, resumePoint, type LogEntry } from './etcd/change-log.ts';
+import { isUncommittedId, UncommittedLog } from './etcd/uncommitted-log.ts';
 import { EtcdKeys } from './etcd/keys.ts';
 import { buildTxn, conflictsOf, prefixEnd, type TxnItem } from './etcd/txn.ts';
+import { fragmented, resumeAfterLastEvent } from './etcd/connect.ts';
 import { GitHistoryReader } from './etcd/git-history-reader.ts';
 import { HostTable, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
-import { HOST_SIDE_FILES, StoreConflictError, StoreError, StoreUnavailableError, type ClusterConfig, type CommitInfo, type HostStore, type StoreObserver } from './store.ts';
+import { ADMISSION_FOLDER, CONFIG_FOLDER, decodeRecord, INVENTORY_FILE, recordFileName } from '../core/admission.ts';
+import { HOST_SIDE_FILES, RECORD_FOLDERS, StoreConflictError, StoreError, StoreUnavailableError, type ClusterConfig, type CommitInfo, type HostStore, type RecordWrite, type StoreObserver } from './store.ts';
 
 // Host records in etcd, shared by several mayu replicas (README "Replicas with etcd").
 //
@@ -59,6 +62,11 @@ interface Item extends TxnItem {
   prevSnapshot: ReturnType<HostTable['apply']>;
   expectHost: Expect;
   quotaExpect?: Expect;
+  /** Records change: the expectation of each of `records`' keys, and what memory held before. */
+  recordExpects?: Expect[];
+  recordUndo?: { folder: string; name: string; prev: string | undefined }[];
+  /** Fails when this one does (a host created with the approval recorded just before it). */
+  dependsOn?: Item;
   revision?: number;
   failed?: boolean;
   resolve: () => void;
@@ -86,6 +94,14 @@ export class EtcdStore implements HostStore {
   private seq = 0;
   private cluster: ClusterConfig = { DefaultEtcdClusterToken: '' };
   private watcher: Watcher | undefined;
+  private logWatcher: Watcher | undefined;
+  private readonly uncommitted = new UncommittedLog();
+  /** Admission records and the inventory (RECORD_FOLDERS), as the git store keeps them. */
+  private readonly recordFiles = new Map<string, Map<string, string>>();
+  /** Records changes submitted in this tick, by serial: a host change of that serial in the same tick depends on it. */
+  private readonly recordsThisTick = new Map<string, Item>();
+  /** Record keys another replica changed while one of ours was in flight: read again after. */
+  private readonly staleRecords = new Set<string>();
   private unreachable: string | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastRevision = 0;
@@ -105,6 +121,7 @@ export class EtcdStore implements HostStore {
       await store.initCluster();
       const rev = await store.loadAll();
       await store.watchFrom(rev + 1);
+      await store.watchLog();
     } catch (err) {
       store.closed = true;
       await store.watcher?.cancel().catch(() => undefined);
@@ -122,6 +139,7 @@ export class EtcdStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  index() { return this.table.index; }
   sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.last; }
@@ -144,11 +162,64 @@ export class EtcdStore implements HostStore {
     return this.submit(serial, [{ serial, message, time, conf: null }], () => this.table.remove(serial));
   }
 
-  history(serial: string): Promise<CommitInfo[]> {
-    return this.history_.history(serial);
+  records(folder: string): ReadonlyMap<string, string> {
+    return this.recordFiles.get(folder) ?? new Map();
   }
 
-  confAt(serial: string, commit: string): Promise<string | undefined> {
+  /**
+   * One change of admission records / the inventory, `message` the whole commit subject
+   * (`<serial>: ...`); in etcd in one transaction comparing each key's mod revision, in git one
+   * commit by the history writer. A host change of the same serial in the same tick goes in the
+   * same transaction, after it, and fails with it.
+   */
+  applyRecords(writes: readonly RecordWrite[], message: string): Promise<string | undefined> {
+    if (this.closed) return Promise.reject(new StoreError('store is closed'));
+    if (this.unreachable) return Promise.reject(new StoreUnavailableError(this.unreachable));
+    const i = message.indexOf(': ');
+    const serial = i > 0 ? message.slice(0, i) : '';
+    if (!serial || writes.length === 0 || writes.some((w) => !RECORD_FOLDERS.includes(w.folder))) return Promise.reject(new StoreError(`not a records change: ${message}`));
+    const keys = writes.map((w) => this.keys.record(w.folder, w.name));
+    const item: Item = {
+      seq: ++this.seq,
+      serial,
+      hostKey: '',
+      entries: [{ serial, message: message.slice(i + 2), time: (this.opts.now ?? (() => new Date()))().toISOString(), conf: null, records: writes.map((w) => ({ folder: w.folder, name: w.name, content: w.content ?? null })) }],
+      conf: null,
+      files: {},
+      filesPrefix: '',
+      fileKey: () => '',
+      records: writes.map((w, n) => ({ key: keys[n]!, value: w.content ?? null })),
+      recordExpects: keys.map((k) => this.lastLocal.get(k) ?? this.known.get(k) ?? 0),
+      recordUndo: writes.map((w) => ({ folder: w.folder, name: w.name, prev: this.setRecord(w.folder, w.name, w.content) })),
+      prevSnapshot: { host: undefined, files: undefined },
+      expectHost: 0,
+      resolve: () => {},
+      reject: () => {},
+    };
+    for (const k of keys) this.lastLocal.set(k, item);
+    if (this.recordsThisTick.size === 0) setImmediate(() => this.recordsThisTick.clear());
+    this.recordsThisTick.set(serial, item);
+    return this.enqueue(item);
+  }
+
+  private setRecord(folder: string, name: string, content: string | undefined): string | undefined {
+    let files = this.recordFiles.get(folder);
+    if (!files) this.recordFiles.set(folder, (files = new Map()));
+    const prev = files.get(name);
+    if (content === undefined) files.delete(name);
+    else files.set(name, content);
+    return prev;
+  }
+
+  /** Git's commits, and on top the changes etcd has that git does not yet (`uncommitted`). */
+  async history(serial: string): Promise<CommitInfo[]> {
+    const { commits, position } = await this.history_.historyAt(serial);
+    this.uncommitted.prune(position);
+    return [...this.uncommitted.forSerial(serial), ...commits];
+  }
+
+  async confAt(serial: string, commit: string): Promise<string | undefined> {
+    if (isUncommittedId(commit)) return this.uncommitted.confOf(serial, commit);
     return this.history_.confAt(serial, commit);
   }
 
@@ -169,6 +240,7 @@ export class EtcdStore implements HostStore {
     clearTimeout(this.probeTimer);
     await this.settled();
     await this.watcher?.cancel().catch(() => undefined);
+    await this.logWatcher?.cancel().catch(() => undefined);
     await this.history_.close();
     for (const close of this.owned.reverse()) await close();
   }
@@ -206,12 +278,18 @@ export class EtcdStore implements HostStore {
       prevSnapshot,
       expectHost: this.lastLocal.get(hostKey) ?? this.known.get(hostKey) ?? 0,
       quotaExpect: joins ? this.lastLocal.get(joins) ?? this.known.get(joins) ?? 0 : undefined,
+      dependsOn: this.recordsThisTick.get(serial),
       resolve: () => {},
       reject: () => {},
     };
     this.lastLocal.set(hostKey, item);
     if (joins) this.lastLocal.set(joins, item);
     this.inFlight.set(serial, (this.inFlight.get(serial) ?? 0) + 1);
+    return this.enqueue(item);
+  }
+
+  private enqueue(item: Item): Promise<undefined> {
+    const serial = item.serial;
     const done = new Promise<void>((resolve, reject) => {
       item.resolve = resolve;
       item.reject = reject;
@@ -244,18 +322,29 @@ export class EtcdStore implements HostStore {
     const batch: Item[] = [];
     const serials = new Set<string>();
     const addrs = new Set<string>();
+    const recordKeys = new Set<string>();
     let ops = 1;
     let compares = 0;
     let bytes = 0;
     for (const item of this.queue) {
-      const itemOps = (item.conf === null ? 2 : 1) + Object.keys(item.files).length + (item.takeAddr ? 1 : 0) + (item.freeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
-      const itemCompares = 1 + (item.takeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
+      const itemOps = item.records ? item.records.length : (item.conf === null ? 2 : 1) + Object.keys(item.files).length + (item.takeAddr ? 1 : 0) + (item.freeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
+      const itemCompares = item.records ? item.records.length : 1 + (item.takeAddr ? 1 : 0) + (item.quotaKey ? 1 : 0);
       const itemBytes = 2 * (item.conf?.length ?? 0) + item.entries.reduce((n, e) => n + (e.conf?.length ?? 0) + 200, 0)
-        + Object.values(item.files).reduce((n, f) => n + 2 * f.length, 0);
-      const clash = serials.has(item.serial) || [item.takeAddr, item.freeAddr].some((a) => a && addrs.has(a));
-      if (batch.length > 0 && (clash || ops + itemOps > 120 || compares + itemCompares > 120 || bytes + itemBytes > 1_200_000)) break;
+        + Object.values(item.files).reduce((n, f) => n + 2 * f.length, 0) + (item.records ?? []).reduce((n, r) => n + 2 * (r.value?.length ?? 0), 0);
+      const clash = item.records
+        ? item.records.some((r) => recordKeys.has(r.key))
+        : serials.has(item.serial) || [item.takeAddr, item.freeAddr].some((a) => a && addrs.has(a));
+      // A host change stays with the records change it depends on (limits have room for one more).
+      const withItsRecords = item.dependsOn !== undefined && batch.at(-1) === item.dependsOn;
+      if (batch.length > 0 && clash && withItsRecords && batch.length > 1) {
+        // Both go in the next transaction rather than apart.
+        batch.pop();
+        break;
+      }
+      if (batch.length > 0 && (clash || (!withItsRecords && (ops + itemOps > 120 || compares + itemCompares > 120 || bytes + itemBytes > 1_200_000)))) break;
       batch.push(item);
-      serials.add(item.serial);
+      if (item.records) for (const r of item.records) recordKeys.add(r.key);
+      else serials.add(item.serial);
       for (const a of [item.takeAddr, item.freeAddr]) if (a) addrs.add(a);
       ops += itemOps;
       compares += itemCompares;
@@ -270,6 +359,7 @@ export class EtcdStore implements HostStore {
       item,
       expectHost: this.resolveExpect(item.expectHost),
       quotaExpect: item.quotaExpect === undefined ? undefined : this.resolveExpect(item.quotaExpect, batch),
+      recordExpect: item.recordExpects?.map((e) => this.resolveExpect(e) ?? 0),
     }));
     const { request, compares } = buildTxn(this.keys.log, resolved, encodeLog(batch.flatMap((i) => i.entries)));
     const res = await this.opts.client.kv.txn(request);
@@ -283,6 +373,13 @@ export class EtcdStore implements HostStore {
     const failed = conflictsOf(compares, res);
     // Nothing identified (should not happen): fail the whole batch rather than loop.
     const conflicting = failed.length > 0 ? failed as Item[] : batch;
+    // A records change and the host change that depends on it fail together (an approval without its host, or the reverse, never stands).
+    for (const i of batch) {
+      if (!i.dependsOn) continue;
+      const [one, other] = [conflicting.includes(i), conflicting.includes(i.dependsOn)];
+      if (one && !other && batch.includes(i.dependsOn)) conflicting.push(i.dependsOn);
+      if (other && !one) conflicting.push(i);
+    }
     this.fail(conflicting, new StoreConflictError('changed on another mayu replica at the same time; nothing was written, retry'));
     // The others go again, ahead of what queued meanwhile.
     this.queue.unshift(...batch.filter((i) => !i.failed));
@@ -299,6 +396,16 @@ export class EtcdStore implements HostStore {
   private succeed(item: Item, revision: number): void {
     item.revision = revision;
     this.lastRevision = Math.max(this.lastRevision, revision);
+    if (item.records) {
+      for (const r of item.records) {
+        if (r.value === null) this.known.delete(r.key);
+        else this.known.set(r.key, revision);
+        if (this.lastLocal.get(r.key) === item) this.lastLocal.delete(r.key);
+      }
+      this.rereadStaleRecords();
+      item.resolve();
+      return;
+    }
     if (item.conf === null) this.known.delete(item.hostKey);
     else this.known.set(item.hostKey, revision);
     if (item.quotaKey) this.known.set(item.quotaKey, revision);
@@ -312,7 +419,7 @@ export class EtcdStore implements HostStore {
     const failed = new Set(items);
     for (const i of items) i.failed = true;
     for (const q of this.queue) {
-      const dependsOnFailed = [q.expectHost, q.quotaExpect].some((e) => typeof e === 'object' && e.failed);
+      const dependsOnFailed = [q.expectHost, q.quotaExpect, q.dependsOn, ...(q.recordExpects ?? [])].some((e) => typeof e === 'object' && e.failed);
       if (dependsOnFailed) {
         q.failed = true;
         failed.add(q);
@@ -320,19 +427,70 @@ export class EtcdStore implements HostStore {
     }
     this.queue = this.queue.filter((q) => !q.failed);
     const newestFirst = [...failed].sort((a, b) => b.seq - a.seq);
-    for (const item of newestFirst) this.table.restore(item.serial, item.prevSnapshot);
+    for (const item of newestFirst) {
+      if (item.recordUndo) for (const u of [...item.recordUndo].reverse()) this.setRecord(u.folder, u.name, u.prev);
+      else this.table.restore(item.serial, item.prevSnapshot);
+    }
     for (const item of failed) {
-      for (const key of [item.hostKey, item.quotaKey]) {
+      for (const key of item.records ? item.records.map((r) => r.key) : [item.hostKey, item.quotaKey]) {
         if (!key) continue;
         let e: Expect | undefined = this.lastLocal.get(key);
-        while (typeof e === 'object' && e.failed) e = key === e.hostKey ? e.expectHost : e.quotaExpect;
+        while (typeof e === 'object' && e.failed) e = expectOf(e, key);
         if (typeof e === 'object' && e.revision === undefined) this.lastLocal.set(key, e);
         else this.lastLocal.delete(key);
       }
     }
     for (const item of newestFirst) {
-      this.done(item.serial);
+      if (item.records) {
+        // Another replica's change won: memory takes etcd's.
+        for (const r of item.records) this.staleRecords.add(r.key);
+      } else {
+        this.done(item.serial);
+      }
       item.reject(err);
+    }
+    this.rereadStaleRecords();
+  }
+
+  /** Record keys changed elsewhere while ours were in flight: memory takes etcd's once none of ours is. */
+  private rereadStaleRecords(): void {
+    for (const key of [...this.staleRecords]) {
+      if (this.lastLocal.has(key)) continue;
+      this.staleRecords.delete(key);
+      void this.opts.client.kv.range({ key: Buffer.from(key) }).then((res) => {
+        if (this.lastLocal.has(key)) return void this.staleRecords.add(key);
+        this.takeRecord(key, res.kvs[0]);
+      }, () => this.staleRecords.add(key));
+    }
+  }
+
+  /** A record key as etcd has it (undefined: absent) into memory, if it is one mayu writes. */
+  private takeRecord(key: string, kv: IKeyValue | undefined): void {
+    const p = this.keys.parse(key);
+    if (p.kind !== 'record') return;
+    const rev = kv ? Number(kv.mod_revision) : 0;
+    if (kv && rev <= (this.known.get(key) ?? 0)) return;
+    const text = kv?.value.toString();
+    if (text !== undefined && !this.validRecord(key, p.folder, p.name, text)) {
+      this.setRecord(p.folder, p.name, undefined);
+      this.known.set(key, rev);
+      return;
+    }
+    this.setRecord(p.folder, p.name, text);
+    if (kv) this.known.set(key, rev);
+    else this.known.delete(key);
+  }
+
+  /** Admission records must be mayu's (decodable, named after their serial); the inventory is judged by the admission service. */
+  private validRecord(key: string, folder: string, name: string, text: string): boolean {
+    if (folder !== ADMISSION_FOLDER) return folder === CONFIG_FOLDER && name === INVENTORY_FILE;
+    try {
+      const record = decodeRecord(text);
+      if (recordFileName(record.Serial) !== name) throw new Error(`Serial ${JSON.stringify(record.Serial)} does not match the key`);
+      return true;
+    } catch (err) {
+      this.opts.onBadKey?.(key, err as Error);
+      return false;
     }
   }
 
@@ -354,6 +512,10 @@ export class EtcdStore implements HostStore {
 
   private async initCluster(): Promise<void> {
     const { client } = this.opts;
+    const out = await client.get(this.keys.migratedOut).string();
+    if (out !== null) {
+      throw new StoreError(`the cluster under ${this.keys.prefix} was migrated back into a single-node cluster directory (mayu migrate --to git: ${out}): serve that directory with single-node mayu, or delete ${this.keys.migratedOut} to use etcd again`);
+    }
     const text = await client.get(this.keys.cluster).string();
     if (text !== null) {
       this.cluster = parseClusterJson(text);
@@ -376,6 +538,7 @@ export class EtcdStore implements HostStore {
     const hosts = new Map<string, { host: Host; rev: number }>();
     const files = new Map<string, Record<string, string>>();
     const quotas = new Map<string, number>();
+    const records = new Map<string, IKeyValue>();
     for (;;) {
       const res = await this.opts.client.kv.range({ key, range_end: end, limit: 500, revision: revision ?? 0 });
       revision ??= String(res.header!.revision);
@@ -389,6 +552,10 @@ export class EtcdStore implements HostStore {
           files.set(p.serial, { ...files.get(p.serial), [p.name]: kv.value.toString() });
         } else if (p.kind === 'quota') {
           quotas.set(k, Number(kv.mod_revision));
+        } else if (p.kind === 'record') {
+          if (this.validRecord(k, p.folder, p.name, kv.value.toString())) records.set(k, kv);
+          // Not served, but a change of ours compares against what is there.
+          else this.known.set(k, Number(kv.mod_revision));
         }
       }
       if (!res.more || res.kvs.length === 0) break;
@@ -406,19 +573,69 @@ export class EtcdStore implements HostStore {
       else this.known.delete(this.keys.host(serial));
     }
     for (const [k, rev] of quotas) this.known.set(k, Math.max(this.known.get(k) ?? 0, rev));
+    // Records: etcd's, except keys with a change of ours in flight (read again after it).
+    const recordKeys = new Set([...records.keys(), ...[...this.recordFiles].flatMap(([folder, files]) => [...files.keys()].map((n) => this.keys.record(folder, n)))]);
+    for (const k of recordKeys) {
+      if (this.lastLocal.has(k)) {
+        this.staleRecords.add(k);
+        continue;
+      }
+      const p = this.keys.parse(k);
+      if (p.kind !== 'record') continue;
+      const kv = records.get(k);
+      this.setRecord(p.folder, p.name, kv?.value.toString());
+      if (kv) this.known.set(k, Number(kv.mod_revision));
+      else this.known.delete(k);
+    }
     return Number(revision);
   }
 
   private async watchFrom(revision: number): Promise<void> {
-    const watcher = await this.opts.client.watch().prefix(this.opts.prefix).startRevision(String(revision)).create();
+    const watcher = await fragmented(this.opts.client.watch().prefix(this.opts.prefix).startRevision(String(revision))).create();
     this.watcher = watcher;
     watcher.on('data', (res: IWatchResponse) => this.onEvents(res));
-    watcher.on('error', (err: Error) => {
-      if (this.closed) return;
-      // Compacted past where the watch was (or cancelled by etcd): read everything again.
-      this.unreachable ??= `etcd watch failed (${err.message}); reading all hosts again`;
+    let broken = false;
+    const onBroken = (err: Error, reason?: string) => {
+      if (this.closed || broken) return;
+      broken = true;
+      if (reason) this.unreachable ??= reason;
       void watcher.cancel().catch(() => undefined);
       void this.relist();
+    };
+    // Compacted past where the watch was, or cancelled by etcd: read everything again.
+    watcher.on('error', (err: Error) => onBroken(err, `etcd watch failed (${err.message}); reading all hosts again`));
+    // npm etcd3 resumes a broken stream from the revision of its last answer's header, which in a
+    // catch-up is etcd's newest, not that of the last event sent: read everything again instead
+    // (serving meanwhile; etcd unreachable shows in the probe).
+    watcher.on('disconnected', (err?: Error) => onBroken(err ?? new Error('stream ended')));
+  }
+
+  /**
+   * The change log from git's last trailer on, for history answers while git trails. When etcd
+   * compacted part of it, from now on (those changes show once the writer commits them, if it can).
+   */
+  private async watchLog(): Promise<void> {
+    const { client } = this.opts;
+    const position = await this.history_.lastPosition().catch(() => undefined);
+    const from = resumePoint(position, Number(await client.get(this.keys.historyStart).string() ?? '1'));
+    const start = await client.kv.range({ key: Buffer.from(this.keys.log), revision: from.revision, count_only: true })
+      .then(() => from, async () => ({ revision: Number((await client.kv.range({ key: Buffer.from(this.keys.log), count_only: true })).header!.revision) + 1, skip: 0 }));
+    this.uncommitted.clear(start !== from);
+    // Cut catch-ups (a backlog past grpc's message limit) and resume after the last event seen.
+    const watcher = resumeAfterLastEvent(fragmented(client.watch().key(this.keys.log).startRevision(String(start.revision))).watcher());
+    this.logWatcher = watcher;
+    watcher.on('put', (kv: IKeyValue) => {
+      const revision = Number(kv.mod_revision);
+      try {
+        this.uncommitted.add(revision, decodeLog(kv.value.toString()), revision === start.revision ? start.skip : 0);
+      } catch {
+        // Reported by the prefix watch; never shown as mayu's.
+      }
+    });
+    watcher.on('error', () => {
+      if (this.closed) return;
+      void watcher.cancel().catch(() => undefined);
+      setTimeout(() => void this.watchLog().catch(() => undefined), 1000).unref();
     });
   }
 
@@ -453,6 +670,16 @@ export class EtcdStore implements HostStore {
       const p = this.keys.parse(k);
       if (p.kind === 'quota') {
         this.known.set(k, Math.max(this.known.get(k) ?? 0, rev));
+        continue;
+      }
+      if (p.kind === 'record') {
+        if (rev <= (this.known.get(k) ?? 0)) continue;
+        if (this.lastLocal.has(k)) this.staleRecords.add(k);
+        else if (ev.type === 'Put') this.takeRecord(k, ev.kv);
+        else {
+          this.setRecord(p.folder, p.name, undefined);
+          this.known.delete(k);
+        }
         continue;
       }
       if (p.kind !== 'host' && p.kind !== 'file') continue;
@@ -539,6 +766,8 @@ export class EtcdStore implements HostStore {
       } catch (err) {
         this.unreachable = this.unreachableMessage(err as Error);
       }
+      // Changes git has by now are dropped even when no history is read (memory stays small).
+      if (this.uncommitted.size > 1000) this.uncommitted.prune(await this.history_.headPosition().catch(() => undefined));
       this.probe();
     }, this.opts.probeIntervalMs ?? 1000);
     this.probeTimer.unref();
@@ -547,6 +776,12 @@ export class EtcdStore implements HostStore {
   private unreachableMessage(err: Error): string {
     return `etcd at ${this.opts.endpoints.join(', ')} unreachable: ${err.message}`;
   }
+}
+
+/** What a change waits on for this key (records changes: one expectation per key). */
+function expectOf(item: Item, key: string): Expect | undefined {
+  if (item.records) return item.recordExpects![item.records.findIndex((r) => r.key === key)];
+  return key === item.hostKey ? item.expectHost : item.quotaExpect;
 }
 
 export type { SideFiles };

@@ -1,5 +1,6 @@
 import type { ParsedCommit } from '../git/objects.ts';
 import type { CommitInfo } from './store.ts';
+import { withoutTrailer } from './etcd/change-log.ts';
 
 // Per-host audit trail. Commits written by this process are indexed as they are made; the
 // history before start-up is read once, on the first request, by walking commit objects only
@@ -13,15 +14,25 @@ function serialOf(message: string): string | undefined {
 }
 
 function toInfo(commit: string, message: string, timestamp: number): CommitInfo {
-  return { commit, message: message.replace(/\n$/, ''), time: new Date(timestamp * 1000).toISOString().replace('.000Z', 'Z') };
+  // A cluster repo once kept by replicas' history writer: its trailers are not part of the message shown.
+  return { commit, message: withoutTrailer(message.replace(/\n$/, '')), time: new Date(timestamp * 1000).toISOString().replace('.000Z', 'Z') };
+}
+
+interface Recorded {
+  commit: string;
+  message: string;
+  timestamp: number;
 }
 
 export class GitHistory {
   private base: string | undefined;
   private older: Promise<Map<string, CommitInfo[]>> | undefined;
-  /** Commits of this process, oldest first. */
-  private readonly recent: { serial: string | undefined; info: CommitInfo }[] = [];
-  private readonly recentBySerial = new Map<string, CommitInfo[]>();
+  /**
+   * Commits of this process, oldest first: as recorded, the CommitInfo made when read (a storm
+   * records 100 000 of them: 38 MB as CommitInfo objects with their time strings and wrappers).
+   */
+  private readonly recent: Recorded[] = [];
+  private readonly recentBySerial = new Map<string, Recorded[]>();
 
   constructor(private readonly readCommit: ReadCommit) {}
 
@@ -31,26 +42,26 @@ export class GitHistory {
 
   record(commit: string, message: string, timestamp: number): void {
     const serial = serialOf(message);
-    const info = toInfo(commit, message, timestamp);
-    this.recent.push({ serial, info });
+    const entry: Recorded = { commit, message, timestamp };
+    this.recent.push(entry);
     if (serial) {
-      const list = this.recentBySerial.get(serial) ?? [];
-      list.push(info);
-      this.recentBySerial.set(serial, list);
+      const list = this.recentBySerial.get(serial);
+      if (list) list.push(entry);
+      else this.recentBySerial.set(serial, [entry]);
     }
   }
 
   /** Drops commits recorded after `head` (their batch failed to land). */
   forgetAfter(head: string | undefined): void {
-    while (this.recent.length > 0 && this.recent[this.recent.length - 1]!.info.commit !== head) {
-      const { serial } = this.recent.pop()!;
+    while (this.recent.length > 0 && this.recent[this.recent.length - 1]!.commit !== head) {
+      const serial = serialOf(this.recent.pop()!.message);
       if (serial) this.recentBySerial.get(serial)?.pop();
     }
   }
 
   async forSerial(serial: string): Promise<CommitInfo[]> {
     const older = (await this.loadOlder()).get(serial) ?? [];
-    const recent = [...(this.recentBySerial.get(serial) ?? [])].reverse();
+    const recent = (this.recentBySerial.get(serial) ?? []).map((r) => toInfo(r.commit, r.message, r.timestamp)).reverse();
     return [...recent, ...older];
   }
 

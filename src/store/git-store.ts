@@ -21,6 +21,7 @@ import { GitJournal, type Journal, type JournalObject, type JournalTicket } from
 import { GitIndexKeeper, type TreeChange } from '../git/index-keeper.ts';
 import { indexChanges } from './git-index-changes.ts';
 import { PackBuilder } from '../git/pack.ts';
+import { RootChain } from '../git/root-chain.ts';
 import { RefLockedError, RefMovedError, resolveHead, resolveRef } from '../git/refs.ts';
 import { packRecords, replayCommits, stillNeeded } from '../git/replay.ts';
 import { encodeClusterJson, parseClusterJson } from './cluster-json.ts';
@@ -64,6 +65,8 @@ const CHECKPOINT_INTERVAL_MS = 100;
  * mostly zlib setting up its state, and the newest root tree (37 KB with 1000 hosts) 0.8 ms.
  */
 const STORED = 0;
+/** Hosts whose conf.json one periodic scan checks at most (the rest in the next scans). */
+const HAND_EDIT_SCAN_HOSTS = 2000;
 /** After a failed checkpoint (the changes are safe in the journal), the next try waits this long. */
 const CHECKPOINT_RETRY_MS = 1000;
 /** The ref's lock is held by an operator's git: try again this soon (git holds it for milliseconds). */
@@ -185,7 +188,7 @@ export class GitStore implements HostStore {
   private readonly pending = new PendingBySerial();
   private readonly reader: GitObjectReader;
   private readonly runner: CompactionRunner | undefined;
-  private readonly index: GitIndexKeeper;
+  private readonly gitIndex: GitIndexKeeper;
   private root = new RootTree();
   private readonly writer: BatchWriter<WriteItem>;
   private readonly history_: GitHistory;
@@ -213,6 +216,8 @@ export class GitStore implements HostStore {
   private readonly refusedEdits = new Map<string, OutsideProblem>();
   private outsideTimer: NodeJS.Timeout | undefined;
   private batchSeq = 0;
+  /** Where the next periodic hand-edit scan starts (handEditSlice). */
+  private handEditCursor = 0;
   /** Files of the RECORD_FOLDERS (folder → name → text), as applied so far. */
   private readonly recordFiles = new Map<string, Map<string, string>>();
   /** Their trees as the newest commit has them (folder → tree id and entries). */
@@ -224,7 +229,7 @@ export class GitStore implements HostStore {
     this.runner = opts.compactInWorker ? new CompactionRunner() : undefined;
     this.history_ = new GitHistory(async (oid) => parseCommit((await this.reader.read(oid)).content));
     this.tree = new WorkingTree(opts.dir);
-    this.index = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError, onWritten: opts.observer.indexWritten });
+    this.gitIndex = new GitIndexKeeper({ dir: opts.dir, gitdir: path.join(opts.dir, '.git'), readObject: (oid) => this.reader.read(oid), onError: opts.onIndexError, onWritten: opts.observer.indexWritten });
   }
 
   static async open(options: GitStoreOptions): Promise<GitStore> {
@@ -270,6 +275,7 @@ export class GitStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  index() { return this.table.index; }
   sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.cluster }; }
   settled() { return this.writer.settled(); }
@@ -381,7 +387,7 @@ export class GitStore implements HostStore {
     clearTimeout(this.checkpointTimer);
     await this.compaction?.catch(() => undefined);
     await this.mirrored;
-    await this.index.close();
+    await this.gitIndex.close();
     // Leave the repo at rest merged (geometrically): a storm can end with the merges behind by
     // many packs, and the newest packs hold their records uncompressed until merged.
     const limit = this.opts.compactAfterPacks;
@@ -399,7 +405,7 @@ export class GitStore implements HostStore {
 
   /** Resolves once git's index is written for every change git has (it is otherwise written shortly after). */
   flushIndex(): Promise<void> {
-    return this.index.flush();
+    return this.gitIndex.flush();
   }
 
   /** Merges every pack and loose object into one pack now (on demand); waits for a running compaction first. */
@@ -449,7 +455,7 @@ export class GitStore implements HostStore {
       this.journal.checkpointed(batches.flatMap((b) => b.tickets));
       this.reader.dropMemoryPacks(new Set(batches.map((b) => b.memoryPack)));
       this.gitHead = batches.at(-1)!.head;
-      this.index.checkpointed(this.gitHead, this.mirrored, this.unflushed.length === 0);
+      this.gitIndex.checkpointed(this.gitHead, this.mirrored, this.unflushed.length === 0);
       this.opts.onCheckpoint();
     };
     this.checkpointRun = run().then(() => this.maybeCompact(), (err: Error) => {
@@ -524,7 +530,7 @@ export class GitStore implements HostStore {
       await writeFileAtomic(path.join(gitdir, 'config'), NEW_REPO_CONFIG);
       await mkdir(path.join(gitdir, 'objects', 'pack'), { recursive: true });
       this.journal = await this.opts.openJournal(gitdir);
-      this.index.open(undefined, this.mirrored);
+      this.gitIndex.open(undefined, this.mirrored);
       await this.commitCluster('initial commit');
     } else {
       // No writer runs yet: temp files a killed process left behind can go.
@@ -536,7 +542,7 @@ export class GitStore implements HostStore {
       this.journal = await this.opts.openJournal(gitdir);
       await this.completeFromJournal(gitdir);
       await this.reconcileWorkingTree(await this.loadHead());
-      this.index.open(this.gitHead, this.mirrored);
+      this.gitIndex.open(this.gitHead, this.mirrored);
     }
     if (!this.cluster.DefaultEtcdClusterToken) {
       const token = Buffer.from(this.opts.randomBytes(16)).toString('hex');
@@ -736,7 +742,7 @@ export class GitStore implements HostStore {
     const startRoot = this.root.clone();
     const startHead = this.head;
     const startRecordTrees = new Map(this.recordTrees);
-    const roots: { oid: string; content: Buffer }[] = [];
+    const roots = new RootChain();
     const others = new Map<string, { type: ObjectType; content: Buffer }>();
     const add = (type: ObjectType, content: Buffer) => {
       const oid = objectId(type, content);
@@ -758,9 +764,8 @@ export class GitStore implements HostStore {
           const hostTree = add('tree', encodeTree([{ mode: FILE_MODE, name: HOST_FILE, oid: blobOid }, ...sides]));
           this.root.set({ mode: TREE_MODE, name: item.serial, oid: hostTree });
         }
-        const rootBytes = this.root.bytes;
-        const tree = objectId('tree', rootBytes);
-        roots.push({ oid: tree, content: rootBytes });
+        const tree = this.root.oid();
+        roots.push(tree, this.root);
         const timestamp = Math.floor(this.opts.now().getTime() / 1000);
         this.head = add('commit', encodeCommit({
           tree,
@@ -771,22 +776,18 @@ export class GitStore implements HostStore {
         this.history_.record(this.head, item.message, timestamp);
         item.commit = this.head;
       }
-      // Root trees newest first, each older one a delta of its newer neighbour.
-      const rootsNewestFirst = [...new Map(roots.reverse().map((r) => [r.oid, r])).values()].filter((r) => !others.has(r.oid));
-      const pack = new PackBuilder(rootsNewestFirst.length + others.size);
+      // Root trees newest first, each older one a delta of its newer neighbour (root-chain.ts).
+      // A root tree is never a blob's or host tree's twin (it lists host folders, they do not).
+      const pack = new PackBuilder(roots.size + others.size);
       const chunks = [pack.header()];
       const objects: JournalObject[] = [];
       const put = (oid: string, record: Buffer, baseOid?: string) => {
         chunks.push(record);
         objects.push({ oid, record, crc: pack.lastCrc, baseOid });
       };
-      let depth = 0;
-      let newer: { oid: string; content: Buffer } | undefined;
-      for (const r of rootsNewestFirst) {
-        const base = newer && depth < MAX_DEPTH ? newer : undefined;
-        depth = base ? depth + 1 : 0;
-        put(r.oid, pack.add(r.oid, 'tree', r.content, base, STORED), base?.oid);
-        newer = r;
+      for (const r of roots.newestFirst(MAX_DEPTH)) {
+        if (r.delta) put(r.oid, pack.addDelta(r.oid, r.baseOid, r.delta, STORED), r.baseOid);
+        else put(r.oid, pack.add(r.oid, 'tree', r.content, undefined, STORED));
       }
       for (const [oid, o] of others) put(oid, pack.add(oid, o.type, o.content, undefined, STORED));
       const { checksum, index } = pack.finish();
@@ -809,7 +810,7 @@ export class GitStore implements HostStore {
       throw new NotStoredError(err);
     }
     this.unflushed.push(unflushed);
-    this.index.recordBatch(unflushed.head, unflushed.indexChanges);
+    this.gitIndex.recordBatch(unflushed.head, unflushed.indexChanges);
     // Idle (no checkpoint running, nothing else waiting for git): this batch goes to git now and
     // is acknowledged after it. Under load, acknowledgements do not wait for git.
     const toGit = !this.checkpointRun && this.unflushed.length === 1 ? this.runCheckpoint() : undefined;
@@ -904,12 +905,27 @@ export class GitStore implements HostStore {
   }
 
   /** Every outsideCheckMs: the branch first, then each host's file and folders added by hand. */
+  /**
+   * The hosts whose files the periodic scan checks this time: all of them up to
+   * HAND_EDIT_SCAN_HOSTS, else the next that many, round the table. Statting every conf.json
+   * blocked the event loop ~70 ms a second at 10 000 hosts (7.5 s of a storm's main thread);
+   * an edited host is still checked before anything reads or changes it.
+   */
+  private handEditSlice(): string[] {
+    const serials = [...this.table.serials()];
+    if (serials.length <= HAND_EDIT_SCAN_HOSTS) return serials;
+    const start = this.handEditCursor % serials.length;
+    this.handEditCursor = start + HAND_EDIT_SCAN_HOSTS;
+    const slice = serials.slice(start, start + HAND_EDIT_SCAN_HOSTS);
+    return slice.length < HAND_EDIT_SCAN_HOSTS ? [...slice, ...serials.slice(0, HAND_EDIT_SCAN_HOSTS - slice.length)] : slice;
+  }
+
   private async scanOutside(): Promise<void> {
     if (this.closed) return;
     await this.outsideCheck();
     if (this.closed || this.refusedHead || this.opts.outsideChanges !== 'take') return;
     try {
-      for (const serial of [...this.table.serials()]) this.takeHandEdit(serial);
+      for (const serial of this.handEditSlice()) this.takeHandEdit(serial);
       for (const serial of [...this.refusedEdits.keys()]) if (!this.table.has(serial)) this.takeAddedHost(serial);
       for (const serial of this.tree.unknownHostFolders((s) => this.table.has(s) || this.refusedEdits.has(s))) this.takeAddedHost(serial);
     } catch (err) {
@@ -1047,7 +1063,7 @@ export class GitStore implements HostStore {
     if (problems.length > 0) {
       const subjects = outside.commits.map((c) => c.commit.message.split('\n')[0]).slice(-3);
       // git's index follows the branch the operator left (so their `git revert` finds it clean).
-      if (found) this.index.open(found, this.mirrored);
+      if (found) this.gitIndex.open(found, this.mirrored);
       this.setRefusedHead({ head: found, source: `commit ${found?.slice(0, 12) ?? '(none)'}${subjects.length ? ` (${subjects.join(' | ')})` : ''}`, problems });
       return;
     }
@@ -1082,8 +1098,8 @@ export class GitStore implements HostStore {
     for (const c of rebased?.commits ?? []) this.history_.record(c.oid, c.message.replace(/\n$/, ''), c.timestamp);
     for (const h of taken) this.mirrorAdopted(h);
     // git's index follows the new branch (an operator's `git commit` may have written it already).
-    this.index.open(outside.head, this.mirrored);
-    if (rebased) this.index.recordBatch(rebased.batch.head, rebased.batch.indexChanges);
+    this.gitIndex.open(outside.head, this.mirrored);
+    if (rebased) this.gitIndex.recordBatch(rebased.batch.head, rebased.batch.indexChanges);
     if (taken.length > 0) {
       const messages = outside.commits.map((c) => c.commit.message.split('\n')[0]!);
       this.opts.onAdopted(taken.map((h) => ({ serial: h.serial, before: before.get(h.serial), after: h.host, commit: outside.head, messages })));

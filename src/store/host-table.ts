@@ -1,5 +1,6 @@
 import { canonicalHost, cloneHost, type Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
+import { HostIndex, type HostIndexView } from '../core/host-index.ts';
 
 /** A host's files beside conf.json (name → content), e.g. install-failures.json. */
 export type SideFiles = Readonly<Record<string, string>>;
@@ -15,6 +16,18 @@ export class HostTable {
   private readonly hosts = new Map<string, Host>();
   /** Only hosts that have side files are here. */
   private readonly files = new Map<string, SideFiles>();
+  /** Kept in step with `hosts` by every change below (free addresses, profile counts, MACs). */
+  private readonly index_ = new HostIndex();
+
+  get index(): HostIndexView {
+    return this.index_;
+  }
+
+  private setHost(serial: string, host: Host | undefined): void {
+    this.index_.update(serial, this.hosts.get(serial), host);
+    if (host) this.hosts.set(serial, host);
+    else this.hosts.delete(serial);
+  }
 
   get(serial: string): Host | undefined {
     const h = this.hosts.get(serial);
@@ -58,7 +71,7 @@ export class HostTable {
   }
 
   load(serial: string, host: Host, files: SideFiles = {}): void {
-    this.hosts.set(serial, host);
+    this.setHost(serial, host);
     if (Object.keys(files).length > 0) this.files.set(serial, files);
   }
 
@@ -66,7 +79,7 @@ export class HostTable {
   apply(serial: string, steps: readonly Step[]): HostSnapshot {
     const prev = { host: this.hosts.get(serial), files: this.files.get(serial) };
     const last = steps[steps.length - 1];
-    if (last) this.hosts.set(serial, canonicalHost(last.host));
+    if (last) this.setHost(serial, canonicalHost(last.host));
     const files = sideFilesAfter(prev.files, steps);
     if (files !== prev.files) this.files.set(serial, files!);
     return prev;
@@ -75,14 +88,13 @@ export class HostTable {
   /** Forgets a host and returns what to restore on failure. */
   remove(serial: string): HostSnapshot {
     const prev = { host: this.hosts.get(serial), files: this.files.get(serial) };
-    this.hosts.delete(serial);
+    this.setHost(serial, undefined);
     this.files.delete(serial);
     return prev;
   }
 
   restore(serial: string, prev: HostSnapshot): void {
-    if (prev.host) this.hosts.set(serial, prev.host);
-    else this.hosts.delete(serial);
+    this.setHost(serial, prev.host);
     if (prev.files) this.files.set(serial, prev.files);
     else this.files.delete(serial);
   }

@@ -15,6 +15,7 @@ export class MemoryStore implements HostStore {
   all() { return this.table.all(); }
   scan() { return this.table.values(); }
   size() { return this.table.size(); }
+  index() { return this.table.index; }
   sideFile(serial: string, name: string) { return this.table.sideFiles(serial)[name]; }
   clusterConfig() { return { ...this.config }; }
 

@@ -1,5 +1,6 @@
 import type { Host } from '../core/host.ts';
 import type { Step } from '../core/host-changes.ts';
+import type { HostIndexView } from '../core/host-index.ts';
 import { INSTALL_FAILURES_FILE } from '../core/install-failures.ts';
 
 /**
@@ -14,10 +15,13 @@ export const HOST_FILE = 'conf.json';
 export const CLUSTER_FILE = 'cluster.json';
 
 export interface CommitInfo {
+  /** The commit id; `etcd-<revision>-<change>` for a change not yet in git (uncommitted). */
   commit: string;
   /** RFC 3339, UTC. */
   time: string;
   message: string;
+  /** etcd store: a change already in etcd that the history writer has not committed to git yet. */
+  uncommitted?: true;
 }
 
 export interface ClusterConfig {
@@ -51,6 +55,8 @@ export interface HostStore {
   /** The live records, not copies: for read-only scans on hot paths (address allocation, profile counts). */
   scan(): Iterable<Readonly<Host>>;
   size(): number;
+  /** Free addresses, profile counts and MACs of the hosts applied so far, kept in step (no scans). */
+  index(): HostIndexView;
   /** One of the host's HOST_SIDE_FILES as applied so far; undefined when it has none. */
   sideFile(serial: string, name: string): string | undefined;
   clusterConfig(): ClusterConfig;

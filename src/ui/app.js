@@ -322,7 +322,9 @@ function commitItem(c, older) {
     h('div', { class: 'commit-head' },
       h('time', { datetime: c.time }, formatTime(c.time)), ' ',
       h('span', { class: 'message' }, c.message), ' ',
-      h('code', { class: 'muted', title: c.commit }, c.commit.slice(0, 10))),
+      c.uncommitted
+        ? h('span', { class: 'muted uncommitted', title: `${c.commit}: in etcd, the history writer has not committed it to git yet` }, 'not yet in git')
+        : h('code', { class: 'muted', title: c.commit }, c.commit.slice(0, 10))),
     c.conf === null ? h('p', { class: 'muted' }, 'no conf.json in this commit') : h('details', { open: true }, h('summary', {}, 'conf.json diff'), pre));
 }
 

@@ -33,6 +33,30 @@ export class Target {
   ready(): Promise<void> {
     return this.readyPromise;
   }
+
+  /** An attempt to `url` got no answer (refused, reset, timed out); a FailoverTarget moves on. */
+  unreachable(_url: string): void {}
+}
+
+/**
+ * Several replicas' URLs: the machines use the first, and move to the next one when an attempt
+ * gets no answer from the current one (as machines behind a VIP or a DNS name with several
+ * addresses would). Records when it moved, for the failover time.
+ */
+export class FailoverTarget extends Target {
+  private i = 0;
+  readonly moves: { at: number; from: string; to: string }[] = [];
+
+  constructor(readonly urls: string[]) {
+    super(urls[0]!);
+  }
+
+  override unreachable(url: string): void {
+    if (url !== this.url) return;
+    this.i = (this.i + 1) % this.urls.length;
+    this.moves.push({ at: performance.now(), from: url, to: this.urls[this.i]! });
+    this.url = this.urls[this.i]!;
+  }
 }
 
 /** Bounds the requests in flight, so latency measures the server, not a client-side queue. */
@@ -87,6 +111,8 @@ export interface StormOptions {
   machines: number;
   /** Requests in flight at most (also the agent's socket count). */
   concurrency: number;
+  /** A new TCP connection for every request, as iPXE and busybox wget make (default: kept-alive sockets). */
+  connectionPerRequest?: boolean;
   /** Attempts per request before the machine gives up (connection errors, 5xx, timeouts). */
   maxAttempts: number;
   /** Per-attempt timeout. */
@@ -97,6 +123,8 @@ export interface StormOptions {
   generation?: () => number;
   /** A reason to stop every machine at its next attempt (the crash loop could not restart mayu). */
   stopReason?: () => string | undefined;
+  /** Index of the first machine (serial storm-<index>, MAC macFor(index)); default 0. Storms over several replicas give each its own. */
+  firstIndex?: number;
 }
 
 export interface StormResult {
@@ -106,11 +134,19 @@ export interface StormResult {
   acks: Ack[];
   /** Attempts that were retried, per cause. */
   retries: Map<string, number>;
+  /** 2xx answers, each with when it arrived (performance.now()) and the URL that gave it. */
+  answered?: { at: number; url: string }[];
   /** The first answer body of every retried 5xx cause (what the server said). */
   errorSamples: Map<string, string>;
   /** Machines that could not finish: serial → reason. */
   failures: Map<string, string>;
   successes: number;
+  /** 429/503 answers with Retry-After (the machine waited as told, then asked again), per route and status. */
+  refusals: Map<string, number>;
+  /** Latencies in ms of those refusals: answered requests too. */
+  refusalLatencies: number[];
+  /** Timings of every answered attempt (successes and refusals), per route. */
+  timings: Map<Route, AttemptTiming[]>;
 }
 
 export const serialFor = (i: number) => `storm-${String(i).padStart(6, '0')}`;
@@ -122,28 +158,70 @@ export const BOOT_COMPLETE_BODY = { CoreOSVersion: 'x', State: 'unknown' };
 interface Reply {
   status: number;
   body: string;
+  /** Seconds of a Retry-After header, if the answer had one. */
+  retryAfter?: number;
+  timing: AttemptTiming;
 }
+
+/**
+ * Where one attempt's time went, client side (ms from the attempt's start): waiting for a socket
+ * of the agent, connecting one (new sockets only), then request to response headers (the server
+ * plus both event loops). A slow attempt's share tells a server that answers late from a
+ * connection that waited to be accepted or a simulator that reads late.
+ */
+export interface AttemptTiming {
+  socketMs: number;
+  /** undefined: a kept-alive socket was reused. */
+  connectMs?: number;
+  headersMs: number;
+  totalMs: number;
+}
+
+/** Refusals a machine sits out before it gives up (each waits Retry-After: minutes in all). */
+const MAX_REFUSALS = 200;
 
 /** Runs `machines` simulated machines concurrently to the end of the protocol. */
 export async function runStorm(target: Target, opts: StormOptions): Promise<StormResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  const agent = new http.Agent({ keepAlive: !opts.connectionPerRequest, maxSockets: opts.concurrency });
   const slots = new Semaphore(opts.concurrency);
   const latencies = new Map<Route, number[]>(ROUTES.map((r) => [r, []]));
   const retries = new Map<string, number>();
   const failures = new Map<string, string>();
   const errorSamples = new Map<string, string>();
   const acks: Ack[] = [];
+  const refusals = new Map<string, number>();
+  const refusalLatencies: number[] = [];
+  const timings = new Map<Route, AttemptTiming[]>(ROUTES.map((r) => [r, []]));
+  const answered: { at: number; url: string }[] = [];
   let successes = 0;
 
-  const send = (method: string, url: string, body?: string, auth?: string): Promise<Reply> =>
+  const send = (method: string, url: string, body?: string, auth?: string, extra?: Record<string, string>): Promise<Reply> =>
     new Promise((resolve, reject) => {
-      const headers: Record<string, string | number> = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
+      const headers: Record<string, string | number> = { ...extra, ...(body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }) };
       if (auth) headers.authorization = auth;
+      const t0 = performance.now();
+      let socketAt = t0;
+      let connectedAt: number | undefined;
       const req = http.request(url, { method, agent, headers }, (res) => {
+        const headersAt = performance.now();
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        const retryAfter = Number(res.headers['retry-after']);
+        res.on('end', () => {
+          const end = performance.now();
+          const timing: AttemptTiming = {
+            socketMs: socketAt - t0,
+            ...(connectedAt === undefined ? {} : { connectMs: connectedAt - socketAt }),
+            headersMs: headersAt - (connectedAt ?? socketAt),
+            totalMs: end - t0,
+          };
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ...(retryAfter >= 0 ? { retryAfter } : {}), timing });
+        });
         res.on('error', reject);
+      });
+      req.once('socket', (socket) => {
+        socketAt = performance.now();
+        if (socket.connecting) socket.once('connect', () => (connectedAt = performance.now()));
       });
       req.setTimeout(opts.requestTimeoutMs, () => req.destroy(new Error(`timeout after ${opts.requestTimeoutMs} ms`)));
       req.on('error', reject);
@@ -151,7 +229,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     });
 
   /** One protocol request, retried until it answers `expect` (or a non-retryable status). */
-  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string): Promise<Reply> => {
+  const call = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string, extra?: Record<string, string>): Promise<Reply> => {
+    let refused = 0;
     for (let attempt = 1; ; attempt++) {
       const stop = opts.stopReason?.();
       if (stop) throw new Error(`${method} ${pathName}: stopped: ${stop}`);
@@ -163,15 +242,18 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       let reply: Reply | undefined;
       let cause: string;
       try {
-        reply = await send(method, url, body, auth);
+        reply = await send(method, url, body, auth, extra);
         cause = `HTTP ${reply.status}`;
       } catch (err) {
         cause = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       } finally {
         slots.release();
       }
+      if (reply && (reply.status === expect || reply.status === 429 || reply.status === 503)) timings.get(route)!.push(reply.timing);
       if (reply && reply.status === expect) {
-        latencies.get(route)!.push(performance.now() - t0);
+        const t1 = performance.now();
+        latencies.get(route)!.push(t1 - t0);
+        answered.push({ at: t1, url });
         if (route !== 'ipxebootscript' && route !== 'install-image-head') {
           const ack = { serial, route, generation };
           acks.push(ack);
@@ -180,6 +262,17 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
         successes++;
         return reply;
       }
+      // Told to come back later (rate limit, overload): wait what the server says plus up to half
+      // as much again, as the installer and iPXE scripts do; not a failed attempt.
+      if (reply && (reply.status === 429 || reply.status === 503) && reply.retryAfter !== undefined) {
+        refusalLatencies.push(performance.now() - t0);
+        refusals.set(`${route} ${reply.status}`, (refusals.get(`${route} ${reply.status}`) ?? 0) + 1);
+        if (++refused > MAX_REFUSALS) throw new Error(`${method} ${pathName}: refused ${refused} times, last: ${reply.status} ${reply.body.slice(0, 200)}`);
+        attempt--;
+        await sleep(reply.retryAfter * 1000 * (1 + Math.random() / 2));
+        continue;
+      }
+      if (!reply) target.unreachable(url.slice(0, url.length - pathName.length));
       if (reply && reply.status < 500) throw new Error(`${method} ${pathName}: ${reply.status} ${reply.body.slice(0, 200)}`);
       retries.set(`${route} ${cause}`, (retries.get(`${route} ${cause}`) ?? 0) + 1);
       if (reply && !errorSamples.has(`${route} ${cause}`)) errorSamples.set(`${route} ${cause}`, `${serial} (server #${generation}): ${reply.body.slice(0, 300)}`);
@@ -194,8 +287,8 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
     const ms = opts.pace?.afterMs[route];
     if (ms) await sleep(ms * (0.5 + Math.random()));
   };
-  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string) => {
-    const reply = await call(route, serial, method, pathName, expect, body, auth);
+  const step = async (route: Route, serial: string, method: string, pathName: string, expect: number, body?: string, auth?: string, extra?: Record<string, string>) => {
+    const reply = await call(route, serial, method, pathName, expect, body, auth, extra);
     await pause(route);
     return reply;
   };
@@ -212,17 +305,19 @@ export async function runStorm(target: Target, opts: StormOptions): Promise<Stor
       await step('final-cloud-config', serial, 'POST', '/final-cloud-config.yaml', 200, JSON.stringify(hostData(serial, macFor(i))));
       await step('install-image-head', serial, 'HEAD', `/images/${serial}/install_image.bin.bz2`, 200);
       await step('set_installed', serial, 'PUT', `/admin/host/${serial}/set_installed`, 202, undefined, auth);
-      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY), auth);
+      // With a boot id, as the shipped OS sends it: a retry after a timeout is the same report.
+      await step('boot_complete', serial, 'PUT', `/admin/host/${serial}/boot_complete`, 202, JSON.stringify(BOOT_COMPLETE_BODY), auth, { 'x-mayu-boot-id': `boot-${i}` });
     } catch (err) {
       failures.set(serial, (err as Error).message);
     }
   };
 
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(i)));
+  const first = opts.firstIndex ?? 0;
+  await Promise.all(Array.from({ length: opts.machines }, (_, i) => machine(first + i)));
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
-  return { seconds, latencies, acks, retries, errorSamples, failures, successes };
+  return { seconds, latencies, acks, retries, errorSamples, failures, successes, refusals, refusalLatencies, timings, answered };
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,12 +64,19 @@ export interface MayuServer {
   kill9(): Promise<void>;
 }
 
-/** `mayu serve` on the env's work dir, 127.0.0.1, port 0; rejects with its output if it exits first. */
-export async function startMayuServer(env: StormEnv, extraArgs: string[] = []): Promise<MayuServer> {
+/**
+ * `mayu serve` on the env's work dir, 127.0.0.1, port 0; rejects with its output if it exits first.
+ * `logFile`: mayu's stdout (its request log) goes to this file instead of a pipe to this
+ * process. Through a pipe, mayu's log writes (synchronous on Linux) wait whenever this process is
+ * too busy to read them: the simulator's own load would stall the server it measures.
+ */
+export async function startMayuServer(env: StormEnv, extraArgs: string[] = [], opts: { logFile?: string } = {}): Promise<MayuServer> {
   const { workDir } = env;
   const args = mayuServeArgs({ workDir, config: env.config, clusterDir: env.clusterDir, imagesDir: env.imagesDir, extra: extraArgs });
   const t0 = performance.now();
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logFd = opts.logFile === undefined ? undefined : openSync(opts.logFile, 'w');
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', logFd ?? 'pipe', 'pipe'] });
+  if (logFd !== undefined) closeSync(logFd);
   const lines: string[] = [];
   const keep = (line: string) => {
     lines.push(line);
@@ -77,18 +84,37 @@ export async function startMayuServer(env: StormEnv, extraArgs: string[] = []): 
   };
   createInterface({ input: proc.stderr! }).on('line', keep);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const listening = (line: string): number | undefined => {
+    // Cheap test first: only the start-up line is parsed.
+    if (!line.includes('mayu listening')) return undefined;
+    try {
+      return (JSON.parse(line) as { port: number }).port;
+    } catch {
+      return undefined;
+    }
+  };
   const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      keep(line);
-      // Cheap test first: only the start-up line is parsed.
-      if (!line.includes('mayu listening')) return;
-      try {
-        resolve((JSON.parse(line) as { port: number }).port);
-      } catch {
-        /* not the line we want */
-      }
-    });
     proc.once('exit', (code, signal) => reject(new Error(`mayu exited (${code ?? signal}) before listening:\n${lines.join('\n')}`)));
+    if (opts.logFile === undefined) {
+      createInterface({ input: proc.stdout! }).on('line', (line) => {
+        keep(line);
+        const p = listening(line);
+        if (p !== undefined) resolve(p);
+      });
+      return;
+    }
+    const file = opts.logFile;
+    const poll = setInterval(() => {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const p = listening(line);
+        if (p !== undefined) {
+          clearInterval(poll);
+          resolve(p);
+          return;
+        }
+      }
+    }, 50);
+    proc.once('exit', () => clearInterval(poll));
   });
   const startMs = performance.now() - t0;
   return {

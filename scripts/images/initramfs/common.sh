@@ -15,6 +15,20 @@ halt_with() {
   while :; do sleep 3600; done
 }
 
+# The wait a busy mayu asks for (README "Limits and overload"): mayu answers 429/503 with
+# Retry-After, and puts "retry after N s" in the status line and the body too, because busybox
+# wget prints only the status line of a refused request. Reads wget's stderr (or an answer) in
+# file $1; prints N, or nothing when the failure was something else.
+retry_after_in() {
+  sed -n 's/.*retry after \([0-9][0-9]*\) s.*/\1/p' "$1" 2>/dev/null | tail -n 1
+}
+
+# Sleeps $1 seconds plus up to half as much again, at random ($RANDOM: busybox ash), so
+# machines refused together do not come back together.
+sleep_with_jitter() {
+  sleep $(($1 + RANDOM % ($1 / 2 + 1)))
+}
+
 mount_basics() {
   mkdir -p /proc /sys /dev /tmp /run
   mount -t proc proc /proc || halt_with "cannot mount /proc"

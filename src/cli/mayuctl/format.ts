@@ -167,6 +167,8 @@ export interface HistoryEntry {
   commit: string;
   time: string;
   message: string;
+  /** In etcd, not yet in git (etcd store, the history writer trails): `commit` is etcd-<revision>-<change>. */
+  uncommitted?: boolean;
 }
 
 /** "2006-01-02 15:04:05" in UTC; the text unchanged when it is not RFC 3339. */
@@ -184,5 +186,5 @@ export function formatUtc(stored: string): string {
  */
 export function formatHistory(entries: readonly HistoryEntry[]): string {
   const oneLine = (m: string): string => m.trim().replace(/\s*\n\s*/g, ' ');
-  return entries.map((e) => `${formatUtc(e.time)}  ${e.commit.slice(0, 8)}  ${oneLine(e.message)}`).join('\n');
+  return entries.map((e) => `${formatUtc(e.time)}  ${e.uncommitted ? 'in-etcd ' : e.commit.slice(0, 8)}  ${oneLine(e.message)}${e.uncommitted ? ` (in etcd as ${e.commit}, not yet committed to git)` : ''}`).join('\n');
 }

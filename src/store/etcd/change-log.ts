@@ -1,4 +1,6 @@
+import { ADMISSION_FOLDER, decodeRecord, recordFileName } from '../../core/admission.ts';
 import { normalizeSerial } from '../../core/serial.ts';
+import { RECORD_FOLDERS } from '../store.ts';
 
 // The `log` key: every transaction of the etcd store writes the changes it makes, in order, one
 // entry per step (one git commit each, with the step's message). The history writer turns each
@@ -14,6 +16,12 @@ export interface LogEntry {
   conf: string | null;
   /** Side files this step writes (whole content). */
   files?: Record<string, string>;
+  /**
+   * Files of reserved folders this change writes (admission records, the inventory: null
+   * removes one); such a change is one commit of them, as the git store's applyRecords(), and
+   * `conf` is null and ignored (the host is not touched).
+   */
+  records?: { folder: string; name: string; content: string | null }[];
 }
 
 export function encodeLog(entries: readonly LogEntry[]): string {
@@ -32,7 +40,15 @@ export function decodeLog(text: string): LogEntry[] {
     if (c.conf !== null && typeof c.conf !== 'string') throw bad('bad conf');
     const files = c.files as Record<string, unknown> | undefined;
     if (files !== undefined && (typeof files !== 'object' || Object.values(files).some((v) => typeof v !== 'string'))) throw bad('bad files');
-    return { serial: c.serial, message: c.message, time: c.time, conf: c.conf as string | null, ...(files ? { files: files as Record<string, string> } : {}) };
+    const records = c.records as LogEntry['records'] | undefined;
+    if (records !== undefined && (!Array.isArray(records) || records.length > 8 || !records.every((r) => typeof r === 'object' && r !== null
+      && RECORD_FOLDERS.includes(r.folder) && typeof r.name === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(r.name) && (r.content === null || typeof r.content === 'string')))) throw bad('bad records');
+    for (const r of records ?? []) if (r.folder === ADMISSION_FOLDER && r.content !== null && !isRecordOf(r.name, r.content)) throw bad(`bad admission record ${r.name}`);
+    return {
+      serial: c.serial, message: c.message, time: c.time, conf: c.conf as string | null,
+      ...(files ? { files: files as Record<string, string> } : {}),
+      ...(records ? { records: records.map((r) => ({ folder: r.folder, name: r.name, content: r.content })) } : {}),
+    };
   });
 }
 
@@ -55,9 +71,36 @@ export function parseTrailer(message: string): TrailerPosition | undefined {
   return { revision: Number(rev[1]), index: Number(change[1]) - 1, count: Number(change[2]) };
 }
 
+/**
+ * Trailer of the commit `mayu migrate --to git` ends the etcd history with: the commits after it
+ * are single-node mayu's, and a later migration into etcd starts a new change log (its revisions
+ * are another etcd's), so a history writer never resumes from the trailers before it.
+ */
+export function endTrailer(revision: number): string {
+  return `Mayu-Etcd-End: ${revision}`;
+}
+
+export function isEndOfEtcd(message: string): boolean {
+  return /^Mayu-Etcd-End: \d+$/m.test(message);
+}
+
+/** Where git's history writer stopped: the first revision and change of the log git still lacks. */
+export function resumePoint(pos: TrailerPosition | undefined, historyStart: number): { revision: number; skip: number } {
+  if (!pos) return { revision: historyStart, skip: 0 };
+  return pos.index + 1 < pos.count ? { revision: pos.revision, skip: pos.index + 1 } : { revision: pos.revision + 1, skip: 0 };
+}
+
 /** A commit message as shown to operators (history): without the trailer paragraph. */
 export function withoutTrailer(message: string): string {
-  return message.replace(/\n\nMayu-Etcd-Revision: \d+\nMayu-Etcd-Change: \d+\/\d+\n?$/, '');
+  return message.replace(/\n\nMayu-Etcd-Revision: \d+\nMayu-Etcd-Change: \d+\/\d+\n?$/, '').replace(/\n\nMayu-Etcd-End: \d+\n?$/, '');
+}
+
+function isRecordOf(name: string, text: string): boolean {
+  try {
+    return recordFileName(decodeRecord(text).Serial) === name;
+  } catch {
+    return false;
+  }
 }
 
 function isSerial(s: string): boolean {

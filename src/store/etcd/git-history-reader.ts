@@ -3,7 +3,7 @@ import { GitObjectReader } from '../../git/object-reader.ts';
 import { parseCommit, parseTree, TREE_MODE } from '../../git/objects.ts';
 import { resolveHead } from '../../git/refs.ts';
 import type { CommitInfo } from '../store.ts';
-import { parseTrailer, withoutTrailer, type TrailerPosition } from './change-log.ts';
+import { isEndOfEtcd, parseTrailer, withoutTrailer, type TrailerPosition } from './change-log.ts';
 
 // The audit history as every replica reads it: the cluster repo the history writer keeps
 // (history-writer.ts), read-only. Each read looks at the branch ref and indexes the commits added
@@ -27,6 +27,12 @@ export class GitHistoryReader {
     return [...(this.bySerial.get(serial) ?? [])];
   }
 
+  /** history() and lastPosition() of the same read of the branch. */
+  async historyAt(serial: string): Promise<{ commits: CommitInfo[]; position: TrailerPosition | undefined }> {
+    await this.sync();
+    return { commits: [...(this.bySerial.get(serial) ?? [])], position: this.newestPosition };
+  }
+
   async confAt(serial: string, commit: string): Promise<string | undefined> {
     if (!/^[0-9a-f]{40}$/.test(commit)) return undefined;
     await this.sync();
@@ -41,6 +47,28 @@ export class GitHistoryReader {
   async lastPosition(): Promise<TrailerPosition | undefined> {
     await this.sync();
     return this.newestPosition;
+  }
+
+  /**
+   * The newest commit's trailer position, read from that one commit (cheap: for pruning while a
+   * storm commits thousands a second); a full read when it has none (an operator's commit on top).
+   */
+  headPosition(): Promise<TrailerPosition | undefined> {
+    // In the same queue as the full reads (they share the object reader).
+    const run = this.syncing.catch(() => undefined).then(async () => {
+      const head = await resolveHead(path.join(this.dir, '.git')).catch(() => undefined);
+      if (!head) return undefined;
+      if (head === this.indexedHead) return this.newestPosition;
+      await this.reader.refresh();
+      const c = parseCommit((await this.reader.read(head)).content);
+      if (isEndOfEtcd(c.message)) return undefined;
+      const position = parseTrailer(c.message);
+      if (position) return position;
+      await this.syncOnce();
+      return this.newestPosition;
+    });
+    this.syncing = run.then(() => undefined);
+    return run;
   }
 
   close(): Promise<void> {
@@ -77,7 +105,7 @@ export class GitHistoryReader {
         list.unshift({ commit: c.oid, message: withoutTrailer(message), time: new Date(c.timestamp * 1000).toISOString().replace('.000Z', 'Z') });
         this.bySerial.set(serial, list);
       }
-      this.newestPosition = parseTrailer(message) ?? this.newestPosition;
+      this.newestPosition = isEndOfEtcd(message) ? undefined : parseTrailer(message) ?? this.newestPosition;
     }
     this.indexedHead = head;
   }

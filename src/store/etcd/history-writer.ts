@@ -2,7 +2,8 @@ import type { Etcd3, IKeyValue, Lease, Watcher } from 'etcd3';
 import { decodeHost } from '../../core/host.ts';
 import type { TimeZone } from '../../core/tzif.ts';
 import { GitStore } from '../git-store.ts';
-import { decodeLog, parseTrailer, trailer, type LogEntry } from './change-log.ts';
+import { decodeLog, parseTrailer, resumePoint, trailer, type LogEntry } from './change-log.ts';
+import { fragmented, resumeAfterLastEvent } from './connect.ts';
 import { GitHistoryReader } from './git-history-reader.ts';
 import type { EtcdKeys } from './keys.ts';
 
@@ -131,53 +132,74 @@ export class HistoryWriter {
     });
     const reader = new GitHistoryReader(this.opts.dir);
     const pos = await reader.lastPosition().finally(() => reader.close());
-    let start: number;
-    let skip = 0;
-    if (pos) {
-      start = pos.index + 1 < pos.count ? pos.revision : pos.revision + 1;
-      skip = pos.index + 1 < pos.count ? pos.index + 1 : 0;
-    } else {
-      start = Number(await this.opts.client.get(this.opts.keys.historyStart).string() ?? '1');
-    }
+    const from = resumePoint(pos, Number(await this.opts.client.get(this.opts.keys.historyStart).string() ?? '1'));
+    const start = from.revision;
+    const skip = from.skip;
     const git = this.git;
-    this.watcher = await this.opts.client.watch().key(this.opts.keys.log).startRevision(String(start)).create();
+    this.watcher = resumeAfterLastEvent(await fragmented(this.opts.client.watch().key(this.opts.keys.log).startRevision(String(start))).create());
     this.watcher.on('error', (err) => this.stop?.(new Error(`watch of the change log failed (etcd compacted revisions git has not taken yet: a gap): ${err.message}`)));
     this.watcher.on('put', (kv: IKeyValue) => {
       const revision = Number(kv.mod_revision);
-      let entries: LogEntry[];
-      try {
-        entries = decodeLog(kv.value.toString());
-      } catch (err) {
-        this.opts.onBadLog?.(revision, err as Error);
-        return;
-      }
       const from = revision === start ? skip : 0;
-      for (let i = from; i < entries.length; i++) {
-        if (!this.leading) return;
-        if (Date.now() > this.validUntil) {
-          this.stop?.(new Error('lease may have expired (no keep-alive answered in time): stopped writing'));
-          this.leading = false;
-          return;
-        }
-        const e = entries[i]!;
-        const message = `${e.message}\n\n${trailer(revision, i, entries.length)}`;
-        let host;
-        try {
-          host = e.conf === null ? undefined : decodeHost(JSON.parse(e.conf));
-        } catch (err) {
-          this.opts.onBadLog?.(revision, new Error(`change ${i + 1} (${e.serial}): ${(err as Error).message}`));
-          continue;
-        }
-        times.push(new Date(e.time));
-        const written = host === undefined
-          ? git.remove(e.serial, message)
-          : git.apply(e.serial, [{ message, host, ...(e.files ? { files: e.files } : {}) }]);
-        written.catch((err: Error) => this.stop?.(new Error(`git write failed: ${err.message}`)));
-        this.submitted = { revision, index: i };
-      }
+      const last = commitLogRevision({
+        git, revision, value: kv.value.toString(), from, times,
+        proceed: () => {
+          if (!this.leading) return false;
+          if (Date.now() > this.validUntil) {
+            this.stop?.(new Error('lease may have expired (no keep-alive answered in time): stopped writing'));
+            this.leading = false;
+            return false;
+          }
+          return true;
+        },
+        onBad: (err) => this.opts.onBadLog?.(revision, err),
+        onFailed: (err) => this.stop?.(new Error(`git write failed: ${err.message}`)),
+      });
+      if (last !== undefined) this.submitted = { revision, index: last };
     });
     return ended;
   }
+}
+
+/**
+ * One revision of the log key into git: one commit per change from `from` on, each with its
+ * trailer and time (pushed on `times`, which the git store asks once per commit). A revision
+ * mayu did not write is reported and nothing is committed. Returns the index of the last change
+ * submitted (undefined: none). Shared by the history writer and `mayu migrate --to git`'s catch-up.
+ */
+export function commitLogRevision(o: {
+  git: GitStore; revision: number; value: string; from: number; times: Date[];
+  proceed: () => boolean; onBad: (err: Error) => void; onFailed: (err: Error) => void;
+}): number | undefined {
+  let entries: LogEntry[];
+  try {
+    entries = decodeLog(o.value);
+  } catch (err) {
+    o.onBad(err as Error);
+    return undefined;
+  }
+  let last: number | undefined;
+  for (let i = o.from; i < entries.length; i++) {
+    if (!o.proceed()) return last;
+    const e = entries[i]!;
+    const message = `${e.message}\n\n${trailer(o.revision, i, entries.length)}`;
+    let host;
+    try {
+      host = e.conf === null || e.records ? undefined : decodeHost(JSON.parse(e.conf));
+    } catch (err) {
+      o.onBad(new Error(`change ${i + 1} (${e.serial}): ${(err as Error).message}`));
+      continue;
+    }
+    o.times.push(new Date(e.time));
+    const written = e.records
+      ? o.git.applyRecords(e.records.map((r) => ({ folder: r.folder, name: r.name, content: r.content ?? undefined })), `${e.serial}: ${message}`)
+      : host === undefined
+      ? o.git.remove(e.serial, message)
+      : o.git.apply(e.serial, [{ message, host, ...(e.files ? { files: e.files } : {}) }]);
+    written.catch(o.onFailed);
+    last = i;
+  }
+  return last;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,3 +1,5 @@
+import { RECORD_FOLDERS } from '../store.ts';
+
 // Where the etcd store keeps a cluster, all under one prefix (config etcd.prefix, e.g. "/mayu/"):
 //
 //   cluster.json              cluster.json's text, as the git store writes it
@@ -12,6 +14,11 @@
 //                             every revision of it until compaction, the audit history is made from them
 //   history-start             the first revision of `log` the git history has to take
 //   history-writer/<lease>    the election of the replica that writes git (history-writer.ts)
+//   _admission/<serial>.json  admission records and the inventory (issue 17), the same files
+//   _config/inventory.yaml    the git store keeps in its reserved folders, compared on their
+//                             mod revision by every change of them
+//   migrated-out              set by `mayu migrate --to git`: the cluster lives in git again; no
+//                             replica starts on this prefix while it is there
 
 export class EtcdKeys {
   constructor(readonly prefix: string) {}
@@ -20,6 +27,8 @@ export class EtcdKeys {
   get log() { return `${this.prefix}log`; }
   get historyStart() { return `${this.prefix}history-start`; }
   get election() { return `${this.prefix}history-writer/`; }
+  get migratedOut() { return `${this.prefix}migrated-out`; }
+  record(folder: string, name: string) { return `${this.prefix}${folder}/${name}`; }
   host(serial: string) { return `${this.prefix}hosts/${serial}`; }
   file(serial: string, name: string) { return `${this.prefix}files/${serial}/${name}`; }
   addr(ip: string) { return `${this.prefix}addr/${ip}`; }
@@ -30,6 +39,7 @@ export class EtcdKeys {
     | { kind: 'host'; serial: string }
     | { kind: 'file'; serial: string; name: string }
     | { kind: 'quota'; profile: string }
+    | { kind: 'record'; folder: string; name: string }
     | { kind: 'other' } {
     if (!key.startsWith(this.prefix)) return { kind: 'other' };
     const rest = key.slice(this.prefix.length);
@@ -39,6 +49,12 @@ export class EtcdKeys {
       if (serial && name) return { kind: 'file', serial, name };
     }
     if (rest.startsWith('quota/')) return { kind: 'quota', profile: rest.slice(6) };
+    const slash = rest.indexOf('/');
+    if (slash > 0 && RECORD_FOLDERS.includes(rest.slice(0, slash))) {
+      const name = rest.slice(slash + 1);
+      // One level of plain file names, as the git store keeps them.
+      if (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) return { kind: 'record', folder: rest.slice(0, slash), name };
+    }
     return { kind: 'other' };
   }
 }

@@ -2,7 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import { encodeHost } from '../../core/host.ts';
 import { encodeClusterJson } from '../cluster-json.ts';
 import { GitStore } from '../git-store.ts';
-import { HOST_SIDE_FILES, StoreError } from '../store.ts';
+import { HOST_SIDE_FILES, RECORD_FOLDERS, StoreError } from '../store.ts';
 import type { EtcdKeys } from './keys.ts';
 import { prefixEnd } from './txn.ts';
 
@@ -39,6 +39,8 @@ export async function migrateToEtcd(o: { dir: string; client: Etcd3; keys: EtcdK
         puts.push([keys.addr(host.InternalAddr), serial]);
       }
     }
+    // Admission records and the inventory (issue 17), key for file.
+    for (const folder of RECORD_FOLDERS) for (const [name, text] of git.records(folder)) puts.push([keys.record(folder, name), text]);
     for (const profile of new Set(git.all().map((h) => h.Profile ?? ''))) if (o.limitedProfiles.has(profile)) puts.push([keys.quota(profile), '0']);
     // cluster.json last: a replica starting meanwhile sees no cluster yet rather than half of it.
     let transactions = 0;

@@ -21,6 +21,11 @@ export interface TxnItem {
   freeAddr?: string;
   /** quota/<profile> key of a limited profile the host joins. */
   quotaKey?: string;
+  /**
+   * A change of admission records / the inventory instead of a host's (null deletes a key):
+   * each key compared on its mod revision; hostKey, conf and files are not used.
+   */
+  records?: { key: string; value: string | null }[];
 }
 
 export interface ResolvedItem {
@@ -29,6 +34,8 @@ export interface ResolvedItem {
   expectHost: number | undefined;
   /** Mod revision the quota key must have; undefined: compared by an earlier change of the batch. */
   quotaExpect: number | undefined;
+  /** Mod revision each of item.records' keys must have (0: must not exist). */
+  recordExpect?: number[];
 }
 
 export interface TxnCompare {
@@ -43,7 +50,15 @@ export function buildTxn(logKey: string, batch: readonly ResolvedItem[], logValu
   const success: IRequestOp[] = [];
   const quotas = new Map<string, TxnCompare | undefined>();
   const put = (key: string, value: string) => success.push({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } });
-  for (const { item, expectHost, quotaExpect } of batch) {
+  for (const { item, expectHost, quotaExpect, recordExpect } of batch) {
+    if (item.records) {
+      item.records.forEach((r, i) => {
+        compares.push({ key: r.key, check: { mod: recordExpect?.[i] ?? 0 }, owners: [item] });
+        if (r.value === null) success.push({ request_delete_range: { key: Buffer.from(r.key) } });
+        else put(r.key, r.value);
+      });
+      continue;
+    }
     compares.push({ key: item.hostKey, check: { mod: expectHost ?? 0 }, owners: [item] });
     if (item.takeAddr) compares.push({ key: item.takeAddr, check: { absent: true }, owners: [item] });
     if (item.quotaKey) {
