@@ -162,8 +162,11 @@ say "received $CONFIG_KIND: $(wc -c <"$WORKDIR/config") bytes, sha256 $(sha256su
 # decompressor is chosen by the file's magic bytes below.
 image_url="$MAYU_URL/images/$SERIAL/install_image.bin"
 # Storage drivers bind as the devices show up: go round the coldplug once more (the installer's
-# /bin/mayu-coldplug; absent on other installers), then wait up to 10 s for a disk.
-command -v mayu-coldplug >/dev/null 2>&1 && mayu-coldplug 2
+# /bin/mayu-coldplug; absent on other installers), then wait up to 10 s for a disk, going round
+# again meanwhile (SCSI disks behind a SAS/RAID controller appear seconds after its driver loaded,
+# and only then ask for sd_mod).
+coldplug() { command -v mayu-coldplug >/dev/null 2>&1 && mayu-coldplug 1; }
+coldplug
 image_bytes=$(timeout "$HTTP_TIMEOUT" wget -q -S --spider "$image_url" 2>&1 | sed -n 's/^ *Content-Length: *\([0-9]*\).*/\1/p' | tail -n 1)
 [ -n "$image_bytes" ] || fail image "HEAD $image_url failed: mayu has no OS image for this machine"
 
@@ -226,6 +229,7 @@ while :; do
   candidates=$(list_disks 2>"$WORKDIR/not-candidates" | sort -n -k1,1 -k3,3)
   { [ -n "$candidates" ] || [ "$n" -ge 10 ]; } && break
   sleep 1
+  coldplug
   n=$((n + 1))
 done
 cat "$WORKDIR/not-candidates" >&2
