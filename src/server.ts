@@ -331,7 +331,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
     observeInstallFailure: (f) => metrics.installFailure(f.Stage),
     admitNewHost: () => storage.admitNewHost(),
-    admission: { admit: (serial, data) => admission?.admit(serial, data) ?? {} },
+    admission: { admit: (serial, nics) => admission?.admit(serial, nics) ?? {} },
   });
   // issue 17: admission modes, the inventory, selectors' facts (src/service/open-admission.ts).
   const admission = await openAdmission({ store, clusterDir: opts.clusterDir, config, configFile: opts.configFile, profiles: loaded.profiles, service, now: opts.now, logger })

@@ -117,8 +117,9 @@ netdevs=''
 for dev in /sys/class/net/*; do
   [ -e "$dev/device" ] || continue      # only real NICs: lo, bridges, bonds and VLANs have no device
   mac=$(cat "$dev/address" 2>/dev/null) || continue
+  driver=$(readlink "$dev/device/driver" 2>/dev/null)  # the kernel driver, for profile selectors (new; 0.11 ignores it)
   [ -n "$netdevs" ] && netdevs="$netdevs,"
-  netdevs="$netdevs{\"Name\":\"$(json_str "${dev##*/}")\",\"MacAddress\":\"$(json_str "$mac")\"}"
+  netdevs="$netdevs{\"Name\":\"$(json_str "${dev##*/}")\",\"MacAddress\":\"$(json_str "$mac")\"${driver:+,\"Driver\":\"$(json_str "${driver##*/}")\"}}"
 done
 [ -n "$netdevs" ] || fail network "no network interface with a device in /sys/class/net"
 

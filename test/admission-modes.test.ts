@@ -234,6 +234,21 @@ describe('admission mode open (the default)', () => {
     assert.deepEqual(hosts.map((h) => [h.Serial, h.Profile]), [['o-1', 'core'], ['o-2', 'default'], ['o-3', 'core']]);
     assert.ok(!filesAtHead(mayu).some((f) => f.startsWith('_admission/')), 'open mode records nobody');
   });
+
+  it("an inventory entry's profile slot is held until its machine comes: others cannot take the last one", async () => {
+    const hostsNow = async () => (await (await fetch(`${mayu.url}/admin/hosts`)).json()) as { Serial: string; Profile: string }[];
+    // Fill core (quantity 3) up to its last slot, then hold that slot for r-1.
+    const core = (await hostsNow()).filter((h) => h.Profile === 'core').length;
+    for (let i = core; i < 2; i++) assert.equal((await fetch(`${mayu.url}/first-stage-script/fill-${i}`)).status, 200);
+    assert.equal((await put(mayu, '/admin/inventory/r-1', '{"Profile":"core"}')).status, 201);
+    assert.equal((await fetch(`${mayu.url}/first-stage-script/o-4`)).status, 200);
+    assert.equal((await fetch(`${mayu.url}/first-stage-script/r-1`)).status, 200);
+    const hosts = await hostsNow();
+    const profileOf = new Map(hosts.map((h) => [h.Serial, h.Profile]));
+    assert.equal(profileOf.get('o-4'), 'default', 'o-4 must not take the slot held for r-1');
+    assert.equal(profileOf.get('r-1'), 'core');
+    assert.equal(hosts.filter((h) => h.Profile === 'core').length, 3, 'core stays within its quantity');
+  });
 });
 
 describe('admission with --no-git', () => {

@@ -87,6 +87,27 @@ describe('profile selectors', () => {
     assert.match(await res.text(), /NetDevs\[0\]\.Driver: invalid driver name/);
   });
 
+  it("the installer's first-stage request names the NICs (?nic=<mac>,<driver>): driver and count selectors match before any POST", async () => {
+    const hostCount = async () => (await (await fetch(`${mayu.url}/admin/hosts`)).json() as unknown[]).length;
+    assert.equal((await fetch(`${mayu.url}/first-stage-script/fs-1?nic=00:25:90:00:02:01,i40e`)).status, 200);
+    assert.equal(await profileOf(mayu, 'fs-1'), 'fast-nic');
+    assert.equal((await fetch(`${mayu.url}/first-stage-script/fs-2?nic=00-25-90-00-03-01,igb&nic=00:25:90:00:03:02,igb`)).status, 200);
+    assert.equal(await profileOf(mayu, 'fs-2'), 'dual-nic');
+    // Bad NIC facts: 400 naming the reason, no host created.
+    const before = await hostCount();
+    for (const [query, reason] of [
+      ['nic=zz:25:90:00:04:01,igb', /invalid MAC address/],
+      ['nic=00:25:90:00:04:01,../x', /nic\[0\]: invalid driver name/],
+      ['nic=00:25:90:00:04:01,igb,extra', /is not <mac>\[,<driver>\]/],
+      [Array.from({ length: 65 }, (_, i) => `nic=00:25:90:00:05:${i.toString(16).padStart(2, '0')}`).join('&'), /at most 64/],
+    ] as const) {
+      const res = await fetch(`${mayu.url}/first-stage-script/fs-bad?${query}`);
+      assert.equal(res.status, 400, query.slice(0, 60));
+      assert.match(await res.text(), reason);
+    }
+    assert.equal(await hostCount(), before);
+  });
+
   it('a NIC count matches the installer\'s NICs', async () => {
     const data = { ...hostData('two-1', '00:25:90:00:00:01'), NetDevs: [{ Name: 'eno1', MacAddress: '00:25:90:00:00:01' }, { Name: 'eno2', MacAddress: '00:25:90:00:00:02' }] };
     assert.equal((await fetch(`${mayu.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(data) })).status, 200);

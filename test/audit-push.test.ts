@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { AuditPusher, type AuditPushStatus } from '../src/store/audit-push.ts';
 import { git, gitCommitCount, gitCommitCountReaching } from './helpers/git.ts';
-import { FIXTURES, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, NO_OVERLOAD_GATES_YAML, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,7 +96,7 @@ describe('audit push to a local bare repo (native git)', () => {
     const workDir = await tempDir();
     const config = path.join(workDir, 'config.yaml');
     const push = { url, branch: 'audit', interval_ms: 100, max_backoff_ms: 500 };
-    await writeFile(config, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}\naudit_push: ${JSON.stringify(push)}\n`);
+    await writeFile(config, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}\naudit_push: ${JSON.stringify(push)}\n${NO_OVERLOAD_GATES_YAML}`);
     const m = await startMayu({ workDir, config });
     running.push(m);
     return m;

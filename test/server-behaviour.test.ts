@@ -3,7 +3,7 @@ import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gitCommitCount, gitCommitCountReaching, gitFsck, gitSubjects } from './helpers/git.ts';
-import { FIXTURES, hostData, macFor, reportAuth, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
+import { FIXTURES, hostData, NO_OVERLOAD_GATES_YAML, macFor, reportAuth, ROOT, startMayu, tempDir, type MayuProcess } from './helpers/mayu-process.ts';
 
 const post = (m: MayuProcess, serial: string, i: number) =>
   fetch(`${m.url}/final-cloud-config.yaml`, { method: 'POST', body: JSON.stringify(hostData(serial, macFor(i))) });
@@ -16,7 +16,7 @@ describe('profiles and addresses', () => {
     // would answer some 503 (test/limits-registration.test.ts); here the store's concurrency is tested.
     const workDir = await tempDir();
     const config = path.join(workDir, 'config.yaml');
-    await writeFile(config, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}\nlimits:\n  max_in_flight_new: 1000\n  max_write_queue_new: 10000\n  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n  max_busy_new: 0\n`);
+    await writeFile(config, `${await readFile(path.join(FIXTURES, 'config.yaml'), 'utf8')}${NO_OVERLOAD_GATES_YAML}`);
     mayu = await startMayu({ workDir, config });
   });
   after(() => mayu.stop());

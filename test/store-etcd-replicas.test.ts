@@ -209,7 +209,9 @@ describe('etcd store: replicas sharing one state (real 3-member etcd 3.4)', () =
     } finally {
       writer.proc.kill('SIGCONT');
     }
-    await writer.waitForLog((l) => l.msg === 'stopped writing the audit history; campaigning again', 10_000);
+    // It notices at its next keepalive (lease gone) or write (branch moved), then closes its git
+    // store (merging packs): seconds, more on a loaded CI machine (10 s was once too short).
+    await writer.waitForLog((l) => l.msg === 'stopped writing the audit history; campaigning again', 30_000);
     await Promise.all(Array.from({ length: 10 }, (_, i) => fetchRetrying(`${writer.url}/first-stage-script/r-${i}`)));
     await assertHistoryMatches(cluster.endpoints, `${workDir}/clusters`);
     await run('git', ['-C', `${workDir}/clusters`, 'fsck', '--full']);

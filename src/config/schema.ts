@@ -98,7 +98,8 @@ const bucket = (rate: number, burst: number) =>
 
 /**
  * Registration limits and overload bounds (README "Limits and overload"; src/http/load-shedding.ts).
- * The defaults never touch a rack booting normally (reasons in the README): a machine registers
+ * The count limits never touch a rack booting normally (reasons in the README; the latency gates
+ * may delay part of a burst on a busy host by one Retry-After): a machine registers
  * once per install from its own address, and a whole rack powering on at once is far below
  * what the bounds let through.
  */

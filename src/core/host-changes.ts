@@ -4,7 +4,7 @@ import { allocateAddress, isIpv4, type IpRange } from './addresses.ts';
 import { cloneHost, hostsEqual, newHost, VERSION_FIELDS, type Host, type HostState, type OverrideValue } from './host.ts';
 import type { HostData } from './host-data.ts';
 import type { HostIndexView } from './host-index.ts';
-import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from './profiles.ts';
+import { applyProfile, chooseProfile, countByProfile, DEFAULT_PROFILE, withReserved, type Profile } from './profiles.ts';
 import type { MachineFacts } from './selectors.ts';
 import { assertTransition } from './states.ts';
 
@@ -40,6 +40,8 @@ export interface CreationContext {
   facts?: Omit<MachineFacts, 'serial'>;
   /** Where the search for a free InternalAddr starts, past the range's start (replicas; 0: the lowest free). */
   addressSearchFrom?: number;
+  /** Slots per profile held for machines not registered yet (inventory entries naming it): counted as taken. */
+  reserved?: ReadonlyMap<string, number>;
 }
 
 /** 32 hex chars; bytes 0 and 1 are cabinet and machine-on-cabinet as in 0.11 (so ids start 0000). */
@@ -68,7 +70,8 @@ export function creationSteps(serial: string, ctx: CreationContext): Step[] {
   host = { ...host, InternalAddr: address };
   steps.push({ message: 'updated host InternalAddr', host });
 
-  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, ctx.index ? ctx.index.profileCounts() : countByProfile(hosts), { ...ctx.facts, serial }));
+  const counts = withReserved(ctx.index ? ctx.index.profileCounts() : countByProfile(hosts), ctx.reserved);
+  host = applyProfile(host, ctx.profile ?? chooseProfile(ctx.profiles, counts, { ...ctx.facts, serial }));
   steps.push({ message: 'updated host profile and metadata', host });
 
   if (!host.EtcdClusterToken) {

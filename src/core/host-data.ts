@@ -18,6 +18,9 @@ export interface HostData {
 
 export class HostDataError extends Error {}
 
+/** A NIC as the installer names it before its host exists (first-stage request), for profile selectors. */
+export type NicFact = Pick<NetDev, 'MacAddress' | 'Driver'>;
+
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const NIC = /^[A-Za-z0-9._:@-]{1,32}$/;
 
@@ -25,6 +28,23 @@ export function normalizeMac(raw: string): string {
   const mac = raw.trim().toLowerCase().replace(/-/g, ':');
   if (!MAC.test(mac)) throw new HostDataError(`invalid MAC address ${JSON.stringify(raw.slice(0, 40))}`);
   return mac;
+}
+
+const DRIVER = /^[A-Za-z0-9_-]{0,32}$/;
+
+/**
+ * The installer's `?nic=<mac>[,<driver>]` (one per NIC) of `GET /first-stage-script/<serial>`:
+ * what the machine's NICs are before its host is created, so selectors on nic_count, nic_drivers
+ * and macs can match it there. At most 64.
+ */
+export function parseNicFacts(values: readonly string[]): NicFact[] {
+  if (values.length > 64) throw new HostDataError(`nic: ${values.length} interfaces, at most 64`);
+  return values.map((value, i) => {
+    const [mac = '', driver = '', ...rest] = value.split(',');
+    if (rest.length) throw new HostDataError(`nic[${i}]: ${JSON.stringify(value.slice(0, 60))} is not <mac>[,<driver>]`);
+    if (!DRIVER.test(driver)) throw new HostDataError(`nic[${i}]: invalid driver name ${JSON.stringify(driver.slice(0, 40))}`);
+    return { MacAddress: normalizeMac(mac), ...(driver ? { Driver: driver } : {}) };
+  });
 }
 
 /** Validates parsed JSON; the 0.11 error for a missing serial is kept verbatim. */
@@ -42,7 +62,7 @@ export function parseHostData(raw: unknown): HostData {
     }
     if (!NIC.test(dev.Name)) throw new HostDataError(`NetDevs[${i}].Name: invalid interface name ${JSON.stringify(dev.Name.slice(0, 40))}`);
     const driver = (dev as { Driver?: unknown }).Driver;
-    if (driver !== undefined && (typeof driver !== 'string' || !/^[A-Za-z0-9_-]{0,32}$/.test(driver))) {
+    if (driver !== undefined && (typeof driver !== 'string' || !DRIVER.test(driver))) {
       throw new HostDataError(`NetDevs[${i}].Driver: invalid driver name ${JSON.stringify(String(driver).slice(0, 40))}`);
     }
     return { Name: dev.Name, MacAddress: normalizeMac(dev.MacAddress), ...(driver ? { Driver: driver } : {}) };

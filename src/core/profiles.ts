@@ -21,6 +21,14 @@ export function countByProfile(hosts: Iterable<Host>): Map<string, number> {
   return counts;
 }
 
+/** Hosts per profile plus the slots held for machines not registered yet (inventory entries naming the profile). */
+export function withReserved(counts: ReadonlyMap<string, number>, reserved?: ReadonlyMap<string, number>): ReadonlyMap<string, number> {
+  if (!reserved?.size) return counts;
+  const total = new Map(counts);
+  for (const [profile, n] of reserved) total.set(profile, (total.get(profile) ?? 0) + n);
+  return total;
+}
+
 /**
  * First profile, in config order, still below its quantity and whose selector (if it has one)
  * matches the machine; otherwise `default`. Without facts, profiles with a selector never match.

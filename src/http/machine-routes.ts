@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises';
 import path from 'node:path';
 import Router, { type RouterMiddleware } from '@koa/router';
 import { bootsFromLocalDisk } from '../core/boot-identity.ts';
-import { parseHostData } from '../core/host-data.ts';
+import { parseHostData, parseNicFacts } from '../core/host-data.ts';
 import type { Host } from '../core/host.ts';
 import type { MayuService } from '../service/mayu-service.ts';
 import { readJson } from './body.ts';
@@ -125,9 +125,12 @@ export function machineRoutes(deps: MachineRouteDeps): Router {
   };
 
   router.get('/first-stage-script/:serial', async (ctx) => {
+    // The installer names the machine's NICs (?nic=<mac>,<driver>) for profile selectors; 0.11's sends none.
+    const query = ctx.query.nic;
+    const nics = parseNicFacts(query === undefined ? [] : Array.isArray(query) ? query : [query]);
     admitIfNew(ctx.params.serial!, ctx.ip);
     try {
-      const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h));
+      const { body } = await service.registerAndRender(ctx.params.serial!, (h) => outputs.firstStageScript(h), nics);
       Object.assign(ctx, text(body));
     } catch (err) {
       if (!(err instanceof NotAdmittedError) || !deps.admission) throw err;

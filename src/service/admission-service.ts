@@ -8,8 +8,8 @@ import {
 } from '../core/admission.ts';
 import { bootSerial, type BootQuery } from '../core/boot-identity.ts';
 import type { Host } from '../core/host.ts';
-import { HostDataError, normalizeMac, type HostData } from '../core/host-data.ts';
-import { chooseProfile, countByProfile, DEFAULT_PROFILE, type Profile } from '../core/profiles.ts';
+import { HostDataError, normalizeMac, type NicFact } from '../core/host-data.ts';
+import { chooseProfile, countByProfile, DEFAULT_PROFILE, withReserved, type Profile } from '../core/profiles.ts';
 import type { MachineFacts } from '../core/selectors.ts';
 import { normalizeSerial } from '../core/serial.ts';
 import { encodeInventory, parseInventory } from '../config/inventory.ts';
@@ -111,12 +111,15 @@ export class AdmissionService implements AdmissionGate {
   // ---- machines asking ----
 
   /** MayuService's gate for a serial without a host: what its creation uses, or NotAdmittedError. */
-  admit(serial: string, data?: HostData): AdmittedAs {
+  admit(serial: string, nics?: readonly NicFact[]): AdmittedAs {
     const entry = this.inventory().get(serial);
     const record = this.record(serial);
     const decision = decideAdmission(this.deps.mode, entry, record);
-    const facts = this.facts(serial, data, record);
-    if (decision.kind === 'admit') return { profile: decision.profile ? this.profile(decision.profile) : undefined, facts };
+    const facts = this.facts(serial, nics, record);
+    if (decision.kind === 'admit') {
+      if (decision.profile) return { profile: this.profile(decision.profile), facts };
+      return { facts, reserved: this.reservedSlots(serial) };
+    }
     this.lastSeen.set(serial, this.stamp());
     const recorded = decision.record ? this.recordWaiting(serial, decision.record, [...(facts.macs ?? [])], '') : Promise.resolve();
     throw new NotAdmittedError(serial, decision.status, this.deps.retrySeconds, recorded);
@@ -168,10 +171,11 @@ export class AdmissionService implements AdmissionGate {
   }
 
   /** What is known of the machine: the installer's NICs, else the MAC it netbooted from (iPXE), else its record's. */
-  private facts(serial: string, data: HostData | undefined, record: AdmissionRecord | undefined): Omit<MachineFacts, 'serial'> {
-    if (data && data.NetDevs.length > 0) {
-      const drivers = data.NetDevs.flatMap((d) => (d.Driver ? [d.Driver] : []));
-      return { macs: data.NetDevs.map((d) => d.MacAddress), nicCount: data.NetDevs.length, ...(drivers.length ? { nicDrivers: drivers } : {}) };
+  /** The NICs the machine named (first-stage query or final-config POST), else the MACs iPXE and its record showed. */
+  private facts(serial: string, nics: readonly NicFact[] | undefined, record: AdmissionRecord | undefined): Omit<MachineFacts, 'serial'> {
+    if (nics && nics.length > 0) {
+      const drivers = nics.flatMap((d) => (d.Driver ? [d.Driver] : []));
+      return { macs: nics.map((d) => d.MacAddress), nicCount: nics.length, ...(drivers.length ? { nicDrivers: drivers } : {}) };
     }
     const mac = this.bootMacs.get(serial);
     const macs = [...new Set([...(mac ? [mac] : []), ...(record?.MacAddresses ?? [])])];
@@ -217,7 +221,7 @@ export class AdmissionService implements AdmissionGate {
     } else if (entry?.profile) {
       profile = this.profile(entry.profile);
     } else {
-      profile = chooseProfile(this.deps.profiles, countByProfile(this.deps.store.scan()), { ...facts, serial });
+      profile = chooseProfile(this.deps.profiles, withReserved(countByProfile(this.deps.store.scan()), this.reservedSlots(serial)), { ...facts, serial });
     }
     const writes: RecordWrite[] = [{ folder: ADMISSION_FOLDER, name: recordFileName(serial), content: undefined }];
     if (this.deps.mode === 'known' && !entry) writes.push(this.inventoryWrite(serial, profileName === undefined ? undefined : profile.name));
@@ -303,11 +307,23 @@ export class AdmissionService implements AdmissionGate {
     return found;
   }
 
+  /**
+   * Per profile, the inventory entries naming it whose machine (other than `serial`) has no host
+   * yet: their slots are held, so a machine without an entry of its own cannot take the last one.
+   */
+  private reservedSlots(serial: string): Map<string, number> {
+    const reserved = new Map<string, number>();
+    for (const e of this.inventory().values()) {
+      if (e.profile && e.profile !== DEFAULT_PROFILE && e.serial !== serial && !this.deps.store.get(e.serial)) reserved.set(e.profile, (reserved.get(e.profile) ?? 0) + 1);
+    }
+    return reserved;
+  }
+
   /** Hosts in the profile plus inventory entries naming it that have no host yet must stay within its quantity. */
   private assertRoom(profile: Profile, serial: string): void {
     if (profile.name === DEFAULT_PROFILE) return;
     const hosts = countByProfile(this.deps.store.scan()).get(profile.name) ?? 0;
-    const reserved = [...this.inventory().values()].filter((e) => e.profile === profile.name && e.serial !== serial && !this.deps.store.get(e.serial)).length;
+    const reserved = this.reservedSlots(serial).get(profile.name) ?? 0;
     const quantity = profile.quantity ?? 0;
     if (hosts + reserved >= quantity) {
       throw new AdmissionRequestError(409, `profile "${profile.name}" is full: quantity ${quantity}, held by ${hosts} host${hosts === 1 ? '' : 's'}${reserved ? ` and ${reserved} inventory entr${reserved === 1 ? 'y' : 'ies'} not yet registered` : ''}`);

@@ -8,7 +8,7 @@ import {
   setEtcdTokenSteps, setInstalledSteps, setIpmiAddrSteps, setMetadataSteps, setProfileSteps, setProviderIdSteps, setStateSteps,
   type Step,
 } from '../core/host-changes.ts';
-import type { HostData } from '../core/host-data.ts';
+import type { HostData, NicFact } from '../core/host-data.ts';
 import {
   clearFailureOnStateChange, currentFailure, decodeFailureLog, INSTALL_FAILURES_FILE, installFailureSteps,
   type InstallFailure, type InstallFailureLog, type InstallFailureReport,
@@ -87,12 +87,14 @@ export interface AdmittedAs {
   profile?: Profile;
   /** What is known of the machine for profile selectors. */
   facts?: Omit<MachineFacts, 'serial'>;
+  /** Slots per profile held for other machines not registered yet (the inventory's): not free for this one. */
+  reserved?: ReadonlyMap<string, number>;
 }
 
 /** Who gets a host (src/service/admission-service.ts); absent: every machine, as in 0.11. */
 export interface AdmissionGate {
   /** For a serial without a host; throws (NotAdmittedError) when the machine must wait. */
-  admit(serial: string, data?: HostData): AdmittedAs;
+  admit(serial: string, nics?: readonly NicFact[]): AdmittedAs;
 }
 
 /** A host asked to be created exists already: 409. */
@@ -210,11 +212,11 @@ export class MayuService {
   }
 
   /** First-stage script request: creates the host on first contact, renders its script. */
-  registerAndRender(rawSerial: string, render: RenderFor): Promise<{ host: Host; body: string }> {
+  registerAndRender(rawSerial: string, render: RenderFor, nics?: readonly NicFact[]): Promise<{ host: Host; body: string }> {
     const serial = normalizeSerial(rawSerial);
     const existing = this.deps.store.get(serial);
     if (!existing) this.deps.admitNewHost?.();
-    const steps = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial));
+    const steps = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, nics));
     return this.commit(serial, existing, steps, render);
   }
 
@@ -223,7 +225,7 @@ export class MayuService {
     const serial = normalizeSerial(data.Serial);
     const existing = this.deps.store.get(serial);
     if (!existing) this.deps.admitNewHost?.();
-    const created = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, data));
+    const created = existing ? [] : this.creation(serial, this.deps.admission?.admit(serial, data.NetDevs));
     const base = created.at(-1)?.host ?? existing!;
     const steps = [...created, ...finalConfigSteps(base, data)];
     return this.commit(serial, existing, steps, render);
@@ -365,6 +367,7 @@ export class MayuService {
     return creationSteps(serial, {
       profile: admitted.profile,
       facts: admitted.facts,
+      reserved: admitted.reserved,
       hosts: this.deps.store.scan(),
       profiles: this.deps.profiles,
       ipRange: this.deps.ipRange,

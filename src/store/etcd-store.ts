@@ -12,6 +12,7 @@ import { HostTable, type SideFiles } from './host-table.ts';
 import { PendingBySerial } from './pending-by-serial.ts';
 import { ADMISSION_FOLDER, CONFIG_FOLDER, decodeRecord, INVENTORY_FILE, recordFileName } from '../core/admission.ts';
 import { HOST_SIDE_FILES, RECORD_FOLDERS, StoreConflictError, StoreError, StoreUnavailableError, type ClusterConfig, type CommitInfo, type HostStore, type RecordWrite, type StoreObserver } from './store.ts';
+import { setRecordFile, type RecordFiles } from './record-files.ts';
 
 // Host records in etcd, shared by several mayu replicas (README "Replicas with etcd").
 //
@@ -97,7 +98,7 @@ export class EtcdStore implements HostStore {
   private logWatcher: Watcher | undefined;
   private readonly uncommitted = new UncommittedLog();
   /** Admission records and the inventory (RECORD_FOLDERS), as the git store keeps them. */
-  private readonly recordFiles = new Map<string, Map<string, string>>();
+  private readonly recordFiles: RecordFiles = new Map();
   /** Records changes submitted in this tick, by serial: a host change of that serial in the same tick depends on it. */
   private readonly recordsThisTick = new Map<string, Item>();
   /** Record keys another replica changed while one of ours was in flight: read again after. */
@@ -203,12 +204,7 @@ export class EtcdStore implements HostStore {
   }
 
   private setRecord(folder: string, name: string, content: string | undefined): string | undefined {
-    let files = this.recordFiles.get(folder);
-    if (!files) this.recordFiles.set(folder, (files = new Map()));
-    const prev = files.get(name);
-    if (content === undefined) files.delete(name);
-    else files.set(name, content);
-    return prev;
+    return setRecordFile(this.recordFiles, folder, name, content);
   }
 
   /** Git's commits, and on top the changes etcd has that git does not yet (`uncommitted`). */

@@ -33,6 +33,7 @@ import {
   type AdoptedChange, type RecordWrite, type ClusterConfig, type CommitInfo, type HostStore, type OutsideProblem, type StoreObserver,
 } from './store.ts';
 import { WorkingTree, type FileCheck } from './working-tree.ts';
+import { setRecordFile, type RecordFiles } from './record-files.ts';
 
 // The cluster directory as a git repo. Each batch of changes (group commit: whatever queued up
 // while the previous batch was written) becomes the pack records of every commit of the batch,
@@ -219,7 +220,7 @@ export class GitStore implements HostStore {
   /** Where the next periodic hand-edit scan starts (handEditSlice). */
   private handEditCursor = 0;
   /** Files of the RECORD_FOLDERS (folder → name → text), as applied so far. */
-  private readonly recordFiles = new Map<string, Map<string, string>>();
+  private readonly recordFiles: RecordFiles = new Map();
   /** Their trees as the newest commit has them (folder → tree id and entries). */
   private recordTrees = new Map<string, { oid: string; entries: TreeEntry[] }>();
 
@@ -324,12 +325,7 @@ export class GitStore implements HostStore {
   /** Sets one record file in memory; returns what it held. */
   private setRecord(folder: string, name: string, content: string | undefined): string | undefined {
     if (!RECORD_FOLDERS.includes(folder)) throw new StoreError(`${folder}: not a record folder`);
-    let files = this.recordFiles.get(folder);
-    if (!files) this.recordFiles.set(folder, (files = new Map()));
-    const prev = files.get(name);
-    if (content === undefined) files.delete(name);
-    else files.set(name, content);
-    return prev;
+    return setRecordFile(this.recordFiles, folder, name, content);
   }
 
   /** Reads the record folders as `root` has them (at load, and after outside commits). */
@@ -427,12 +423,15 @@ export class GitStore implements HostStore {
     // A failed checkpoint fails the wait (the changes stay in the journal, retried later):
     // waiters do not each start one of their own against a disk that just refused one. While
     // outside commits are refused, git waits for the operator: the journal has the change.
+    let moved = 0;
     while (last !== undefined && !this.refusedHead && this.unflushed.some((u) => u.seq <= last)) {
       try {
         await (this.checkpointRun ?? this.runCheckpoint());
       } catch (err) {
         if (err instanceof RefLockedError) await new Promise((r) => setTimeout(r, REF_LOCKED_RETRY_MS));
-        else if (err instanceof RefMovedError) await this.outsideCheck();
+        // Read (take, refuse, or yield to) the commits that moved the branch, also while closing:
+        // skipping them there made close() retry the same refused checkpoint forever.
+        else if (err instanceof RefMovedError && ++moved <= 100) await this.outsideCheck(true);
         else throw err;
       }
     }
@@ -1027,8 +1026,8 @@ export class GitStore implements HostStore {
   }
 
   /** Reads commits that reached the ref without mayu and takes or refuses them; one check at a time. */
-  private outsideCheck(): Promise<void> {
-    this.adoption ??= this.locked(() => this.checkOutsideNow())
+  private outsideCheck(evenIfClosed = false): Promise<void> {
+    this.adoption ??= this.locked(() => this.checkOutsideNow(evenIfClosed))
       .catch((err: Error) => this.opts.onOutsideError(err))
       .finally(() => {
         this.adoption = undefined;
@@ -1037,8 +1036,8 @@ export class GitStore implements HostStore {
     return this.adoption;
   }
 
-  private async checkOutsideNow(): Promise<void> {
-    if (this.closed && !this.checkpointRun) return;
+  private async checkOutsideNow(evenIfClosed = false): Promise<void> {
+    if (this.closed && !this.checkpointRun && !evenIfClosed) return;
     await this.checkpointRun?.catch(() => undefined);
     const found = await resolveRef(path.join(this.opts.dir, '.git'), REF);
     if (found === this.gitHead) {

@@ -7,6 +7,14 @@ import { reportToken } from '../../src/core/tokens.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
+/** How long stop() waits for mayu to exit after SIGTERM (a clean stop merges packs: seconds). */
+const STOP_TIMEOUT_MS = 120_000;
+/**
+ * A config's `limits:` block with the overload gates for new machines off: for tests whose burst
+ * of registrations at once tests something else (the store, the audit push), not the gates
+ * (test/limits-registration.test.ts), which would answer part of it 503 on a busy machine.
+ */
+export const NO_OVERLOAD_GATES_YAML = '\nlimits:\n  max_in_flight_new: 1000\n  max_write_queue_new: 10000\n  max_lag_ms_new: 0\n  max_commit_ms_new: 0\n  max_busy_new: 0\n';
 
 export interface MayuProcess {
   url: string;
@@ -136,7 +144,18 @@ export async function startMayu(opts: StartOptions = {}): Promise<MayuProcess> {
     },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
-      await exited;
+      // A mayu that does not stop is a failure, not a test run hanging until CI's time limit.
+      let timer: NodeJS.Timeout | undefined;
+      const hung = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(true), STOP_TIMEOUT_MS))),
+      ]);
+      clearTimeout(timer);
+      if (hung) {
+        proc.kill('SIGKILL');
+        await exited;
+        throw new Error(`mayu (pid ${proc.pid}) did not exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM; killed`);
+      }
     },
     async kill9() {
       if (proc.exitCode === null) proc.kill('SIGKILL');
