@@ -163,8 +163,11 @@ say "received $CONFIG_KIND: $(wc -c <"$WORKDIR/config") bytes, sha256 $(sha256su
 # decompressor is chosen by the file's magic bytes below.
 image_url="$MAYU_URL/images/$SERIAL/install_image.bin"
 # Storage drivers bind as the devices show up: go round the coldplug once more (the installer's
-# /bin/mayu-coldplug; absent on other installers), then wait up to 10 s for a disk.
-command -v mayu-coldplug >/dev/null 2>&1 && mayu-coldplug 2
+# /bin/mayu-coldplug; absent on other installers), then wait up to 10 s for a disk, going round
+# again meanwhile (SCSI disks behind a SAS/RAID controller appear seconds after its driver loaded,
+# and only then ask for sd_mod).
+coldplug() { command -v mayu-coldplug >/dev/null 2>&1 && mayu-coldplug 1; }
+coldplug
 image_bytes=$(timeout "$HTTP_TIMEOUT" wget -q -S --spider "$image_url" 2>&1 | sed -n 's/^ *Content-Length: *\([0-9]*\).*/\1/p' | tail -n 1)
 [ -n "$image_bytes" ] || fail image "HEAD $image_url failed: mayu has no OS image for this machine"
 
@@ -227,6 +230,7 @@ while :; do
   candidates=$(list_disks 2>"$WORKDIR/not-candidates" | sort -n -k1,1 -k3,3)
   { [ -n "$candidates" ] || [ "$n" -ge 10 ]; } && break
   sleep 1
+  coldplug
   n=$((n + 1))
 done
 cat "$WORKDIR/not-candidates" >&2
@@ -302,6 +306,9 @@ while [ ! -b "$part" ] && [ "$n" -lt 10 ]; do sleep 1; n=$((n + 1)); done
 
 printf 'SERIAL=%s\nMAYU_VERSION=%s\nMAYU_URL=%s\nREPORT_TOKEN=%s\n' "$SERIAL" "$MAYU_VERSION" "$MAYU_URL" "$REPORT_TOKEN" >"$WORKDIR/store/mayu-env"
 cp "$WORKDIR/config" "$WORKDIR/store/config" || fail config "cannot copy the $CONFIG_KIND in $WORKDIR"
+# The installer loads its file-system modules only before a mount (/bin/mayu-modload; other
+# installers have them built in or loaded already).
+load_filesystems() { command -v mayu-modload >/dev/null 2>&1 && mayu-modload; return 0; }
 case $CONFIG_STORE in
   tar)
     # A plain tar archive written raw onto the partition: the installed OS reads it with tar.
@@ -313,6 +320,7 @@ case $CONFIG_STORE in
     say "stored $CONFIG_KIND and mayu-env as a tar archive on $part"
     ;;
   file)
+    load_filesystems
     mount "$part" "$WORKDIR/mnt" || fail config "cannot mount $part to write the $CONFIG_KIND"
     if ! { mkdir -p "$WORKDIR/mnt${CONFIG_PATH%/*}" && cp "$WORKDIR/config" "$WORKDIR/mnt$CONFIG_PATH"; }; then
       umount "$WORKDIR/mnt"
@@ -326,6 +334,7 @@ case $CONFIG_STORE in
     # filesystem: user-data = the cloud-config, meta-data = instance-id (the machine ID: a
     # reinstall with a new one is a new instance) and local-hostname. 0600: it holds the token.
     [ "$CONFIG_KIND" = cloud-config ] || fail config "config_store nocloud takes a cloud-config, not Ignition (use_ignition is set)"
+    load_filesystems
     mount "$part" "$WORKDIR/mnt" || fail config "cannot mount $part to write the NoCloud seed"
     seed="$WORKDIR/mnt$CONFIG_PATH"
     if ! { mkdir -p "$seed" && cp "$WORKDIR/config" "$seed/user-data" &&

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CpioError, writeCpio } from '../scripts/images/cpio.ts';
 import { osDiskLayout, testOsDiskLayout } from '../scripts/images/disk-layout.ts';
 import { ROOT } from './helpers/mayu-process.ts';
 import { initramfsEntries } from '../scripts/images/initramfs.ts';
-import { loadOrder, moduleAliases, ModuleError, moduleDepends, moduleFirmware, modulesAliasFile, modulesDepFile } from '../scripts/images/kernel-modules.ts';
+import { loadOrder, moduleAliases, ModuleError, moduleDepends, moduleFirmware, modulesAliasFile, modulesAliasIndex, modulesDepFile } from '../scripts/images/kernel-modules.ts';
 import { MbrError, mbrSector } from '../scripts/images/mbr.ts';
 
 // The pure parts of `npm run build:images`: newc cpio writer, MBR, module load order, layout.
@@ -61,7 +63,7 @@ describe('initramfs entries', () => {
       busybox: new Uint8Array([0x7f]),
       applets: ['sh', 'busybox', 'ls', 'sh'],
       modules: [{ name: 'virtio', data: new Uint8Array() }, { name: 'virtio_net', data: new Uint8Array() }],
-      moduleTables: { alias: 'alias virtio:d00000001v* virtio_net\n', dep: 'virtio:\nvirtio_net: virtio\n', atStart: ['virtio'] },
+      moduleTables: { alias: 'alias virtio:d00000001v* virtio_net\n', dep: 'virtio:\nvirtio_net: virtio\n', filesystems: ['virtio'] },
       files: [{ type: 'file', path: 'init', data: '' }],
     });
     const paths = entries.map((e) => e.path);
@@ -70,7 +72,7 @@ describe('initramfs entries', () => {
     const file = (p: string) => entries.find((e) => e.path === p);
     assert.ok(file('lib/modules/virtio_net.ko'));
     assert.deepEqual(file('lib/modules/modules.dep'), { type: 'file', path: 'lib/modules/modules.dep', data: 'virtio:\nvirtio_net: virtio\n' });
-    assert.deepEqual(file('lib/modules/load-at-start'), { type: 'file', path: 'lib/modules/load-at-start', data: 'virtio\n' });
+    assert.deepEqual(file('lib/modules/filesystems'), { type: 'file', path: 'lib/modules/filesystems', data: 'virtio\n' });
     assert.equal(paths.at(-1), 'init');
     const listed = gnuCpioList(writeCpio(entries)).join('\n');
     assert.match(listed, /crw-rw-rw- .* 1,\s+3 .* dev\/null/);
@@ -153,6 +155,72 @@ describe('coldplug tables', () => {
       'alias scsi:t-0x00* sd_mod',
       '',
     ].join('\n'));
+  });
+
+  // A slice of the installer's real table: exact PCI IDs, a vendor with any device, class matches
+  // for any vendor (ahci, nvme), other buses.
+  const aliasFile = modulesAliasFile([
+    { name: 'e1000e', aliases: moduleAliases(e1000e) },
+    { name: 'ahci', aliases: ['pci:v*d*sv*sd*bc01sc06i01*', 'pci:v00008086d00002922sv*sd*bc*sc*i*'] },
+    { name: 'nvme', aliases: ['pci:v*d*sv*sd*bc01sc08i02*'] },
+    { name: 'megaraid_sas', aliases: ['pci:v00001000d00000060sv*sd*bc*sc*i*'] },
+    { name: 'mpt3sas', aliases: ['pci:v00001000d*sv*sd*bc01sc07i*'] },
+    { name: '8139too', aliases: ['pci:v*d00008139sv000010ECsd00008139bc*sc*i*', 'pci:v000010ECd00008139sv*sd*bc*sc*i*'] },
+    { name: 'virtio_net', aliases: ['virtio:d00000001v*'] },
+    { name: 'sd_mod', aliases: ['scsi:t-0x00*', 'scsi:t-0x0e*'] },
+  ]);
+
+  it('modules.alias.keyed: each alias under the literal start of the modaliases it can match', () => {
+    assert.equal(modulesAliasIndex(aliasFile), [
+      'any:pci pci:v*d*sv*sd*bc01sc06i01* ahci',
+      'any:pci pci:v*d*sv*sd*bc01sc08i02* nvme',
+      'any:pci pci:v*d00008139sv000010ECsd00008139bc*sc*i* 8139too',
+      'any:scsi scsi:t-0x00* sd_mod',
+      'any:scsi scsi:t-0x0e* sd_mod',
+      'any:virtio virtio:d00000001v* virtio_net',
+      'pci:v00001000 pci:v00001000d*sv*sd*bc01sc07i* mpt3sas',
+      'pci:v00001000d00000060 pci:v00001000d00000060sv*sd*bc*sc*i* megaraid_sas',
+      'pci:v000010ECd00008139 pci:v000010ECd00008139sv*sd*bc*sc*i* 8139too',
+      'pci:v00008086d000010D3 pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e',
+      'pci:v00008086d0000153A pci:v00008086d0000153Asv*sd*bc*sc*i* e1000e',
+      'pci:v00008086d00002922 pci:v00008086d00002922sv*sd*bc*sc*i* ahci',
+      '',
+    ].join('\n'));
+  });
+
+  it("mayu-coldplug --match (real busybox sh and awk) finds each device's modules through the keyed table", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mayu-coldplug-'));
+    try {
+      writeFileSync(path.join(dir, 'modules.alias.keyed'), modulesAliasIndex(aliasFile));
+      const match = (modaliases: string[]) => {
+        const r = spawnSync('/usr/bin/busybox', ['sh', path.join(ROOT, 'scripts/images/initramfs/mayu-coldplug'), '--match'], {
+          input: modaliases.map((m) => `${m}\n`).join(''), encoding: 'utf8', env: { PATH: '/usr/bin:/bin', MAYU_MODDIR: dir },
+        });
+        assert.equal(r.status, 0, r.stderr);
+        return r.stdout.split('\n').filter(Boolean);
+      };
+      const table: [string, string[]][] = [
+        ['pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00', ['e1000e']],
+        ['pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01', ['ahci']], // its own ID and the class: once
+        ['pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02', ['nvme']],
+        ['pci:v00001000d00000060sv00001000sd00001000bc01sc04i00', ['megaraid_sas']],
+        ['pci:v00001000d00000097sv00001000sd00003090bc01sc07i00', ['mpt3sas']],
+        ['pci:v00001000d00000097sv00001000sd00003090bc01sc04i00', []], // vendor matches, class does not
+        ['pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00', ['8139too']],
+        ['pci:v00001186d00008139sv000010ECsd00008139bc02sc00i00', ['8139too']], // any vendor, fixed subsystem
+        ['pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00', []],
+        ['virtio:d00000001v00001AF4', ['virtio_net']],
+        ['virtio:d00000002v00001AF4', []],
+        ['scsi:t-0x00', ['sd_mod']],
+        ['scsi:t-0x05', []],
+        ['cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0001', []],
+      ];
+      for (const [modalias, modules] of table) assert.deepEqual(match([modalias]), modules, modalias);
+      // All at once: each module named once.
+      assert.deepEqual(match(table.map(([m]) => m)).sort(), ['8139too', 'ahci', 'e1000e', 'megaraid_sas', 'mpt3sas', 'nvme', 'sd_mod', 'virtio_net']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('modules.dep: each module with its whole closure in load order', () => {

@@ -118,7 +118,7 @@ describe('netboot end to end: 4 VMs at once through mayu\'s dnsmasq in a network
     assert.doesNotMatch(install, /mayu-installer: ERROR/, `${m.serial}: ${install.slice(-2000)}`);
     assert.doesNotMatch(disk, /mayu-test-os: ERROR/, `${m.serial}: ${disk.slice(-2000)}`);
     assert.match(disk, new RegExp(`mayu: ${m.serial} is installed, booting from the local disk`));
-    assert.match(disk, /Booting from Hard Disk/);
+    assert.match(disk, /Booting from SAN device 0x80/, 'iPXE boots the BIOS disk itself (sanboot)');
     assert.match(disk, /mayu-test-os: boot_complete reported \(HTTP 202\); powering off/);
     assert.doesNotMatch(disk, /mayu-installer:/, `${m.serial}: the disk boot must not start the installer`);
   }

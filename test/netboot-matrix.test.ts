@@ -220,11 +220,13 @@ describe('the installer on real racks\' NICs and disk controllers (QEMU models)'
       const nicIndex = (row.deadNics ?? []).length + (row.noLinkNics ?? []).length;
       assert.equal(host.ConnectedNIC, `eth${nicIndex}`, 'the NIC that reached mayu');
       assert.equal(host.MacAddresses?.length, nicIndex + 1, 'every NIC reported');
-      // The first-stage request named every NIC with its driver (profile selectors at creation).
-      const fetched = /^mayu-installer: running the first-stage script from (\S+)$/m.exec(text)?.[1] ?? '';
-      const nicFacts = new URL(fetched).searchParams.getAll('nic');
-      assert.equal(nicFacts.length, nicIndex + 1, fetched);
-      assert.ok(nicFacts.some((f) => row.nicDriver.test(f.split(',')[1] ?? '')), `the NIC driver in ${fetched}`);
+      // The first-stage request named every NIC with its driver (profile selectors at creation):
+      // the console says which, mayu's request log has them as ?nic=.
+      const named = /^mayu-installer: NICs named to mayu \(mac,driver\): (.+)$/m.exec(text)?.[1]?.split(' ') ?? [];
+      assert.equal(named.length, nicIndex + 1, named.join(' '));
+      assert.ok(named.some((f) => row.nicDriver.test(f.split(',')[1] ?? '')), `the NIC driver in ${named.join(' ')}`);
+      const asked = mayu!.logs.find((l) => l.msg === 'request' && String(l.url).startsWith(`/first-stage-script/${serial.toUpperCase()}?`));
+      assert.deepEqual(new URLSearchParams(String(asked?.url).split('?')[1]).getAll('nic'), named, 'the same NICs in the request');
       assert.equal(gitSubjects(mayu!.clusterDir).filter((s) => s.startsWith(`${serial}: `)).at(-1), `${serial}: updated state to installed`);
     });
   }

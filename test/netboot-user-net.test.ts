@@ -85,8 +85,8 @@ describe('netboot over QEMU user networking: install, then boot from disk', { ti
     assert.equal(bootExit.code, 0, `disk boot run: QEMU exit ${bootExit.code}/${bootExit.signal}; console:\n${boot.console().slice(-3000)}`);
     assert.doesNotMatch(boot.console(), /mayu-test-os: ERROR/);
     assert.match(boot.console(), new RegExp(`mayu: ${serial} is installed, booting from the local disk`));
-    // SeaBIOS says so; under OVMF, syslinux.efi loaded from the disk's EFI/BOOT/BOOTX64.EFI.
-    if (firmware === 'bios') assert.match(boot.console(), /Booting from Hard Disk/);
+    // BIOS: iPXE's sanboot of drive 0x80 says so; under OVMF, syslinux.efi loaded from the disk's EFI/BOOT/BOOTX64.EFI.
+    if (firmware === 'bios') assert.match(boot.console(), /Booting from SAN device 0x80/);
     else assert.match(boot.console(), /mayu-test-os: started/);
     assert.match(boot.console(), /mayu-test-os: boot_complete reported \(HTTP 202\); powering off/);
     assert.doesNotMatch(boot.console(), /mayu-installer:/, 'the disk boot must not start the installer');

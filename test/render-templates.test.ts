@@ -96,18 +96,20 @@ describe('iPXE script', () => {
       'goto mayu_ask',
     ]);
   });
-  it('local boot script: one echo line naming the host, then exit 1 (UEFI goes on to the next boot option); a hostile serial stays on its line', () => {
+  it('local boot script: one echo line naming the host, BIOS boots the first disk itself, else exit 1 (UEFI goes on to the next boot option); a hostile serial stays on its line', () => {
     assert.deepEqual(renderer.ipxeLocalBoot(buildView(sampleHost({ State: 'running' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n'), [
       '#!ipxe',
       'echo mayu: 004b27ed-692e-b32e is running, booting from the local disk',
       // Read by the chain script: this exit 1 is the answer, not a failed request.
       'set mayu_answer local-disk',
+      // BIOS: no return to the firmware (iPXE's 2 s prompt); a disk that does not boot falls through.
+      'iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||',
       'exit 1',
     ]);
     for (const value of HOSTILE_VALUES) {
       const lines = renderer.ipxeLocalBoot(buildView(sampleHost({ Serial: value, State: 'installed' }), sampleConfig(), VIEW_OPTS)).trimEnd().split('\n');
-      assert.equal(lines.length, 4);
-      assert.equal(lines[3], 'exit 1');
+      assert.equal(lines.length, 5);
+      assert.equal(lines[4], 'exit 1');
       assert.doesNotMatch(lines[1]!, /\$\{/);
     }
   });

@@ -26,11 +26,19 @@ export const INSTALLER_DRIVERS: readonly DriverGroup[] = [
       'sd_mod', // SCSI disks: SATA behind ahci, SAS, virtio-scsi
     ],
   },
-  // Mounted by the installer for config_store `file` (Flatcar's OEM partition, ext4/btrfs/vfat):
-  // loaded at start, not by device. The *_generic crypto modules are what ext4, btrfs and
+  // Mounted by the installer for config_store `file` or `nocloud` (Flatcar's OEM partition,
+  // ext4/btrfs/vfat): loaded by mayu-modload just before the mount, not at start nor by device. The *_generic crypto modules are what ext4, btrfs and
   // libcrc32c ask for by softdep (modinfo softdep=pre: crypto-crc32c ...), which depends= omits.
   { kind: 'filesystem', modules: ['crc32c_generic', 'xxhash_generic', 'blake2b_generic', 'ext4', 'btrfs', 'vfat', 'nls_cp437', 'nls_ascii'] },
 ];
+
+/**
+ * The test OS's drivers, modules of the cloud kernel it boots (TEST_OS_KERNEL_META in build.ts):
+ * the shapes the tests boot to `running` (virtio NIC and disks, vmxnet3; NVMe is built in). The
+ * matrix's other NICs and controllers are installer-only rows. No file systems: it reads its
+ * config archive raw from the partition.
+ */
+export const TEST_OS_DRIVERS: readonly string[] = ['vmxnet3', 'virtio_net', 'virtio_blk', 'virtio_scsi', 'virtio_pci', 'sd_mod'];
 
 export const driverModules = (kind?: DriverGroup['kind']): string[] =>
   INSTALLER_DRIVERS.filter((g) => kind === undefined || g.kind === kind).flatMap((g) => g.modules);

@@ -2,6 +2,7 @@
 // kernel needs before devtmpfs is mounted, kernel modules with the loader's tables, and the caller's
 // own files (/init, ...). Pure: inputs in, cpio entries out.
 import type { CpioEntry } from './cpio.ts';
+import { modulesAliasIndex } from './kernel-modules.ts';
 
 export interface KernelModule {
   name: string;
@@ -14,8 +15,8 @@ export interface InitramfsInputs {
   applets: readonly string[];
   /** Every module file /init may load (/lib/modules/<name>.ko). */
   modules: readonly KernelModule[];
-  /** The loader's tables (see kernel-modules.ts): modules.alias, modules.dep, and the modules loaded at start whatever the devices. */
-  moduleTables?: { alias: string; dep: string; atStart: readonly string[] };
+  /** The loader's tables (see kernel-modules.ts): modules.alias (and its keyed form), modules.dep, and the file-system modules mayu-modload loads before a mount. */
+  moduleTables?: { alias: string; dep: string; filesystems: readonly string[] };
   /** The caller's files, e.g. /init. */
   files: readonly CpioEntry[];
 }
@@ -40,8 +41,9 @@ export function initramfsEntries(inputs: InitramfsInputs): CpioEntry[] {
   if (inputs.moduleTables) {
     const t = inputs.moduleTables;
     entries.push({ type: 'file', path: 'lib/modules/modules.alias', data: t.alias });
+    entries.push({ type: 'file', path: 'lib/modules/modules.alias.keyed', data: modulesAliasIndex(t.alias) });
     entries.push({ type: 'file', path: 'lib/modules/modules.dep', data: t.dep });
-    entries.push({ type: 'file', path: 'lib/modules/load-at-start', data: t.atStart.map((n) => `${n}\n`).join('') });
+    entries.push({ type: 'file', path: 'lib/modules/filesystems', data: t.filesystems.map((n) => `${n}\n`).join('') });
   }
   entries.push(...inputs.files);
   return entries;

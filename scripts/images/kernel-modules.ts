@@ -66,6 +66,24 @@ export function modulesAliasFile(modules: readonly { name: string; aliases: read
 }
 
 /**
+ * modules.alias.keyed for coldplug: "<key> <pattern> <module>", each alias filed under the literal
+ * start every modalias it can match shares: `pci:vVVVVVVVVdDDDDDDDD` (vendor and device fixed,
+ * nearly all of them), `pci:vVVVVVVVV` (device a wildcard), else `any:<bus>`. mayu-coldplug then
+ * glob-tests a device only against the few lines under its own keys instead of every alias.
+ */
+export function modulesAliasIndex(aliasFile: string): string {
+  const lines: string[] = [];
+  for (const line of aliasFile.split('\n')) {
+    const [word, pattern, module] = line.split(' ');
+    if (word !== 'alias' || !pattern || !module) continue;
+    const pci = /^pci:v([0-9A-F]{8})(?:d([0-9A-F]{8})sv)?/.exec(pattern);
+    const key = pci ? (pci[2] ? `pci:v${pci[1]}d${pci[2]}` : `pci:v${pci[1]}`) : `any:${pattern.slice(0, pattern.indexOf(':'))}`;
+    lines.push(`${key} ${pattern} ${module}`);
+  }
+  return lines.sort().map((l) => `${l}\n`).join('');
+}
+
+/**
  * modules.dep for the installer's loader: "<module>: <dep> <dep> ...", each module's whole
  * dependency closure in load order (so the loader insmods the list, then the module, and resolves
  * nothing itself).

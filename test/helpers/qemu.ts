@@ -200,10 +200,18 @@ export function startVm(opts: VmOptions): Vm {
   const proc = spawn(command!, [...prefix, ...qemuArgs(opts)], { stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`${opts.name}: qemu-system-x86_64 did not start`);
   const log = createWriteStream(opts.consoleLog);
+  const stamped = process.env.MAYU_CONSOLE_STAMPS ? createWriteStream(`${process.env.MAYU_CONSOLE_STAMPS}/${opts.name}-${Date.now()}.log`) : undefined;
+  let partial = '';
   let text = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {
     log.write(d);
+    if (stamped) {
+      const lines = (partial + d.toString('latin1').replace(/\r/g, '')).split('\n');
+      partial = lines.pop() ?? '';
+      const t = ((performance.now() - started) / 1000).toFixed(2);
+      for (const line of lines) stamped.write(`${t} ${line}\n`);
+    }
     text += d.toString('latin1').replace(/\r/g, '');
     for (const l of listeners) l();
   };
