@@ -216,7 +216,7 @@ async function netnsRun({ firmware, count }: Scenario): Promise<{ vms: VmResult[
       installerStarted: s(install.marks[0]!, i0),
       installerNetworkUp: s(install.marks[1]!, i0),
       installerWriting: s(install.marks[2]!, i0),
-      firstStageScript: s(at('first-stage script', req('GET', (u) => u.toLowerCase() === `/first-stage-script/${m.serial}`), i0), i0),
+      firstStageScript: s(at('first-stage script', req('GET', (u) => u.toLowerCase().split('?')[0] === `/first-stage-script/${m.serial}`), i0), i0),
       firstPost: s(at('final-config POST', fromVm('POST', (u) => u.startsWith('/final-')), i0), i0),
       setInstalled: s(at('set_installed', req('PUT', (u) => u === `/admin/host/${m.serial}/set_installed`), i0), i0),
       installExit: round(install.exit.seconds, 1),
