@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { startOperator, type OperatorActivity } from './operator-activity.ts';
-import { checkAcks, checkFinalHosts, gitFsckResult, gitGarbage, gitHeadConfs, gitStatusPorcelain, gitSubjectCounts, strayRefs } from './storm-checks.ts';
+import { checkAcks, checkFinalHosts, gitFsckResult, gitFsckSettled, gitGarbage, gitHeadConfs, gitStatusPorcelain, gitSubjectCounts, strayRefs } from './storm-checks.ts';
 import { getJson, runStorm, serialFor, sleep, Target, type Ack, type StormPace, type StormResult } from './storm-client.ts';
 import { PROFILE_QUANTITIES, prepareStormEnv, startMayuServer, type MayuServer } from './storm-env.ts';
 
@@ -103,7 +103,8 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRes
     const restartMs = performance.now() - r0;
     downTimes.push([killedAt, Date.now()]);
     const f0 = performance.now();
-    const fsck = gitFsckResult(env.clusterDir);
+    // The restarted mayu may merge packs under fsck (and the operator repacks): settled results only.
+    const fsck = gitFsckSettled(env.clusterDir);
     // Each distinct fsck failure once: a broken repo stays broken over the following kills.
     if (!fsck.ok && !seenFsck.has(fsck.output)) violations.push(`after kill #${kills.length + 1}: git fsck --full failed:\n${fsck.output}`);
     if (!fsck.ok) seenFsck.add(fsck.output);

@@ -1,12 +1,9 @@
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { decodeLog } from '../../src/store/etcd/change-log.ts';
 import { fragmented } from '../../src/store/etcd/connect.ts';
 import { until } from './etcd.ts';
-import { gitFsckResult } from './storm-checks.ts';
 
 // What etcd holds and what the audit repo made of it, read with a plain etcd client and the
 // native git: for the storms and faults of replicas (tests and bench/etcd-storm.ts).
@@ -104,18 +101,3 @@ export async function isLinear(dir: string): Promise<boolean> {
   return stdout.trim() === '';
 }
 
-/**
- * `git fsck --full` of a repo a live history writer may be merging packs in: a result counts only
- * when the set of packs was the same before and after it (fsck does not look again for objects of
- * a pack that was merged away under it, as other git commands do); tried up to five times.
- */
-export function gitFsckSettled(dir: string): { ok: boolean; output: string; tries: number } {
-  const packs = () => readdirSync(path.join(dir, '.git/objects/pack')).sort().join(',');
-  let last = { ok: false, output: '' };
-  for (let tries = 1; tries <= 5; tries++) {
-    const before = packs();
-    last = gitFsckResult(dir);
-    if (last.ok || packs() === before) return { ...last, tries };
-  }
-  return { ...last, tries: 5 };
-}

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { macFor } from './mayu-process.ts';
 import { indexOf, type Ack, type Route } from './storm-client.ts';
 
@@ -56,6 +58,22 @@ export function gitCommitTotal(dir: string): number {
 export function gitFsckResult(dir: string): { ok: boolean; output: string } {
   const res = run(dir, ['fsck', '--full', '--strict', '--no-dangling', '--no-progress']);
   return { ok: res.status === 0, output: `${res.stdout.toString()}${res.stderr.toString()}`.trim() };
+}
+
+/**
+ * `git fsck --full` of a repo a live mayu (or history writer) may be merging packs in: a result counts only
+ * when the set of packs was the same before and after it (fsck does not look again for objects of
+ * a pack that was merged away under it, as other git commands do); tried up to five times.
+ */
+export function gitFsckSettled(dir: string): { ok: boolean; output: string; tries: number } {
+  const packs = () => readdirSync(path.join(dir, '.git/objects/pack')).sort().join(',');
+  let last = { ok: false, output: '' };
+  for (let tries = 1; tries <= 5; tries++) {
+    const before = packs();
+    last = gitFsckResult(dir);
+    if (last.ok || packs() === before) return { ...last, tries };
+  }
+  return { ...last, tries: 5 };
 }
 
 /** `git status --porcelain` (empty: the index is HEAD's and the working tree matches it). */
