@@ -45,6 +45,44 @@ describe('git objects', () => {
     assert.equal(root.size, 2);
   });
 
+  it('undoes the changes after a point in place: bytes, oid and later changes as before them', () => {
+    const names = Array.from({ length: 600 }, (_, i) => `host-${(i * 7919) % 1000}`);
+    const root = new RootTree(names.slice(0, 400).map((name) => ({ mode: TREE_MODE, name, oid: oid() })));
+    root.set({ mode: FILE_MODE, name: 'cluster.json', oid: oid() });
+    const saved = root.clone();
+    const seq = root.seq;
+    const savedOid = root.oid();
+    // Replaces, inserts (past the buffer's room) and removals, some of the same entry twice.
+    for (let i = 0; i < 300; i++) {
+      const name = names[(i * 31) % names.length]!;
+      if (i % 5 === 4) root.remove(name, TREE_MODE);
+      else root.set({ mode: TREE_MODE, name, oid: oid() });
+    }
+    assert.notEqual(root.oid(), savedOid);
+    assert.equal(root.undoTo(seq), true);
+    assert.deepEqual(root.bytes, saved.bytes);
+    assert.equal(root.size, saved.size);
+    assert.equal(root.seq, seq);
+    assert.equal(root.oid(), savedOid);
+    assert.deepEqual(root.changesSince(seq), []);
+    // The entry bookkeeping (keys, lengths) is back too: the same changes give the same bytes.
+    for (const t of [root, saved]) {
+      t.remove('host-7', TREE_MODE);
+      t.set({ mode: TREE_MODE, name: 'host-999x', oid: '1'.repeat(40) });
+      t.set({ mode: TREE_MODE, name: 'host-14', oid: '2'.repeat(40) });
+    }
+    assert.deepEqual(root.bytes, saved.bytes);
+    assert.equal(root.oid(), saved.oid());
+    assert.deepEqual(root.bytes, encodeTree(parseTree(saved.bytes)));
+    // Past what the tree remembers: refused, nothing changed.
+    const before = Buffer.from(root.bytes);
+    for (let i = 0; i < 1100; i++) root.set({ mode: TREE_MODE, name: 'host-1', oid: oid() });
+    const after = Buffer.from(root.bytes);
+    assert.equal(root.undoTo(seq), false);
+    assert.deepEqual(root.bytes, after);
+    assert.notDeepEqual(after, before);
+  });
+
   it('round-trips deltas, small for a one-entry change and correct for unrelated buffers', () => {
     const base = Buffer.from('a'.repeat(5000) + 'OLD' + 'b'.repeat(5000));
     const target = Buffer.from('a'.repeat(5000) + 'NEW!' + 'b'.repeat(5000));

@@ -140,11 +140,10 @@ export class GitJournal implements Journal {
     const file = this.active;
     const fd = this.fds[file]!;
     const start = this.offsets[file]!;
-    const bytes = encodeEntry(entry, this.seq++);
+    const parts = encodeEntryParts(entry, this.seq++);
     try {
-      let done = 0;
-      while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, start + done);
-      this.offsets[file] = start + bytes.length;
+      const length = writeAllAt(fd, parts, start);
+      this.offsets[file] = start + length;
       this.pendingIn[file]!++;
       try {
         await this.sync(fd);
@@ -205,35 +204,65 @@ export class GitJournal implements Journal {
  * head, (MYJ2 only: count u32, superseded heads), object count u32, objects.
  */
 export function encodeEntry(entry: JournalEntry, seq: number): Buffer {
+  return Buffer.concat(encodeEntryParts(entry, seq));
+}
+
+/**
+ * The entry as pieces to write one after the other: the objects' records are the batch's own
+ * buffers, not copied into one (a storm's batch carries a 400 KB root tree).
+ */
+export function encodeEntryParts(entry: JournalEntry, seq: number): Buffer[] {
   const supersedes = entry.supersedes ?? [];
-  let size = 4 + 20 + 20 + 4 + (supersedes.length > 0 ? 4 + 20 * supersedes.length : 0);
+  const fixed = 4 + 20 + 20 + 4 + (supersedes.length > 0 ? 4 + 20 * supersedes.length : 0);
+  let size = fixed;
   for (const o of entry.objects) size += 20 + 4 + 4 + 1 + (o.baseOid ? 20 : 0) + o.record.length;
-  const buf = Buffer.allocUnsafe(8 + size + 4);
-  buf.writeUInt32BE(supersedes.length > 0 ? MAGIC_SUPERSEDING : MAGIC, 0);
-  buf.writeUInt32BE(size, 4);
+  const head = Buffer.allocUnsafe(8 + fixed);
+  head.writeUInt32BE(supersedes.length > 0 ? MAGIC_SUPERSEDING : MAGIC, 0);
+  head.writeUInt32BE(size, 4);
   let pos = 8;
-  buf.writeUInt32BE(seq >>> 0, pos);
+  head.writeUInt32BE(seq >>> 0, pos);
   pos += 4;
-  pos += buf.write(entry.parent ?? NO_COMMIT, pos, 'hex');
-  pos += buf.write(entry.head, pos, 'hex');
+  pos += head.write(entry.parent ?? NO_COMMIT, pos, 'hex');
+  pos += head.write(entry.head, pos, 'hex');
   if (supersedes.length > 0) {
-    buf.writeUInt32BE(supersedes.length, pos);
+    head.writeUInt32BE(supersedes.length, pos);
     pos += 4;
-    for (const h of supersedes) pos += buf.write(h, pos, 'hex');
+    for (const h of supersedes) pos += head.write(h, pos, 'hex');
   }
-  buf.writeUInt32BE(entry.objects.length, pos);
-  pos += 4;
+  head.writeUInt32BE(entry.objects.length, pos);
+  const parts: Buffer[] = [head];
+  let crc = crc32(head.subarray(8));
   for (const o of entry.objects) {
-    pos += buf.write(o.oid, pos, 'hex');
-    buf.writeUInt32BE(o.crc >>> 0, pos);
-    buf.writeUInt32BE(o.record.length, pos + 4);
-    buf[pos + 8] = o.baseOid ? 1 : 0;
-    pos += 9;
-    if (o.baseOid) pos += buf.write(o.baseOid, pos, 'hex');
-    pos += o.record.copy(buf, pos);
+    const meta = Buffer.allocUnsafe(20 + 4 + 4 + 1 + (o.baseOid ? 20 : 0));
+    let at = meta.write(o.oid, 0, 'hex');
+    meta.writeUInt32BE(o.crc >>> 0, at);
+    meta.writeUInt32BE(o.record.length, at + 4);
+    meta[at + 8] = o.baseOid ? 1 : 0;
+    at += 9;
+    if (o.baseOid) meta.write(o.baseOid, at, 'hex');
+    crc = crc32(o.record, crc32(meta, crc));
+    parts.push(meta, o.record);
   }
-  buf.writeUInt32BE(crc32(buf.subarray(8, pos)) >>> 0, pos);
-  return buf;
+  const tail = Buffer.allocUnsafe(4);
+  tail.writeUInt32BE(crc >>> 0, 0);
+  parts.push(tail);
+  return parts;
+}
+
+/** Writes `parts` one after the other at `position`, resuming after a short write; returns the length. */
+function writeAllAt(fd: number, parts: readonly Buffer[], position: number): number {
+  let rest = parts.filter((p) => p.length > 0);
+  let done = 0;
+  while (rest.length > 0) {
+    // IOV_MAX is 1024: a batch of 256 changes has ~2 300 pieces.
+    let n = fs.writevSync(fd, rest.slice(0, 1024), position + done);
+    done += n;
+    let i = 0;
+    while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
+    rest = rest.slice(i);
+    if (n > 0) rest[0] = rest[0]!.subarray(n);
+  }
+  return done;
 }
 
 /** The valid entries of one file, from its start to the first torn or foreign bytes. */

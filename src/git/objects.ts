@@ -139,6 +139,9 @@ export interface TreeSplice {
   seq: number;
   /** The `removed` bytes as they were (a copy). */
   old: Buffer;
+  /** The entry's index before the change; for a removal, also its sort key (undoTo() puts it back). */
+  index: number;
+  key?: Buffer;
 }
 
 export class RootTree {
@@ -217,9 +220,43 @@ export class RootTree {
     return this.recent.slice(seq + 1 - first.seq);
   }
 
+  /**
+   * Undoes the changes after `seq` (a batch that could not be stored), in place: a failed batch
+   * needs no copy of the 400 KB tree made before it. False when they are no longer all kept.
+   */
+  undoTo(seq: number): boolean {
+    const changes = this.changesSince(seq);
+    if (!changes) return false;
+    for (let i = changes.length - 1; i >= 0; i--) {
+      const c = changes[i]!;
+      const length = this.len - c.inserted + c.removed;
+      if (length > this.buf.length) {
+        const grown = Buffer.allocUnsafe(length);
+        this.buf.copy(grown, 0, 0, this.len);
+        this.buf = grown;
+      }
+      this.buf.copyWithin(c.offset + c.removed, c.offset + c.inserted, this.len);
+      c.old.copy(this.buf, c.offset);
+      this.len = length;
+      if (c.removed === 0) {
+        this.keys.splice(c.index, 1);
+        this.lengths.splice(c.index, 1);
+      } else if (c.inserted === 0) {
+        this.keys.splice(c.index, 0, c.key!);
+        this.lengths.splice(c.index, 0, c.removed);
+      } else {
+        this.lengths[c.index] = c.removed;
+      }
+    }
+    this.recent.length -= changes.length;
+    this.seq_ = seq;
+    this.states = [];
+    return true;
+  }
+
   /** Saved hash states past entry `index` no longer hold; a new length voids them all. */
-  private changed(index: number, offset: number, old: Buffer, inserted: number): void {
-    const splice = { offset, removed: old.length, inserted, seq: ++this.seq_, old };
+  private changed(index: number, offset: number, old: Buffer, inserted: number, key?: Buffer): void {
+    const splice: TreeSplice = { offset, removed: old.length, inserted, seq: ++this.seq_, old, index, ...(key ? { key } : {}) };
     this.recent.push(splice);
     if (this.recent.length > KEPT_CHANGES) this.recent.splice(0, this.recent.length - KEPT_CHANGES);
     if (old.length !== inserted) this.states = [];
@@ -258,7 +295,7 @@ export class RootTree {
     const old = ownCopy(this.buf.subarray(offset, offset + length));
     this.buf.copyWithin(offset, offset + length, this.len);
     this.len -= length;
-    this.changed(index, offset, old, 0);
+    this.changed(index, offset, old, 0, this.keys[index]);
     this.keys.splice(index, 1);
     this.lengths.splice(index, 1);
     return true;

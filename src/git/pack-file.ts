@@ -129,9 +129,17 @@ export class PackFileWriter {
 
   private async flushPending(): Promise<void> {
     if (this.pending.length === 0) return;
-    const data = Buffer.concat(this.pending);
+    // Written from the records themselves, not a concatenated copy (a checkpoint's batches each
+    // bring a 400 KB root tree), at most IOV_MAX (1024) pieces a call, resuming after a short write.
+    let rest = this.pending.filter((b) => b.length > 0);
     this.pending = [];
     this.pendingBytes = 0;
-    await this.fh.write(data);
+    while (rest.length > 0) {
+      let { bytesWritten: n } = await this.fh.writev(rest.slice(0, 1024));
+      let i = 0;
+      while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
+      rest = rest.slice(i);
+      if (n > 0) rest[0] = rest[0]!.subarray(n);
+    }
   }
 }

@@ -18,11 +18,20 @@ const DEFLATE = { level: 1 };
  * up a zlib context (~300 KB) per call, which cost more than everything else in a small batch.
  */
 export function zlibStored(data: Buffer): Buffer {
+  return zlibStoredAfter(Buffer.alloc(0), data);
+}
+
+/**
+ * `prefix` (a record's header) followed by zlibStored(data), in one buffer: a batch's 400 KB root
+ * tree is copied once into its record, not once into the zlib data and again into the record.
+ */
+function zlibStoredAfter(prefix: Buffer, data: Buffer): Buffer {
   const blocks = Math.max(1, Math.ceil(data.length / 0xffff));
-  const out = Buffer.allocUnsafe(2 + blocks * 5 + data.length + 4);
-  out[0] = 0x78; // deflate, 32 KiB window
-  out[1] = 0x01; // no dictionary, fastest; (0x78 << 8 | 0x01) % 31 === 0
-  let pos = 2;
+  const out = Buffer.allocUnsafe(prefix.length + 2 + blocks * 5 + data.length + 4);
+  let pos = prefix.copy(out, 0);
+  out[pos] = 0x78; // deflate, 32 KiB window
+  out[pos + 1] = 0x01; // no dictionary, fastest; (0x78 << 8 | 0x01) % 31 === 0
+  pos += 2;
   for (let i = 0; i < blocks; i++) {
     const chunk = data.subarray(i * 0xffff, (i + 1) * 0xffff);
     out[pos] = i === blocks - 1 ? 1 : 0; // BFINAL, BTYPE 00 (stored)
@@ -126,6 +135,8 @@ export class PackBuilder {
     if (base && baseOffset !== undefined) {
       const delta = computeDelta(base.content, content);
       record = Buffer.concat([objectHeader(OFS_DELTA, delta.length), ofsEncoding(this.offset - baseOffset), compress(delta, level)]);
+    } else if (level === 0) {
+      record = zlibStoredAfter(objectHeader(TYPE_CODE[type], content.length), content);
     } else {
       record = Buffer.concat([objectHeader(TYPE_CODE[type], content.length), compress(content, level)]);
     }

@@ -692,6 +692,12 @@ export class GitStore implements HostStore {
     return headFiles;
   }
 
+  private async rootTreeAt(head: string | undefined): Promise<RootTree> {
+    if (!head) return new RootTree();
+    const commit = parseCommit((await this.reader.read(head)).content);
+    return new RootTree(parseTree((await this.reader.read(commit.tree)).content));
+  }
+
   private async loadHostsAt(head: string): Promise<Map<string, TreeEntry[]>> {
     const headFiles = new Map<string, TreeEntry[]>();
     const commit = parseCommit((await this.reader.read(head)).content);
@@ -738,7 +744,8 @@ export class GitStore implements HostStore {
   }
 
   private async writeBatchNow(items: WriteItem[]): Promise<BatchWritten> {
-    const startRoot = this.root.clone();
+    // A failed batch's root-tree changes are undone in place (no 400 KB copy per batch).
+    const startSeq = this.root.seq;
     const startHead = this.head;
     const startRecordTrees = new Map(this.recordTrees);
     const roots = new RootChain();
@@ -790,18 +797,28 @@ export class GitStore implements HostStore {
       }
       for (const [oid, o] of others) put(oid, pack.add(oid, o.type, o.content, undefined, STORED));
       const { checksum, index } = pack.finish();
+      // The batch's pack, readable (history, confAt) from memory until a checkpoint writes it to
+      // git; the records the journal and the checkpoint write are views of it, so a batch keeps
+      // one copy of its 400 KB root tree, not two (the records made above die young).
+      const packBytes = Buffer.concat([...chunks, checksum]);
+      let at = chunks[0]!.length;
+      for (const o of objects) {
+        o.record = packBytes.subarray(at, at + o.record.length);
+        at += o.record.length;
+      }
+      chunks.length = 0;
       // Nothing after the append may fail: a journaled batch stands (the next open replays it).
       const ticket = await this.journal.append({ parent: startHead, head: this.head!, objects });
-      // Readable (history, confAt) from memory until a checkpoint writes it to git.
       const memoryPack = `journal-${checksum.toString('hex')}`;
-      this.reader.addMemoryPack(memoryPack, index, Buffer.concat([...chunks, checksum]));
+      this.reader.addMemoryPack(memoryPack, index, packBytes);
       unflushed = {
         parent: startHead, head: this.head!, objects, tickets: [ticket], memoryPack,
         commits: items.map((i) => i.commit!), serials: new Set(items.flatMap((i) => (i.serial === undefined ? [] : [i.serial]))), seq: this.batchSeq++,
         indexChanges: this.indexChangesOf(items),
       };
     } catch (err) {
-      this.root = startRoot;
+      // More changes than the tree remembers (not seen: a batch is at most 256 changes): read it back.
+      if (!this.root.undoTo(startSeq)) this.root = await this.rootTreeAt(startHead);
       this.head = startHead;
       this.recordTrees = startRecordTrees;
       this.history_.forgetAfter(startHead);
