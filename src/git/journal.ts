@@ -201,15 +201,9 @@ export class GitJournal implements Journal {
 
 /**
  * magic u32 | body length u32 | body | crc32(body) u32, all big-endian. Body: seq u32, parent,
- * head, (MYJ2 only: count u32, superseded heads), object count u32, objects.
- */
-export function encodeEntry(entry: JournalEntry, seq: number): Buffer {
-  return Buffer.concat(encodeEntryParts(entry, seq));
-}
-
-/**
- * The entry as pieces to write one after the other: the objects' records are the batch's own
- * buffers, not copied into one (a storm's batch carries a 400 KB root tree).
+ * head, (MYJ2 only: count u32, superseded heads), object count u32, objects. As pieces to write
+ * one after the other: the objects' records are the batch's own buffers, not copied into one (a
+ * storm's batch carries a 400 KB root tree).
  */
 export function encodeEntryParts(entry: JournalEntry, seq: number): Buffer[] {
   const supersedes = entry.supersedes ?? [];

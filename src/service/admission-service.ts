@@ -170,7 +170,6 @@ export class AdmissionService implements AdmissionGate {
     return write;
   }
 
-  /** What is known of the machine: the installer's NICs, else the MAC it netbooted from (iPXE), else its record's. */
   /** The NICs the machine named (first-stage query or final-config POST), else the MACs iPXE and its record showed. */
   private facts(serial: string, nics: readonly NicFact[] | undefined, record: AdmissionRecord | undefined): Omit<MachineFacts, 'serial'> {
     if (nics && nics.length > 0) {

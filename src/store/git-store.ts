@@ -596,7 +596,7 @@ export class GitStore implements HostStore {
       const commits: string[] = [];
       for (let c: string | undefined = chain.at(-1)!.head; c && c !== start; c = parseCommit((await this.reader.read(c)).content).parents[0]) commits.push(c);
       const at = await resolveHead(gitdir);
-      const root = new RootTree(parseTree((await this.reader.read(parseCommit((await this.reader.read(at!)).content).tree)).content));
+      const root = await this.rootTreeAt(at);
       const replayed = await replayCommits(this.reader, commits.reverse(), { head: at!, root });
       const objects = packRecords(stillNeeded(old, new Set(commits), replayed), replayed.objects).objects;
       await writeCheckpoint(this.reader, REF, [{ parent: at, head: replayed.head, objects }]);
