@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
+import { IOV_MAX, piecesAfter } from '../fs/write-pieces.ts';
 
 // The git store's write-ahead journal. A batch of commits is acknowledged once its pack records
 // are appended here and fdatasync'd: one write into a file that already exists, where a pack and
@@ -248,13 +249,10 @@ function writeAllAt(fd: number, parts: readonly Buffer[], position: number): num
   let rest = parts.filter((p) => p.length > 0);
   let done = 0;
   while (rest.length > 0) {
-    // IOV_MAX is 1024: a batch of 256 changes has ~2 300 pieces.
-    let n = fs.writevSync(fd, rest.slice(0, 1024), position + done);
+    // A batch of 256 changes has ~2 300 pieces: several calls.
+    const n = fs.writevSync(fd, rest.slice(0, IOV_MAX), position + done);
     done += n;
-    let i = 0;
-    while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
-    rest = rest.slice(i);
-    if (n > 0) rest[0] = rest[0]!.subarray(n);
+    rest = piecesAfter(rest, n);
   }
   return done;
 }

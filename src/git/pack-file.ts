@@ -2,6 +2,7 @@ import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath } from '../fs/durable-fs.ts';
+import { IOV_MAX, piecesAfter } from '../fs/write-pieces.ts';
 import type { ObjectType } from './objects.ts';
 import { PackBuilder } from './pack.ts';
 
@@ -135,11 +136,8 @@ export class PackFileWriter {
     this.pending = [];
     this.pendingBytes = 0;
     while (rest.length > 0) {
-      let { bytesWritten: n } = await this.fh.writev(rest.slice(0, 1024));
-      let i = 0;
-      while (i < rest.length && n >= rest[i]!.length) n -= rest[i++]!.length;
-      rest = rest.slice(i);
-      if (n > 0) rest[0] = rest[0]!.subarray(n);
+      const { bytesWritten } = await this.fh.writev(rest.slice(0, IOV_MAX));
+      rest = piecesAfter(rest, bytesWritten);
     }
   }
 }
